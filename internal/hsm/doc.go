@@ -1,0 +1,68 @@
+// Package hsm is keyhold's model of AWS CloudHSM clusters, made real with
+// PKCS#11: the cloudhsmv2 control plane (clusters, HSMs, backups, tags), the
+// crypto user (kmsuser) that a KMS custom key store logs in as, and the HSM
+// processes that do the cryptography.
+//
+// # Model
+//
+// A cluster is one PKCS#11 token. With SoftHSM2 (the default) that is one
+// token directory under DATADIR/hsm/clusters/<id>/tokens with its own
+// softhsm2.conf, mode 0700. An HSM is one process, the keyhold binary
+// re-executed as the hidden `hsm-daemon` subcommand with SOFTHSM2_CONF set to
+// the cluster's file, attached to the token and reached over a unix socket
+// (rpc.go: gob frames on persistent connections, a logged-in session pool in
+// the daemon). HSMs of a cluster share the token files, so a key made through
+// one is usable through all; each process adds throughput; killing one is a
+// real HSM failure (the HSM becomes DEGRADED and UserSession fails over).
+// Daemons die with the server (Pdeathsig and a stdin pipe) and are respawned
+// by Open.
+//
+// The token's SO PIN is the crypto officer's password (first the cluster's
+// PreCoPassword, then what `keyhold hsm activate` sets); the USER PIN is the
+// password of the single crypto user. SoftHSM2 has one USER PIN per token, so
+// a cluster holds at most one CU (normally kmsuser). What SoftHSM2 lacks and
+// KMS relies on is tracked here, durably, in the cluster record: whether the
+// CU exists, failed logins and the lockout after 5 of them, and whether the
+// CU is logged in elsewhere.
+//
+// # State
+//
+// Cluster, HSM and backup records live behind the Registry interface. The
+// default registry (FileRegistry) keeps one JSON file per cluster and per
+// backup, replaced atomically (write, fsync, rename, fsync dir) under an
+// flock, so a record is durable before a call returns and the HSM-owner
+// commands (`keyhold hsm activate|create-user|...`, run as separate processes
+// while the server runs) can change it safely: the server re-reads records
+// on every control-plane call and login instead of caching them. Those
+// commands do their token work (SO login, C_SetPIN, C_InitPIN) in a
+// short-lived daemon process of their own, because PKCS#11 login state is per
+// process and the server's daemons may be logged in as the CU.
+//
+// Backups are copies of the token directory with the cluster certificate.
+// One is made when a cluster is activated, when an HSM is added to an active
+// cluster, once a day per active cluster, and on demand
+// (Manager.CreateBackup, `keyhold hsm backup`). A cluster created from a
+// backup gets a copy in its own token directory (never beside the original:
+// two tokens with one serial in a tokendir abort SoftHSM2), the backup's
+// cluster certificate, keys and users, and starts ACTIVE.
+//
+// # Production path: a real HSM
+//
+// Nothing above the daemon knows it is SoftHSM2. To drive a real HSM, a
+// cluster record is written with ModulePath set to the vendor's PKCS#11
+// library and TokenLabel to its token (partition) label, and with no
+// TokenDir: keyhold then never initialises or copies the token, does not set
+// SOFTHSM2_CONF, and each HSM daemon opens the vendor library and logs in to
+// that token. For AWS CloudHSM (libcloudhsm_pkcs11.so, client SDK 5) the
+// token label is the cluster's (the SDK exposes one slot) and the PIN that
+// keyhold passes is "kmsuser:<password>", so Login is called with the CU's
+// name and password joined by a colon; lockout and logged-in tracking are
+// then the HSM's own and ours only mirrors them. Only SoftHSM2 is tested.
+//
+// # Must never
+//
+// This package never logs, prints or returns in an error a password, PIN or
+// key material (Password does not print), never creates an extractable key,
+// never places two copies of a token in one token directory, and never
+// imports net/http or API wire structs: internal/api/hsmapi translates.
+package hsm

@@ -1,0 +1,201 @@
+package hsm
+
+import (
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// The HSM daemon protocol: gob-encoded request/response pairs on persistent
+// unix-socket connections, one call in flight per connection. The client
+// keeps a pool of connections per daemon so concurrent callers never wait
+// for a dial; the daemon serves each connection on its own goroutine over a
+// pool of logged-in PKCS#11 sessions.
+
+type rpcOp uint8
+
+const (
+	opPing rpcOp = iota + 1
+	opInitToken
+	opCSR
+	opLogin
+	opLogout
+	opSetPIN
+	opSOSetPIN
+	opSOInitPIN
+	opGenerateKey
+	opEncrypt
+	opDecrypt
+	opDestroyKey
+	opRandom
+	opBench
+)
+
+type request struct {
+	Op       rpcOp
+	Label    string
+	PIN      Password
+	NewPIN   Password
+	IV       []byte
+	Data     []byte
+	AAD      []byte
+	N        int
+	Duration time.Duration
+}
+
+type rpcCode uint8
+
+const (
+	codeOK rpcCode = iota
+	codeInternal
+	codeBadRequest
+	codePINIncorrect
+	codeUserNotFound
+	codeNotLoggedIn
+	codeKeyNotFound
+	codeKeyExists
+	codeDecrypt
+	codeTokenNotFound
+)
+
+type response struct {
+	Code rpcCode
+	Msg  string // never holds a secret
+	Data []byte
+	IV   []byte
+	Text string
+	N    int64
+}
+
+func (r *response) err() error {
+	switch r.Code {
+	case codeOK:
+		return nil
+	case codePINIncorrect:
+		return ErrInvalidCredentials
+	case codeUserNotFound:
+		return ErrUserNotFound
+	case codeNotLoggedIn:
+		return ErrSessionClosed
+	case codeKeyNotFound:
+		return ErrKeyNotFound
+	case codeKeyExists:
+		return ErrKeyExists
+	case codeDecrypt:
+		return ErrDecrypt
+	case codeTokenNotFound:
+		return fmt.Errorf("hsm daemon: token not found: %s", r.Msg)
+	}
+	return fmt.Errorf("hsm daemon: %s", r.Msg)
+}
+
+type rpcConn struct {
+	c   net.Conn
+	enc *gob.Encoder
+	dec *gob.Decoder
+}
+
+// client talks to one daemon.
+type client struct {
+	path string
+	mu   sync.Mutex
+	idle []*rpcConn
+	done bool
+}
+
+const maxIdleConns = 32
+
+func newClient(path string) *client { return &client{path: path} }
+
+func (c *client) get(ctx context.Context) (*rpcConn, error) {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: connection closed", ErrNetwork)
+	}
+	if n := len(c.idle); n > 0 {
+		rc := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return rc, nil
+	}
+	c.mu.Unlock()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNetwork, err)
+	}
+	return &rpcConn{c: conn, enc: gob.NewEncoder(conn), dec: gob.NewDecoder(conn)}, nil
+}
+
+func (c *client) put(rc *rpcConn) {
+	c.mu.Lock()
+	if !c.done && len(c.idle) < maxIdleConns {
+		c.idle = append(c.idle, rc)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	rc.c.Close()
+}
+
+// call sends req and returns the daemon's response. Transport failures wrap
+// ErrNetwork; daemon-side failures come back as the response's error.
+func (c *client) call(ctx context.Context, req *request) (*response, error) {
+	rc, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if req.Op == opBench {
+		deadline = deadline.Add(req.Duration)
+	}
+	rc.c.SetDeadline(deadline)
+	var resp response
+	if err := rc.enc.Encode(req); err != nil {
+		rc.c.Close()
+		return nil, fmt.Errorf("%w: %v", ErrNetwork, err)
+	}
+	if err := rc.dec.Decode(&resp); err != nil {
+		rc.c.Close()
+		return nil, fmt.Errorf("%w: %v", ErrNetwork, err)
+	}
+	c.put(rc)
+	return &resp, resp.err()
+}
+
+func (c *client) close() {
+	c.mu.Lock()
+	c.done = true
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, rc := range idle {
+		rc.c.Close()
+	}
+}
+
+// serveConn answers requests on one connection until it fails.
+func serveConn(conn net.Conn, handle func(*request) *response) {
+	defer conn.Close()
+	enc, dec := gob.NewEncoder(conn), gob.NewDecoder(conn)
+	for {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		resp := handle(&req)
+		if err := enc.Encode(resp); err != nil {
+			return
+		}
+	}
+}
+
+func isNetwork(err error) bool { return errors.Is(err, ErrNetwork) }

@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/pkcs11"
+	"github.com/keyhold/keyhold/internal/xks"
+)
+
+// DefaultModule is the SoftHSM2 PKCS#11 library on Debian and Ubuntu.
+const DefaultModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+// Key labels made by init.
+const (
+	ExampleKeyLabel = "xks-example-key"
+	HealthKeyLabel  = "xks-health-key"
+)
+
+// Command runs `keyhold xks-proxy ...`; args exclude "xks-proxy".
+//
+//	keyhold xks-proxy --config FILE
+//	keyhold xks-proxy init --dir DIR [--addr 127.0.0.1:PORT] [--prefix /PREFIX] [--region R] [--module LIB]
+//
+// Serving stops when ctx is done; SIGHUP reloads the configuration file.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "init" {
+		return initCommand(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("xks-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "proxy configuration file (JSON, mode 0600)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: keyhold xks-proxy --config FILE\n       keyhold xks-proxy init --dir DIR [--addr 127.0.0.1:PORT] [--prefix /PREFIX] [--region REGION] [--module LIB]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("xks-proxy: --config is required")
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	srv, err := New(cfg, WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	log.Info("xks proxy listening", "addr", ln.Addr.String(), "keyStores", len(cfg.KeyStores), "region", cfg.Region)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := srv.ReloadFile(*cfgPath); err != nil {
+				log.Error("xks proxy reload failed; keeping the previous configuration", "cause", err.Error())
+			}
+		case err := <-ln.Err():
+			return err
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return ln.Shutdown(sctx)
+		}
+	}
+}
+
+// InitResult is what `init` prints: what CreateCustomKeyStore and
+// CreateKey need, and where the files are.
+type InitResult struct {
+	XksProxyUriEndpoint              string         `json:"XksProxyUriEndpoint"`
+	XksProxyUriPath                  string         `json:"XksProxyUriPath"`
+	XksProxyAuthenticationCredential InitCredential `json:"XksProxyAuthenticationCredential"`
+	XksKeyId                         string         `json:"XksKeyId"`
+	ConfigFile                       string         `json:"ConfigFile"`
+	CAFile                           string         `json:"CAFile"`
+}
+
+// InitCredential is the credential printed by init.
+type InitCredential struct {
+	AccessKeyId        string `json:"AccessKeyId"`
+	RawSecretAccessKey string `json:"RawSecretAccessKey"`
+}
+
+// InitOptions are init's flags.
+type InitOptions struct {
+	Dir, Addr, Prefix, Region, Module string
+}
+
+func initCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("xks-proxy init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o InitOptions
+	fs.StringVar(&o.Dir, "dir", "", "directory to create the proxy's files in (required)")
+	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8443", "listen address written to the configuration")
+	fs.StringVar(&o.Prefix, "prefix", "/example", "URI path prefix of the key store (may be empty)")
+	fs.StringVar(&o.Region, "region", "us-east-1", "the KMS region that will call the proxy")
+	fs.StringVar(&o.Module, "module", DefaultModule, "SoftHSM2 PKCS#11 library")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.Dir == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("xks-proxy init: --dir is required")
+	}
+	res, err := Init(o)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(res)
+	_, err = fmt.Fprintln(stdout, string(b))
+	return err
+}
+
+// Init creates a ready-to-serve proxy in o.Dir: a CA and a server
+// certificate for 127.0.0.1/localhost, a SoftHSM2 token directory with an
+// example key and the health key, two credentials, and a 0600 config file.
+// It sets SOFTHSM2_CONF for this process to the new token directory's
+// configuration, so it must run before any other SoftHSM2 use in the process.
+func Init(o InitOptions) (InitResult, error) {
+	if o.Module == "" {
+		o.Module = DefaultModule
+	}
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return InitResult{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("xks-proxy init: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return InitResult{}, fmt.Errorf("xks-proxy init: %s already holds a config.json", dir)
+	}
+	if err := writeCertificates(dir); err != nil {
+		return InitResult{}, err
+	}
+	tokenLabel := "keyhold-xks"
+	userPIN := randomHex(16)
+	if err := initToken(dir, o.Module, tokenLabel, randomHex(16), userPIN); err != nil {
+		return InitResult{}, err
+	}
+	creds := []Credential{newCredential(), newCredential()}
+	cfg := Config{
+		Listen:       o.Addr,
+		Region:       o.Region,
+		SoftHSM2Conf: "softhsm2.conf",
+		TLS:          TLSConfig{CertFile: "server.pem", KeyFile: "server-key.pem"},
+		Limits:       Limits{MaxPlaintextBytes: xks.MinPlaintextLimit, MaxAADBytes: xks.MinAADLimit},
+		HSMTimeout:   Duration(2 * time.Second),
+		KeyStores: []StoreConfig{{
+			URIPathPrefix:  o.Prefix,
+			Credentials:    creds,
+			PKCS11:         PKCS11Config{Module: o.Module, TokenLabel: tokenLabel, UserPIN: userPIN},
+			HealthKeyLabel: HealthKeyLabel,
+			Keys:           []KeyConfig{{ID: ExampleKeyLabel}},
+		}},
+	}
+	if err := cfg.Validate(); err != nil {
+		return InitResult{}, err
+	}
+	cfgPath := filepath.Join(dir, "config.json")
+	if err := WriteConfig(cfgPath, cfg); err != nil {
+		return InitResult{}, err
+	}
+	return InitResult{
+		XksProxyUriEndpoint: "https://" + o.Addr,
+		XksProxyUriPath:     o.Prefix + xks.PathSuffix,
+		XksProxyAuthenticationCredential: InitCredential{
+			AccessKeyId: creds[0].AccessKeyID, RawSecretAccessKey: creds[0].SecretAccessKey,
+		},
+		XksKeyId:   ExampleKeyLabel,
+		ConfigFile: cfgPath,
+		CAFile:     filepath.Join(dir, "ca.pem"),
+	}, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n / 2)) }
+
+// newCredential makes an XKS credential: a 24-char access key id of A-Z2-7
+// and a 44-char base64 secret from 32 random bytes.
+func newCredential() Credential {
+	return Credential{
+		AccessKeyID:     base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(randomBytes(15)),
+		SecretAccessKey: base64.StdEncoding.EncodeToString(randomBytes(32)),
+	}
+}
+
+// initToken creates DIR/tokens and DIR/softhsm2.conf, points this process at
+// them and makes a token with the example and health keys.
+func initToken(dir, module, label, soPIN, userPIN string) error {
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.MkdirAll(tokens, 0o700); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return err
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	mod, err := pkcs11.Open(module)
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	defer mod.Close()
+	free, err := mod.FreeSlot()
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: no free SoftHSM2 slot (is SOFTHSM2_CONF honoured?): %w", err)
+	}
+	if err := mod.InitToken(free, soPIN, label); err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	slot, err := mod.FindToken(label)
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	so, err := mod.OpenSession(slot, pkcs11.SO, soPIN)
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	err = so.InitPIN(userPIN)
+	so.Close()
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	user, err := mod.OpenSession(slot, pkcs11.User, userPIN)
+	if err != nil {
+		return fmt.Errorf("xks-proxy init: %w", err)
+	}
+	defer user.Close()
+	for _, l := range []string{ExampleKeyLabel, HealthKeyLabel} {
+		if _, err := user.GenerateAESKey(l, nil, pkcs11.KeyUsage{Encrypt: true, Decrypt: true}, true); err != nil {
+			return fmt.Errorf("xks-proxy init: key %s: %w", l, err)
+		}
+	}
+	return nil
+}
+
+// writeCertificates writes ca.pem, server.pem and server-key.pem (0600):
+// an ECDSA P-256 CA and a server certificate for 127.0.0.1, ::1 and
+// localhost signed by it. The CA key is not kept.
+func writeCertificates(dir string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          new(big.Int).SetBytes(randomBytes(16)),
+		Subject:               pkix.Name{CommonName: "keyhold xks-proxy CA", Organization: []string{"keyhold"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(5, 0, 0),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(randomBytes(16)),
+		Subject:      pkix.Name{CommonName: "localhost", Organization: []string{"keyhold"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name, typ string
+		der       []byte
+		mode      os.FileMode
+	}{
+		{"ca.pem", "CERTIFICATE", caDER, 0o644},
+		{"server.pem", "CERTIFICATE", der, 0o644},
+		{"server-key.pem", "PRIVATE KEY", keyDER, 0o600},
+	}
+	for _, f := range files {
+		b := pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der})
+		if err := os.WriteFile(filepath.Join(dir, f.name), b, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}

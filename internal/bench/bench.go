@@ -1,0 +1,427 @@
+// Package bench is `keyhold bench`: a load generator for any AWS-KMS-compatible
+// endpoint (keyhold, moto, AWS itself) and for XKS proxies. Every request is
+// signed like an SDK does it (sigv4.Signer), so the numbers include the
+// server's signature check.
+//
+// It must never send load to a non-loopback endpoint unless the user passed
+// --allow-remote, and never print credentials or plaintext.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/sigv4"
+)
+
+// config is the parsed command line.
+type config struct {
+	endpoint    string
+	op          string
+	concurrency int
+	duration    time.Duration
+	size        int
+	keyID       string
+	region      string
+	credsFile   string
+	profile     string
+	allowRemote bool
+	jsonOut     bool
+	caFile      string
+}
+
+// Report is what a run measured; it is also the --json output.
+type Report struct {
+	Op                string    `json:"op"`
+	Endpoint          string    `json:"endpoint"`
+	KeyID             string    `json:"key_id,omitempty"`
+	Concurrency       int       `json:"concurrency"`
+	Size              int       `json:"size"`
+	DurationSeconds   float64   `json:"duration_seconds"`
+	Requests          uint64    `json:"requests"`
+	Errors            uint64    `json:"errors"`
+	RequestsPerSecond float64   `json:"requests_per_second"`
+	LatencyMS         Latencies `json:"latency_ms"`
+	FirstError        string    `json:"first_error,omitempty"`
+}
+
+// Latencies are in milliseconds.
+type Latencies struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "xks-encrypt": true}
+
+// Command runs `keyhold bench` with its flags (args excludes the word
+// "bench") and prints the results to stdout; usage and the first failed
+// response go to stderr.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	creds, err := loadCredentials(cfg.credsFile, cfg.profile, os.Getenv)
+	if err != nil {
+		return err
+	}
+	rep, err := run(ctx, cfg, creds, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.jsonOut {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(rep)
+	}
+	return printText(stdout, rep)
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
+	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|xks-encrypt")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
+	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
+	fs.StringVar(&c.keyID, "key-id", "", "key to use; without it bench creates one with CreateKey (required for xks-encrypt: the external key id)")
+	fs.StringVar(&c.region, "region", "us-east-1", "region to sign for")
+	fs.StringVar(&c.credsFile, "credentials-file", "", "AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials)")
+	fs.StringVar(&c.profile, "profile", "default", "profile in the credentials file")
+	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	if c.endpoint == "" {
+		return c, errors.New("bench: --endpoint is required")
+	}
+	if !ops[c.op] {
+		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key or xks-encrypt)", c.op)
+	}
+	if c.concurrency < 1 || c.concurrency > 4096 {
+		return c, errors.New("bench: --concurrency must be between 1 and 4096")
+	}
+	if c.duration <= 0 {
+		return c, errors.New("bench: --duration must be positive")
+	}
+	maxSize := 4096
+	switch c.op {
+	case "generate-data-key":
+		maxSize = 1024
+	case "xks-encrypt":
+		maxSize = 4300
+	}
+	if c.size < 1 || c.size > maxSize {
+		return c, fmt.Errorf("bench: --size must be between 1 and %d for %s", maxSize, c.op)
+	}
+	if c.op == "xks-encrypt" && c.keyID == "" {
+		return c, errors.New("bench: --key-id (the external key id) is required for xks-encrypt")
+	}
+	u, err := url.Parse(c.endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("bench: --endpoint must be an http:// or https:// URL, got %q", c.endpoint)
+	}
+	if !c.allowRemote && !isLocal(u.Hostname()) {
+		return c, fmt.Errorf("bench: refusing to send load to %s: it is not a loopback address or localhost; pass --allow-remote if you mean it", u.Hostname())
+	}
+	return c, nil
+}
+
+func isLocal(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newClient(cfg config) (*http.Client, error) {
+	tr := &http.Transport{
+		Proxy:               nil, // load goes straight to the endpoint that was checked
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * cfg.concurrency,
+		MaxIdleConnsPerHost: 2 * cfg.concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DisableCompression:  true,
+	}
+	if cfg.caFile != "" {
+		pem, err := os.ReadFile(cfg.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("bench: --ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("bench: --ca-file %s holds no PEM certificate", cfg.caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// target builds one kind of request; body may vary per call (n counts calls).
+type target struct {
+	url         string
+	contentType string
+	amzTarget   string // X-Amz-Target, KMS only
+	body        func(n uint64) []byte
+}
+
+// caller sends signed requests.
+type caller struct {
+	client *http.Client
+	signer *sigv4.Signer
+}
+
+// do sends one request and returns the status and the response body.
+func (c *caller) do(ctx context.Context, t target, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", t.contentType)
+	if t.amzTarget != "" {
+		req.Header.Set("X-Amz-Target", t.amzTarget)
+	}
+	if err := c.signer.Sign(req, body); err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+// kms calls one KMS operation once (setup calls) and decodes the answer.
+func (c *caller) kms(ctx context.Context, endpoint, op string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	status, resp, err := c.do(ctx, target{url: endpoint, contentType: "application/x-amz-json-1.1", amzTarget: "TrentService." + op}, body)
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", op, err)
+	}
+	if status/100 != 2 {
+		return fmt.Errorf("bench: %s: HTTP %d: %s", op, status, clip(resp))
+	}
+	if err := json.Unmarshal(resp, out); err != nil {
+		return fmt.Errorf("bench: %s: decoding the response: %w", op, err)
+	}
+	return nil
+}
+
+func clip(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 512 {
+		s = s[:512] + "..."
+	}
+	return s
+}
+
+type createKeyOut struct {
+	KeyMetadata struct{ KeyId string }
+}
+
+// prepare does the setup calls and returns what the load loop sends.
+func prepare(ctx context.Context, cfg config, c *caller) (target, string, error) {
+	plain := make([]byte, cfg.size)
+	if _, err := rand.Read(plain); err != nil {
+		return target{}, "", err
+	}
+	b64 := base64.StdEncoding.EncodeToString(plain)
+	kmsTarget := func(op string, in any) (target, error) {
+		body, err := json.Marshal(in)
+		if err != nil {
+			return target{}, err
+		}
+		return target{url: cfg.endpoint, contentType: "application/x-amz-json-1.1", amzTarget: "TrentService." + op,
+			body: func(uint64) []byte { return body }}, nil
+	}
+
+	if cfg.op == "xks-encrypt" {
+		prefix := strings.TrimRight(cfg.endpoint, "/")
+		arn := "arn:aws:kms:" + cfg.region + ":111122223333:key/keyhold-bench"
+		return target{
+			url:         prefix + "/keys/" + url.PathEscape(cfg.keyID) + "/encrypt",
+			contentType: "application/json",
+			body: func(n uint64) []byte {
+				return fmt.Appendf(nil, `{"requestMetadata":{"kmsRequestId":"keyhold-bench-%d","kmsOperation":"Encrypt","awsPrincipalArn":"arn:aws:iam::111122223333:user/keyhold-bench","kmsKeyArn":%q},"plaintext":%q,"encryptionAlgorithm":"AES_GCM"}`, n, arn, b64)
+			},
+		}, cfg.keyID, nil
+	}
+
+	if cfg.op == "create-key" {
+		t, err := kmsTarget("CreateKey", map[string]string{"Description": "keyhold bench"})
+		return t, "", err
+	}
+
+	keyID := cfg.keyID
+	if keyID == "" {
+		var out createKeyOut
+		if err := c.kms(ctx, cfg.endpoint, "CreateKey", map[string]string{"Description": "keyhold bench"}, &out); err != nil {
+			return target{}, "", err
+		}
+		if out.KeyMetadata.KeyId == "" {
+			return target{}, "", errors.New("bench: CreateKey returned no KeyMetadata.KeyId")
+		}
+		keyID = out.KeyMetadata.KeyId
+	}
+	switch cfg.op {
+	case "encrypt":
+		t, err := kmsTarget("Encrypt", map[string]string{"KeyId": keyID, "Plaintext": b64})
+		return t, keyID, err
+	case "generate-data-key":
+		t, err := kmsTarget("GenerateDataKey", map[string]any{"KeyId": keyID, "NumberOfBytes": cfg.size})
+		return t, keyID, err
+	case "decrypt":
+		var out struct{ CiphertextBlob string }
+		if err := c.kms(ctx, cfg.endpoint, "Encrypt", map[string]string{"KeyId": keyID, "Plaintext": b64}, &out); err != nil {
+			return target{}, "", err
+		}
+		if out.CiphertextBlob == "" {
+			return target{}, "", errors.New("bench: Encrypt returned no CiphertextBlob")
+		}
+		t, err := kmsTarget("Decrypt", map[string]string{"CiphertextBlob": out.CiphertextBlob})
+		return t, keyID, err
+	}
+	return target{}, "", fmt.Errorf("bench: unknown op %q", cfg.op)
+}
+
+func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (Report, error) {
+	client, err := newClient(cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	defer client.CloseIdleConnections()
+	service := "kms"
+	if cfg.op == "xks-encrypt" {
+		service = "kms-xks-proxy"
+	}
+	c := &caller{client: client, signer: &sigv4.Signer{
+		AccessKeyID: creds.accessKeyID, SecretAccessKey: creds.secretAccessKey, SessionToken: creds.sessionToken,
+		Region: cfg.region, Service: service,
+	}}
+	t, keyID, err := prepare(ctx, cfg, c)
+	if err != nil {
+		return Report{}, err
+	}
+
+	var (
+		counter    atomic.Uint64
+		errCount   atomic.Uint64
+		firstOnce  sync.Once
+		firstError string
+		wg         sync.WaitGroup
+	)
+	hists := make([]histogram, cfg.concurrency)
+	start := time.Now()
+	deadline := start.Add(cfg.duration)
+	for w := 0; w < cfg.concurrency; w++ {
+		wg.Add(1)
+		go func(h *histogram) {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				n := counter.Add(1)
+				t0 := time.Now()
+				status, body, err := c.do(ctx, t, t.body(n))
+				if ctx.Err() != nil {
+					// Interrupted by the caller: not the server's failure.
+					return
+				}
+				h.record(time.Since(t0))
+				if err == nil && status/100 == 2 {
+					continue
+				}
+				errCount.Add(1)
+				firstOnce.Do(func() {
+					if err != nil {
+						firstError = err.Error()
+					} else {
+						firstError = fmt.Sprintf("HTTP %d: %s", status, clip(body))
+					}
+					fmt.Fprintf(stderr, "bench: first error: %s\n", firstError)
+				})
+			}
+		}(&hists[w])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	var all histogram
+	for i := range hists {
+		all.merge(&hists[i])
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	rep := Report{
+		Op: cfg.op, Endpoint: cfg.endpoint, KeyID: keyID, Concurrency: cfg.concurrency, Size: cfg.size,
+		DurationSeconds: elapsed.Seconds(),
+		Requests:        all.total,
+		Errors:          errCount.Load(),
+		LatencyMS: Latencies{
+			P50: ms(all.quantile(0.50)), P90: ms(all.quantile(0.90)), P99: ms(all.quantile(0.99)), Max: ms(all.max),
+		},
+		FirstError: firstError,
+	}
+	if elapsed > 0 {
+		rep.RequestsPerSecond = float64(all.total) / elapsed.Seconds()
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("bench: interrupted: %w", err)
+	}
+	return rep, nil
+}
+
+func printText(w io.Writer, r Report) error {
+	_, err := fmt.Fprintf(w, `op:           %s
+endpoint:     %s
+key:          %s
+concurrency:  %d
+size:         %d bytes
+duration:     %.2fs
+requests:     %d
+errors:       %d
+requests/s:   %.1f
+latency (ms): p50 %.3f  p90 %.3f  p99 %.3f  max %.3f
+`, r.Op, r.Endpoint, orDash(r.KeyID), r.Concurrency, r.Size, r.DurationSeconds, r.Requests, r.Errors,
+		r.RequestsPerSecond, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -27,6 +27,7 @@ const identityLabel = "keyhold-cluster-identity"
 // daemon is one HSM process: one PKCS#11 module (C_Initialize once, with the
 // cluster's SOFTHSM2_CONF), one token, and at most one logged-in crypto user.
 type daemon struct {
+	path  string
 	mod   *pkcs11.Module
 	label string
 
@@ -60,7 +61,7 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("hsm-daemon: %w", err)
 	}
-	d := &daemon{mod: mod, label: *token}
+	d := &daemon{path: *module, mod: mod, label: *token}
 	defer d.close()
 
 	os.Remove(*socket)
@@ -115,6 +116,27 @@ func (d *daemon) close() {
 	d.mod.Close()
 }
 
+// reload finalises and reinitialises the library (no session may be open).
+func (d *daemon) reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.mod.Close(); err != nil {
+		return err
+	}
+	mod, err := pkcs11.Open(d.path)
+	if err != nil {
+		return err
+	}
+	d.mod, d.slot = mod, nil
+	return nil
+}
+
+func (d *daemon) module() *pkcs11.Module {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mod
+}
+
 func (d *daemon) tokenSlot() (uint, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -144,7 +166,7 @@ func (d *daemon) withSO(pin Password, fn func(*pkcs11.Session) error) error {
 	if err != nil {
 		return err
 	}
-	s, err := d.mod.OpenSession(slot, pkcs11.SO, string(pin))
+	s, err := d.module().OpenSession(slot, pkcs11.SO, string(pin))
 	if err != nil {
 		return err
 	}
@@ -195,11 +217,11 @@ func (d *daemon) do(req *request) (*response, error) {
 		return &response{Text: d.label}, nil
 
 	case opInitToken:
-		slot, err := d.mod.FreeSlot()
+		slot, err := d.module().FreeSlot()
 		if err != nil {
 			return nil, err
 		}
-		if err := d.mod.InitToken(slot, string(req.PIN), d.label); err != nil {
+		if err := d.module().InitToken(slot, string(req.PIN), d.label); err != nil {
 			return nil, err
 		}
 		_, err = d.tokenSlot()
@@ -231,7 +253,16 @@ func (d *daemon) do(req *request) (*response, error) {
 		if old != nil {
 			old.Close()
 		}
-		s, err := d.mod.OpenSession(slot, pkcs11.User, string(req.PIN))
+		// SoftHSM2 reads the token's PIN blobs when the library is
+		// initialised, so a user created or a password changed by another
+		// process is invisible until then: reinitialise before logging in.
+		if err := d.reload(); err != nil {
+			return nil, err
+		}
+		if slot, err = d.tokenSlot(); err != nil {
+			return nil, err
+		}
+		s, err := d.module().OpenSession(slot, pkcs11.User, string(req.PIN))
 		if err != nil {
 			return nil, err
 		}
@@ -337,7 +368,7 @@ func (d *daemon) bench(req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := d.mod.OpenSession(slot, pkcs11.User, string(req.PIN))
+	s, err := d.module().OpenSession(slot, pkcs11.User, string(req.PIN))
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func (m *Manager) Login(ctx context.Context, clusterID, username string, passwor
 		})
 		return nil, errf(ErrInvalidCredentials, "Incorrect password for user %s.", username)
 	case errors.Is(err, ErrUserNotFound):
-		return nil, errf(ErrUserNotFound, "User %s does not exist in cluster %s.", username, clusterID)
+		return nil, errf(ErrUserNotFound, "User %s does not exist in cluster %s (the HSM has no user PIN).", username, clusterID)
 	case err != nil:
 		return nil, err
 	}

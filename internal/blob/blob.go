@@ -1,0 +1,152 @@
+// Package blob is keyhold's versioned ciphertext format, shared by every key
+// store:
+//
+//	version(1) | kind(1) | key id(16) | backing key id(16) | payload
+//
+// The 34-byte header is authenticated (it is part of the AAD of every
+// store's encryption), the payload is store-specific. Parsing never panics on
+// client input and never says why a blob was rejected beyond "invalid".
+package blob
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"sort"
+	"strings"
+)
+
+// Version1 is the only format so far.
+const Version1 = 1
+
+// HeaderLen is the length of the authenticated header.
+const HeaderLen = 34
+
+// Kind says which key store produced the payload.
+type Kind byte
+
+const (
+	KindSoft     Kind = 1 // keyhold-held material (Origin AWS_KMS)
+	KindCloudHSM Kind = 2 // an HSM cluster key (Origin AWS_CLOUDHSM)
+	KindXKS      Kind = 3 // double encryption (Origin EXTERNAL_KEY_STORE)
+)
+
+// ErrInvalid means the bytes are not a ciphertext keyhold produced.
+var ErrInvalid = errors.New("blob: invalid ciphertext")
+
+// Header identifies the key and material that made a ciphertext.
+type Header struct {
+	Kind         Kind
+	KeyID        [16]byte
+	BackingKeyID [16]byte
+}
+
+// KeyIDString renders the key id as a KMS key id (UUID form).
+func (h Header) KeyIDString() string { return FormatUUID(h.KeyID) }
+
+// Bytes is the header's wire form (also the AAD prefix).
+func (h Header) Bytes() []byte {
+	b := make([]byte, HeaderLen)
+	b[0] = Version1
+	b[1] = byte(h.Kind)
+	copy(b[2:18], h.KeyID[:])
+	copy(b[18:34], h.BackingKeyID[:])
+	return b
+}
+
+// Encode joins header and payload.
+func Encode(h Header, payload []byte) []byte {
+	return append(h.Bytes(), payload...)
+}
+
+// Decode splits a blob. The payload aliases b.
+func Decode(b []byte) (Header, []byte, error) {
+	var h Header
+	if len(b) < HeaderLen+1 || b[0] != Version1 {
+		return h, nil, ErrInvalid
+	}
+	switch Kind(b[1]) {
+	case KindSoft, KindCloudHSM, KindXKS:
+	default:
+		return h, nil, ErrInvalid
+	}
+	h.Kind = Kind(b[1])
+	copy(h.KeyID[:], b[2:18])
+	copy(h.BackingKeyID[:], b[18:34])
+	return h, b[HeaderLen:], nil
+}
+
+// AAD binds a header and an encryption context: header || canonical(ctx).
+// The canonical form sorts keys and length-prefixes every key and value, so
+// no two different contexts encode alike.
+func AAD(header []byte, ec map[string]string) []byte {
+	keys := make([]string, 0, len(ec))
+	n := len(header) + 4
+	for k, v := range ec {
+		keys = append(keys, k)
+		n += 8 + len(k) + len(v)
+	}
+	sort.Strings(keys)
+	out := make([]byte, 0, n)
+	out = append(out, header...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(keys)))
+	for _, k := range keys {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(k)))
+		out = append(out, k...)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(ec[k])))
+		out = append(out, ec[k]...)
+	}
+	return out
+}
+
+// Fields packs byte fields with uvarint lengths (for store payloads).
+func Fields(fs ...[]byte) []byte {
+	n := 0
+	for _, f := range fs {
+		n += len(f) + binary.MaxVarintLen32
+	}
+	out := make([]byte, 0, n)
+	for _, f := range fs {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	return out
+}
+
+// SplitFields unpacks exactly n fields packed by Fields.
+func SplitFields(b []byte, n int) ([][]byte, error) {
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, ErrInvalid
+		}
+		out = append(out, b[k:k+int(l)])
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, ErrInvalid
+	}
+	return out, nil
+}
+
+// ParseUUID parses a canonical lowercase or uppercase UUID string.
+func ParseUUID(s string) ([16]byte, bool) {
+	var u [16]byte
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	h := strings.ReplaceAll(s, "-", "")
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 16 {
+		return u, false
+	}
+	copy(u[:], b)
+	return u, true
+}
+
+// FormatUUID renders 16 bytes as 8-4-4-4-12 lowercase hex.
+func FormatUUID(u [16]byte) string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

@@ -1,0 +1,80 @@
+package blob
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	id, ok := ParseUUID("1234abcd-12ab-34cd-56ef-1234567890ab")
+	if !ok {
+		t.Fatal("ParseUUID failed")
+	}
+	h := Header{Kind: KindSoft, KeyID: id}
+	h.BackingKeyID[0] = 7
+	b := Encode(h, Fields([]byte("iv"), []byte("ct")))
+	got, payload, err := Decode(b)
+	if err != nil || got != h {
+		t.Fatalf("Decode = %+v, %v", got, err)
+	}
+	if got.KeyIDString() != "1234abcd-12ab-34cd-56ef-1234567890ab" {
+		t.Fatalf("KeyIDString = %s", got.KeyIDString())
+	}
+	fs, err := SplitFields(payload, 2)
+	if err != nil || string(fs[0]) != "iv" || string(fs[1]) != "ct" {
+		t.Fatalf("SplitFields = %q, %v", fs, err)
+	}
+	if _, err := SplitFields(payload, 3); err != ErrInvalid {
+		t.Fatalf("too many fields: %v", err)
+	}
+	if _, err := SplitFields(payload, 1); err != ErrInvalid {
+		t.Fatalf("trailing bytes: %v", err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"empty":       nil,
+		"short":       {1, 1, 2},
+		"bad version": append([]byte{9, 1}, make([]byte, 40)...),
+		"bad kind":    append([]byte{1, 99}, make([]byte, 40)...),
+		"no payload":  append([]byte{1, 1}, make([]byte, 32)...),
+	} {
+		if _, _, err := Decode(b); err != ErrInvalid {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestAADDistinguishesContexts(t *testing.T) {
+	h := []byte("hdr")
+	cases := []map[string]string{nil, {"a": "b"}, {"a": "bc"}, {"ab": "c"}, {"a": "b", "c": "d"}}
+	seen := map[string]int{}
+	for i, c := range cases {
+		k := string(AAD(h, c))
+		if j, dup := seen[k]; dup {
+			t.Fatalf("contexts %d and %d encode alike", i, j)
+		}
+		seen[k] = i
+	}
+	if !bytes.Equal(AAD(h, map[string]string{"x": "1", "y": "2"}), AAD(h, map[string]string{"y": "2", "x": "1"})) {
+		t.Fatal("AAD depends on map order")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode(Header{Kind: KindXKS}, Fields([]byte("a"), []byte("b"))))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, p, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(Encode(h, p), b) {
+			t.Fatal("Decode/Encode not inverse")
+		}
+		for n := 0; n < 6; n++ {
+			SplitFields(p, n)
+		}
+	})
+}

@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/api/kmsapi"
+	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/rootkey"
+	"github.com/keyhold/keyhold/internal/server"
+	"github.com/keyhold/keyhold/internal/store/sqlite"
+)
+
+// DefaultAddr is where `keyhold serve` listens without --addr.
+const DefaultAddr = "127.0.0.1:4599"
+
+// DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
+const DefaultDataDir = "keyhold-data"
+
+// ServeConfig is everything `keyhold serve` needs.
+type ServeConfig struct {
+	DataDir          string
+	Addr             string
+	Region           string
+	DeletionInterval time.Duration
+	Logger           *slog.Logger
+	// Extra adds operation tables (the CloudHSM control plane) once the
+	// domain is built; it may also register key store backends.
+	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
+}
+
+// Instance is a running keyhold: its store, domain and HTTP handler.
+type Instance struct {
+	Config    ServeConfig
+	Service   *kms.Service
+	Handler   http.Handler
+	AccountID string
+	closers   []func()
+}
+
+// Close releases the instance's resources (not the listener).
+func (in *Instance) Close() {
+	for i := len(in.closers) - 1; i >= 0; i-- {
+		in.closers[i]()
+	}
+}
+
+// Open builds an Instance on a data directory: root key, database,
+// first-start identity, domain, operation tables.
+func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	in := &Instance{Config: cfg}
+	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keyhold.db"))
+	if err != nil {
+		return nil, err
+	}
+	in.closers = append(in.closers, func() { db.Close() })
+	dir := identity.New(db, root)
+	account, err := dir.Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	in.AccountID = account
+	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger})
+	in.Service = svc
+	kmsTable, err := kmsapi.New(svc)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	services := []*awsjson.Service{kmsTable}
+	if cfg.Extra != nil {
+		more, closeExtra, err := cfg.Extra(ctx, svc, account)
+		if err != nil {
+			in.Close()
+			return nil, err
+		}
+		if closeExtra != nil {
+			in.closers = append(in.closers, closeExtra)
+		}
+		services = append(services, more...)
+	}
+	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Logger: cfg.Logger})
+	return in, nil
+}
+
+// Serve runs `keyhold serve`.
+func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv("KEYHOLD_DATA_DIR")
+	if def == "" {
+		def = DefaultDataDir
+	}
+	dataDir := fs.String("data-dir", def, "data directory (database, root key, credentials, HSM clusters)")
+	addr := fs.String("addr", DefaultAddr, "listen address")
+	region := fs.String("region", "us-east-1", "the region this endpoint serves")
+	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log,
+		Extra: cloudHSMExtra(*dataDir, *region, log)}
+	in, err := Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	go in.Service.RunDeletion(bg, *delInterval)
+	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	abs, _ := filepath.Abs(*dataDir)
+	log.Info("keyhold serving", "endpoint", "http://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
+		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

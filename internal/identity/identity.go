@@ -1,0 +1,186 @@
+// Package identity holds accounts, principals and their access keys: the
+// first-start bootstrap (an account, an admin principal, a credentials file)
+// and the access-key lookup SigV4 verification needs.
+//
+// Secret access keys rest in the store only sealed by the root key; the one
+// plaintext copy on disk is the 0600 credentials file the operator asked for.
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/rootkey"
+	"github.com/keyhold/keyhold/internal/sigv4"
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Principal is who signed a request.
+type Principal struct {
+	AccountID   string
+	ARN         string
+	AccessKeyID string
+}
+
+// Directory looks principals up by access key. Safe for concurrent use.
+type Directory struct {
+	st   store.Store
+	root *rootkey.Key
+
+	mu    sync.RWMutex
+	cache map[string]entry
+}
+
+type entry struct {
+	secret    string
+	principal Principal
+}
+
+// New returns a Directory over st.
+func New(st store.Store, root *rootkey.Key) *Directory {
+	return &Directory{st: st, root: root, cache: make(map[string]entry)}
+}
+
+func secretAAD(id string) []byte { return []byte("keyhold-access-key:" + id) }
+
+func (d *Directory) load(ctx context.Context, id string) (entry, error) {
+	d.mu.RLock()
+	e, ok := d.cache[id]
+	d.mu.RUnlock()
+	if ok {
+		return e, nil
+	}
+	k, err := d.st.GetAccessKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.Active) {
+		return entry{}, fmt.Errorf("identity: access key: %w", sigv4.ErrUnknownAccessKey)
+	}
+	if err != nil {
+		return entry{}, fmt.Errorf("identity: %w", err)
+	}
+	sec, err := d.root.Open(k.SealedSecret, secretAAD(k.ID))
+	if err != nil {
+		return entry{}, fmt.Errorf("identity: unseal access key: %w", err)
+	}
+	e = entry{secret: string(sec), principal: Principal{AccountID: k.AccountID, ARN: k.PrincipalARN, AccessKeyID: k.ID}}
+	d.mu.Lock()
+	d.cache[id] = e
+	d.mu.Unlock()
+	return e, nil
+}
+
+// Lookup is the sigv4.Lookup for this directory.
+func (d *Directory) Lookup(ctx context.Context, accessKeyID string) (string, error) {
+	e, err := d.load(ctx, accessKeyID)
+	return e.secret, err
+}
+
+// Principal returns who owns an access key.
+func (d *Directory) Principal(ctx context.Context, accessKeyID string) (Principal, error) {
+	e, err := d.load(ctx, accessKeyID)
+	return e.principal, err
+}
+
+// Credentials is an access key pair, printed only into the credentials file.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+}
+
+func (c Credentials) String() string { return "Credentials{" + c.AccessKeyID + ", secret redacted}" }
+
+// NewAccessKey creates and stores an access key for a principal.
+func (d *Directory) NewAccessKey(ctx context.Context, p Principal, now time.Time) (Credentials, error) {
+	raw := make([]byte, 10)
+	sec := make([]byte, 30)
+	if _, err := rand.Read(raw); err != nil {
+		return Credentials{}, err
+	}
+	if _, err := rand.Read(sec); err != nil {
+		return Credentials{}, err
+	}
+	c := Credentials{
+		AccessKeyID:     "AKIA" + base32.StdEncoding.EncodeToString(raw),
+		SecretAccessKey: base64.StdEncoding.EncodeToString(sec),
+	}
+	sealed, err := d.root.Seal([]byte(c.SecretAccessKey), secretAAD(c.AccessKeyID))
+	if err != nil {
+		return Credentials{}, err
+	}
+	err = d.st.PutAccessKey(ctx, store.AccessKey{ID: c.AccessKeyID, AccountID: p.AccountID, PrincipalARN: p.ARN,
+		SealedSecret: sealed, Active: true, Created: now})
+	return c, err
+}
+
+// AdminUserName is the name of the principal created at first start.
+const AdminUserName = "keyhold-admin"
+
+// Bootstrap makes sure an account and an admin principal exist. On first
+// start it creates them and writes credPath (aws shared-credentials format,
+// profile default, mode 0600). It returns the account id.
+func (d *Directory) Bootstrap(ctx context.Context, credPath, region string, now time.Time) (string, error) {
+	accts, err := d.st.ListAccounts(ctx)
+	if err != nil {
+		return "", fmt.Errorf("identity.Bootstrap: %w", err)
+	}
+	if len(accts) > 0 {
+		return accts[0].ID, nil
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(9e11))
+	if err != nil {
+		return "", err
+	}
+	account := fmt.Sprintf("%012d", n.Int64()+1e11)
+	p := Principal{AccountID: account, ARN: "arn:aws:iam::" + account + ":user/" + AdminUserName}
+	c, err := d.NewAccessKey(ctx, p, now)
+	if err != nil {
+		return "", fmt.Errorf("identity.Bootstrap: %w", err)
+	}
+	body := fmt.Sprintf("# keyhold admin credentials for account %s (%s)\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n",
+		account, p.ARN, c.AccessKeyID, c.SecretAccessKey, region)
+	if err := writeFileSync(credPath, []byte(body), 0o600); err != nil {
+		return "", fmt.Errorf("identity.Bootstrap: %w", err)
+	}
+	// The account row is written last: a crash before it re-runs the
+	// bootstrap, which rewrites the credentials file with a new key.
+	if err := d.st.CreateAccount(ctx, store.Account{ID: account, Created: now}); err != nil {
+		return "", fmt.Errorf("identity.Bootstrap: %w", err)
+	}
+	return account, nil
+}
+
+func writeFileSync(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}

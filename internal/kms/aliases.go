@@ -1,0 +1,137 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// AliasEntry is one ListAliases row.
+type AliasEntry struct {
+	Name, ARN, TargetKeyID string
+	Created, Updated       time.Time
+}
+
+func checkAliasName(name string) error {
+	if !strings.HasPrefix(name, "alias/") || len(name) <= len("alias/") {
+		return errorf(InvalidAliasName, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+	}
+	if strings.HasPrefix(name, "alias/aws/") {
+		return errorf(InvalidAliasName, "Alias %s must not begin with alias/aws/, which is reserved for AWS managed keys.", name)
+	}
+	return nil
+}
+
+// CreateAlias points a new alias at a key (key id or key ARN).
+func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string) error {
+	if err := checkAliasName(name); err != nil {
+		return err
+	}
+	k, err := s.resolveKey(ctx, c, target, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	if k.State == StatePendingDeletion {
+		return s.pendingDeletion(k)
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	err = s.st.CreateAlias(ctx, store.Alias{AccountID: c.AccountID, Name: name, KeyID: k.ID, Created: now, Updated: now})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return errorf(AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c.AccountID, name))
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(NotFound, "Key '%s' does not exist", s.keyARN(c.AccountID, k.ID))
+	case err != nil:
+		return internal("CreateAlias", err)
+	}
+	return nil
+}
+
+// UpdateAlias points an existing alias at another key.
+func (s *Service) UpdateAlias(ctx context.Context, c Caller, name, target string) error {
+	if err := checkAliasName(name); err != nil {
+		return err
+	}
+	k, err := s.resolveKey(ctx, c, target, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	if k.State == StatePendingDeletion {
+		return s.pendingDeletion(k)
+	}
+	old, err := s.st.GetAlias(ctx, c.AccountID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+	}
+	if err != nil {
+		return internal("UpdateAlias", err)
+	}
+	if cur, err := s.getKey(ctx, c.AccountID, old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
+		return errorf(Validation, "The new target key must have the same key spec and key usage as the current target key.")
+	}
+	err = s.st.UpdateAlias(ctx, store.Alias{AccountID: c.AccountID, Name: name, KeyID: k.ID, Updated: s.now().UTC().Truncate(time.Millisecond)})
+	s.dropAlias(c.AccountID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+	}
+	if err != nil {
+		return internal("UpdateAlias", err)
+	}
+	return nil
+}
+
+func (s *Service) dropAlias(account, name string) {
+	s.mu.Lock()
+	delete(s.aliases, account+"/"+name)
+	s.mu.Unlock()
+}
+
+// DeleteAlias removes an alias; the key is untouched.
+func (s *Service) DeleteAlias(ctx context.Context, c Caller, name string) error {
+	if err := checkAliasName(name); err != nil {
+		return err
+	}
+	err := s.st.DeleteAlias(ctx, c.AccountID, name)
+	s.dropAlias(c.AccountID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+	}
+	if err != nil {
+		return internal("DeleteAlias", err)
+	}
+	return nil
+}
+
+// ListAliases lists the account's aliases, optionally of one key.
+func (s *Service) ListAliases(ctx context.Context, c Caller, keyID string, limit int, marker string) ([]AliasEntry, Page, error) {
+	after, err := decodeMarker(marker)
+	if err != nil {
+		return nil, Page{}, err
+	}
+	var only string
+	if keyID != "" {
+		k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+		if err != nil {
+			return nil, Page{}, err
+		}
+		only = k.ID
+	}
+	limit = pageLimit(limit)
+	as, err := s.st.ListAliases(ctx, c.AccountID, only, after, limit+1)
+	if err != nil {
+		return nil, Page{}, internal("ListAliases", err)
+	}
+	var p Page
+	if len(as) > limit {
+		as = as[:limit]
+		p = Page{Truncated: true, NextMarker: encodeMarker(as[limit-1].Name)}
+	}
+	out := make([]AliasEntry, len(as))
+	for i, a := range as {
+		out[i] = AliasEntry{Name: a.Name, ARN: s.aliasARN(a.AccountID, a.Name), TargetKeyID: a.KeyID, Created: a.Created, Updated: a.Updated}
+	}
+	return out, p, nil
+}

@@ -1,0 +1,330 @@
+package kms
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+
+	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/keystore"
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+func kindOf(k store.Key) blob.Kind {
+	switch k.Origin {
+	case OriginCloudHSM:
+		return blob.KindCloudHSM
+	case OriginXKS:
+		return blob.KindXKS
+	}
+	return blob.KindSoft
+}
+
+func (s *Service) keyRef(k store.Key) keystore.KeyRef {
+	return keystore.KeyRef{AccountID: k.AccountID, ID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID,
+		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID}
+}
+
+// usable checks that a key may do cryptography now.
+func (s *Service) usable(k store.Key) error {
+	arn := s.keyARN(k.AccountID, k.ID)
+	switch s.effectiveState(k) {
+	case StateEnabled:
+	case StateDisabled:
+		return errorf(Disabled, "%s is disabled.", arn)
+	case StatePendingDeletion:
+		return errorf(InvalidState, "%s is pending deletion.", arn)
+	case StateUnavailable:
+		return errorf(InvalidState, "%s is unavailable.", arn)
+	default:
+		return errorf(InvalidState, "%s is not in a valid state for this operation.", arn)
+	}
+	if k.KeyUsage != UsageEncryptDecrypt {
+		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arn, k.KeyUsage)
+	}
+	return nil
+}
+
+func checkAlgorithm(alg string) error {
+	if alg != "" && alg != AlgSymmetric {
+		return errorf(InvalidKeyUsage, "The encryption algorithm %s is not valid for a symmetric encryption KMS key.", alg)
+	}
+	return nil
+}
+
+// EncryptInput holds Encrypt's parameters.
+type EncryptInput struct {
+	KeyID             string
+	Plaintext         []byte
+	EncryptionContext map[string]string
+	Algorithm         string
+	DryRun            bool
+}
+
+// EncryptOutput is Encrypt's result.
+type EncryptOutput struct {
+	CiphertextBlob []byte
+	KeyARN         string
+}
+
+func dryRun() error {
+	return errorf(DryRunOperation, "The request would have succeeded, but the DryRun option is set.")
+}
+
+// Encrypt encrypts up to 4 KiB under a symmetric key.
+func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (EncryptOutput, error) {
+	if err := checkAlgorithm(in.Algorithm); err != nil {
+		return EncryptOutput{}, err
+	}
+	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+	if err != nil {
+		return EncryptOutput{}, err
+	}
+	if err := s.usable(k); err != nil {
+		return EncryptOutput{}, err
+	}
+	if in.DryRun {
+		return EncryptOutput{}, dryRun()
+	}
+	ct, err := s.seal(ctx, c, k, in.Plaintext, in.EncryptionContext)
+	if err != nil {
+		return EncryptOutput{}, err
+	}
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID)}, nil
+}
+
+func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
+	h := blob.Header{Kind: kindOf(k)}
+	h.KeyID, _ = blob.ParseUUID(k.ID)
+	copy(h.BackingKeyID[:], k.BackingKeyID)
+	b, ok := s.backends[h.Kind]
+	if !ok {
+		return nil, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+	}
+	hdr := h.Bytes()
+	payload, err := b.Encrypt(withCaller(ctx, c), s.keyRef(k), plaintext, blob.AAD(hdr, ec))
+	if err != nil {
+		return nil, s.backendErr("Encrypt", k, err)
+	}
+	return append(hdr, payload...), nil
+}
+
+// backendErr maps key store failures: a domain error passes through, any
+// other failure of a custom key store is KMSInvalidStateException (as AWS
+// documents), and a soft-store failure is internal.
+func (s *Service) backendErr(op string, k store.Key, err error) error {
+	if e, ok := AsError(err); ok {
+		return e
+	}
+	if errors.Is(err, keystore.ErrInvalidCiphertext) {
+		return errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key and encryption context.")
+	}
+	if k.CustomKeyStoreID != "" {
+		return &Error{Code: InvalidState, Message: s.cks.failureMessage(k), Cause: err}
+	}
+	return internal(op, err)
+}
+
+// DecryptInput holds Decrypt's parameters.
+type DecryptInput struct {
+	CiphertextBlob    []byte
+	KeyID             string
+	EncryptionContext map[string]string
+	Algorithm         string
+	DryRun            bool
+}
+
+// DecryptOutput is Decrypt's result.
+type DecryptOutput struct {
+	Plaintext    []byte
+	KeyARN       string
+	BackingKeyID []byte
+}
+
+func invalidCiphertext() error {
+	return errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key and encryption context.")
+}
+
+// Decrypt decrypts a ciphertext this server produced. KeyId is optional; when
+// given it must identify the key that encrypted the ciphertext.
+func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (DecryptOutput, error) {
+	if len(in.CiphertextBlob) == 0 {
+		return DecryptOutput{}, errorf(Validation, "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null")
+	}
+	if err := checkAlgorithm(in.Algorithm); err != nil {
+		return DecryptOutput{}, err
+	}
+	h, payload, err := blob.Decode(in.CiphertextBlob)
+	if err != nil {
+		return DecryptOutput{}, invalidCiphertext()
+	}
+	k, err := s.getKey(ctx, c.AccountID, h.KeyIDString())
+	if errors.Is(err, store.ErrNotFound) {
+		return DecryptOutput{}, invalidCiphertext()
+	}
+	if err != nil {
+		return DecryptOutput{}, internal("Decrypt", err)
+	}
+	if in.KeyID != "" {
+		want, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+		if err != nil {
+			return DecryptOutput{}, err
+		}
+		if want.ID != k.ID {
+			return DecryptOutput{}, errorf(IncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
+		}
+	}
+	if kindOf(k) != h.Kind || string(h.BackingKeyID[:len(k.BackingKeyID)]) != string(k.BackingKeyID) {
+		return DecryptOutput{}, invalidCiphertext()
+	}
+	if err := s.usable(k); err != nil {
+		return DecryptOutput{}, err
+	}
+	if in.DryRun {
+		return DecryptOutput{}, dryRun()
+	}
+	b, ok := s.backends[h.Kind]
+	if !ok {
+		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+	}
+	pt, err := b.Decrypt(withCaller(ctx, c), s.keyRef(k), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
+	if err != nil {
+		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
+	}
+	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID}, nil
+}
+
+// ReEncryptInput holds ReEncrypt's parameters.
+type ReEncryptInput struct {
+	CiphertextBlob               []byte
+	SourceKeyID                  string
+	SourceEncryptionContext      map[string]string
+	SourceAlgorithm              string
+	DestinationKeyID             string
+	DestinationEncryptionContext map[string]string
+	DestinationAlgorithm         string
+	DryRun                       bool
+}
+
+// ReEncryptOutput is ReEncrypt's result.
+type ReEncryptOutput struct {
+	CiphertextBlob []byte
+	SourceKeyARN   string
+	KeyARN         string
+	SourceBacking  []byte
+	DestBacking    []byte
+}
+
+// ReEncrypt decrypts and re-encrypts on the server, never returning the plaintext.
+func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (ReEncryptOutput, error) {
+	if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
+		return ReEncryptOutput{}, err
+	}
+	dst, err := s.resolveKey(ctx, c, in.DestinationKeyID, resolveOpts{allowAlias: true})
+	if err != nil {
+		return ReEncryptOutput{}, err
+	}
+	if err := s.usable(dst); err != nil {
+		return ReEncryptOutput{}, err
+	}
+	dec, err := s.Decrypt(ctx, c, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
+		EncryptionContext: in.SourceEncryptionContext, Algorithm: in.SourceAlgorithm, DryRun: in.DryRun})
+	if err != nil {
+		return ReEncryptOutput{}, err
+	}
+	defer clear(dec.Plaintext)
+	ct, err := s.seal(ctx, c, dst, dec.Plaintext, in.DestinationEncryptionContext)
+	if err != nil {
+		return ReEncryptOutput{}, err
+	}
+	return ReEncryptOutput{CiphertextBlob: ct, SourceKeyARN: dec.KeyARN, KeyARN: s.keyARN(dst.AccountID, dst.ID),
+		SourceBacking: dec.BackingKeyID, DestBacking: dst.BackingKeyID}, nil
+}
+
+// GenerateDataKeyInput holds GenerateDataKey's parameters.
+type GenerateDataKeyInput struct {
+	KeyID             string
+	KeySpec           string // AES_256 | AES_128
+	NumberOfBytes     int    // 1..1024
+	EncryptionContext map[string]string
+	DryRun            bool
+}
+
+// GenerateDataKeyOutput is the result; Plaintext is nil for WithoutPlaintext.
+type GenerateDataKeyOutput struct {
+	CiphertextBlob []byte
+	Plaintext      []byte
+	KeyARN         string
+}
+
+// GenerateDataKey makes a random data key and returns it encrypted (and, if
+// withPlaintext, in plaintext).
+func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateDataKeyInput, withPlaintext bool) (GenerateDataKeyOutput, error) {
+	n := in.NumberOfBytes
+	switch {
+	case in.KeySpec != "" && n != 0, in.KeySpec == "" && n == 0:
+		return GenerateDataKeyOutput{}, errorf(Validation, "Please specify either number of bytes or key spec.")
+	case in.KeySpec == "AES_256":
+		n = 32
+	case in.KeySpec == "AES_128":
+		n = 16
+	case in.KeySpec != "":
+		return GenerateDataKeyOutput{}, errorf(Validation, "1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]", in.KeySpec)
+	}
+	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+	if err != nil {
+		return GenerateDataKeyOutput{}, err
+	}
+	if err := s.usable(k); err != nil {
+		return GenerateDataKeyOutput{}, err
+	}
+	if in.DryRun {
+		return GenerateDataKeyOutput{}, dryRun()
+	}
+	dk := make([]byte, n)
+	if _, err := rand.Read(dk); err != nil {
+		return GenerateDataKeyOutput{}, internal("GenerateDataKey", err)
+	}
+	ct, err := s.seal(ctx, c, k, dk, in.EncryptionContext)
+	if err != nil {
+		clear(dk)
+		return GenerateDataKeyOutput{}, err
+	}
+	out := GenerateDataKeyOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID)}
+	if withPlaintext {
+		out.Plaintext = dk
+	} else {
+		clear(dk)
+	}
+	return out, nil
+}
+
+// GenerateRandom returns n random bytes, from a custom key store's cluster
+// when customKeyStoreID is set.
+func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKeyStoreID string) ([]byte, error) {
+	if n <= 0 {
+		return nil, errorf(Validation, "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null")
+	}
+	if customKeyStoreID != "" {
+		return s.cks.generateRandom(ctx, c, customKeyStoreID, n)
+	}
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, internal("GenerateRandom", err)
+	}
+	return b, nil
+}
+
+type callerKey struct{}
+
+// withCaller passes the caller to key store backends (the XKS proxy wants
+// the principal ARN and request id in its requestMetadata).
+func withCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller a backend call is made for.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}

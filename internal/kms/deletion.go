@@ -1,0 +1,47 @@
+package kms
+
+import (
+	"context"
+	"time"
+)
+
+// DeleteDueKeys deletes every key whose deletion date has passed: material
+// first (best effort in a custom key store, as AWS), then the record and its
+// aliases. It returns how many keys were deleted.
+func (s *Service) DeleteDueKeys(ctx context.Context) (int, error) {
+	due, err := s.st.KeysDueForDeletion(ctx, s.now())
+	if err != nil {
+		return 0, internal("DeleteDueKeys", err)
+	}
+	n := 0
+	for _, k := range due {
+		if k.CustomKeyStoreID != "" {
+			s.cks.destroyKeyMaterial(ctx, k)
+		}
+		if err := s.st.DeleteKey(ctx, k.AccountID, k.ID); err != nil {
+			s.log.Error("deleting due key", "key", s.keyARN(k.AccountID, k.ID), "err", err)
+			continue
+		}
+		s.cacheKeyDrop(k.AccountID, k.ID)
+		s.soft.Forget(k.ID)
+		s.log.Info("deleted key after its waiting period", "key", s.keyARN(k.AccountID, k.ID))
+		n++
+	}
+	return n, nil
+}
+
+// RunDeletion runs DeleteDueKeys every interval until ctx ends.
+func (s *Service) RunDeletion(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.DeleteDueKeys(ctx); err != nil {
+			s.log.Error("deletion job", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,549 @@
+package kms
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Key states, key usages, specs and origins as AWS spells them.
+const (
+	StateEnabled         = "Enabled"
+	StateDisabled        = "Disabled"
+	StatePendingDeletion = "PendingDeletion"
+	StateUnavailable     = "Unavailable"
+
+	UsageEncryptDecrypt = "ENCRYPT_DECRYPT"
+	SpecSymmetric       = "SYMMETRIC_DEFAULT"
+
+	OriginAWSKMS     = "AWS_KMS"
+	OriginExternal   = "EXTERNAL"
+	OriginCloudHSM   = "AWS_CLOUDHSM"
+	OriginXKS        = "EXTERNAL_KEY_STORE"
+	AlgSymmetric     = "SYMMETRIC_DEFAULT"
+	DefaultPolicyKey = "default"
+)
+
+// KeyMetadata is what DescribeKey and CreateKey report.
+type KeyMetadata struct {
+	AccountID                   string
+	KeyID                       string
+	ARN                         string
+	CreationDate                time.Time
+	Enabled                     bool
+	Description                 string
+	KeyUsage                    string
+	KeyState                    string
+	DeletionDate                time.Time
+	Origin                      string
+	CustomKeyStoreID            string
+	CloudHsmClusterID           string
+	KeySpec                     string
+	PendingDeletionWindowInDays int
+	XksKeyID                    string
+	CurrentKeyMaterialID        string
+}
+
+// CreateKeyInput holds CreateKey's parameters (already type-checked).
+type CreateKeyInput struct {
+	Description                    string
+	KeyUsage                       string
+	KeySpec                        string
+	CustomerMasterKeySpec          string
+	Origin                         string
+	Policy                         *string
+	BypassPolicyLockoutSafetyCheck bool
+	Tags                           []store.Tag
+	CustomKeyStoreID               string
+	XksKeyID                       string
+	MultiRegion                    bool
+}
+
+func newKeyID() (string, error) {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		return "", err
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return blob.FormatUUID(u), nil
+}
+
+// DefaultPolicy is the key policy AWS gives a key created without one: the
+// account root may do everything, which delegates to IAM policies.
+func DefaultPolicy(account string) string {
+	return `{
+  "Version" : "2012-10-17",
+  "Id" : "key-default-1",
+  "Statement" : [ {
+    "Sid" : "Enable IAM User Permissions",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "arn:aws:iam::` + account + `:root"
+    },
+    "Action" : "kms:*",
+    "Resource" : "*"
+  } ]
+}`
+}
+
+// CreateKey creates a key. For keys in custom key stores see
+// customKeyStores.createKey.
+func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (KeyMetadata, error) {
+	if in.KeyUsage == "" {
+		in.KeyUsage = UsageEncryptDecrypt
+	}
+	switch {
+	case in.KeySpec != "" && in.CustomerMasterKeySpec != "" && in.KeySpec != in.CustomerMasterKeySpec:
+		return KeyMetadata{}, errorf(Validation, "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec parameter is deprecated. Use KeySpec parameter instead.")
+	case in.KeySpec == "":
+		in.KeySpec = in.CustomerMasterKeySpec
+	}
+	if in.KeySpec == "" {
+		in.KeySpec = SpecSymmetric
+	}
+	if in.Origin == "" {
+		in.Origin = OriginAWSKMS
+	}
+	if in.KeySpec != SpecSymmetric {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported by keyhold yet; only SYMMETRIC_DEFAULT keys can be created.", in.KeySpec)
+	}
+	if in.KeyUsage != UsageEncryptDecrypt {
+		return KeyMetadata{}, errorf(Validation, "KeyUsage %s is not compatible with KeySpec %s.", in.KeyUsage, in.KeySpec)
+	}
+	if in.MultiRegion {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported by keyhold yet.")
+	}
+	if in.XksKeyID != "" && in.Origin != OriginXKS {
+		return KeyMetadata{}, errorf(Validation, "XksKeyId can be specified only when Origin is EXTERNAL_KEY_STORE.")
+	}
+	switch in.Origin {
+	case OriginAWSKMS:
+		if in.CustomKeyStoreID != "" {
+			return KeyMetadata{}, errorf(UnsupportedOperation, "To create a KMS key in a custom key store, set Origin to AWS_CLOUDHSM or EXTERNAL_KEY_STORE.")
+		}
+	case OriginCloudHSM, OriginXKS:
+		if in.CustomKeyStoreID == "" {
+			return KeyMetadata{}, errorf(Validation, "A CustomKeyStoreId is required when Origin is %s.", in.Origin)
+		}
+	case OriginExternal:
+		return KeyMetadata{}, errorf(UnsupportedOperation, "Origin EXTERNAL (imported key material) is not supported by keyhold yet.")
+	default:
+		return KeyMetadata{}, errorf(Validation, "Unknown Origin %s.", in.Origin)
+	}
+	if err := validateTags(in.Tags); err != nil {
+		return KeyMetadata{}, err
+	}
+	policy := DefaultPolicy(c.AccountID)
+	if in.Policy != nil {
+		if err := validatePolicy(*in.Policy); err != nil {
+			return KeyMetadata{}, err
+		}
+		policy = *in.Policy
+	}
+	id, err := newKeyID()
+	if err != nil {
+		return KeyMetadata{}, internal("CreateKey", err)
+	}
+	k := store.Key{
+		AccountID: c.AccountID, ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
+		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
+		State: StateEnabled, Policy: policy, Tags: dedupTags(in.Tags),
+	}
+	switch in.Origin {
+	case OriginAWSKMS:
+		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewMaterial(id)
+		if err != nil {
+			return KeyMetadata{}, internal("CreateKey", err)
+		}
+	default:
+		if err := s.cks.prepareKey(ctx, c, &k, in); err != nil {
+			return KeyMetadata{}, err
+		}
+	}
+	if err := s.st.CreateKey(ctx, k); err != nil {
+		s.cks.abandonKey(ctx, k)
+		return KeyMetadata{}, internal("CreateKey", err)
+	}
+	k.Version = 1
+	s.cacheKeyPut(k)
+	return s.metadata(k), nil
+}
+
+// metadata reports a key, with the state its custom key store imposes.
+func (s *Service) metadata(k store.Key) KeyMetadata {
+	state := s.effectiveState(k)
+	m := KeyMetadata{
+		AccountID: k.AccountID, KeyID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), CreationDate: k.CreationDate,
+		Enabled: state == StateEnabled, Description: k.Description, KeyUsage: k.KeyUsage, KeyState: state,
+		Origin: k.Origin, CustomKeyStoreID: k.CustomKeyStoreID, CloudHsmClusterID: k.CloudHsmClusterID,
+		KeySpec: k.KeySpec, XksKeyID: k.XksKeyID,
+	}
+	if k.State == StatePendingDeletion {
+		m.DeletionDate = k.DeletionDate
+		m.PendingDeletionWindowInDays = k.PendingWindowInDays
+	}
+	if len(k.BackingKeyID) > 0 {
+		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
+	}
+	return m
+}
+
+func (s *Service) effectiveState(k store.Key) string {
+	if k.CustomKeyStoreID != "" && k.State != StatePendingDeletion && !s.cks.connected(k.AccountID, k.CustomKeyStoreID) {
+		return StateUnavailable
+	}
+	return k.State
+}
+
+// DescribeKey reports a key in any state; aliases are accepted.
+func (s *Service) DescribeKey(ctx context.Context, c Caller, keyID string) (KeyMetadata, error) {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true})
+	if err != nil {
+		return KeyMetadata{}, err
+	}
+	return s.metadata(k), nil
+}
+
+// KeyListEntry is one ListKeys row.
+type KeyListEntry struct{ KeyID, ARN string }
+
+// Page is a paging result.
+type Page struct {
+	NextMarker string
+	Truncated  bool
+}
+
+func encodeMarker(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodeMarker(m string) (string, error) {
+	if m == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(m)
+	if err != nil || len(b) == 0 {
+		return "", errorf(InvalidMarker, "The marker '%s' is not valid.", m)
+	}
+	return string(b), nil
+}
+
+func pageLimit(limit int) int {
+	if limit <= 0 {
+		return 100
+	}
+	return limit
+}
+
+// ListKeys lists the caller's keys by id.
+func (s *Service) ListKeys(ctx context.Context, c Caller, limit int, marker string) ([]KeyListEntry, Page, error) {
+	after, err := decodeMarker(marker)
+	if err != nil {
+		return nil, Page{}, err
+	}
+	limit = pageLimit(limit)
+	keys, err := s.st.ListKeys(ctx, c.AccountID, after, limit+1)
+	if err != nil {
+		return nil, Page{}, internal("ListKeys", err)
+	}
+	var p Page
+	if len(keys) > limit {
+		keys = keys[:limit]
+		p = Page{Truncated: true, NextMarker: encodeMarker(keys[limit-1].ID)}
+	}
+	out := make([]KeyListEntry, len(keys))
+	for i, k := range keys {
+		out[i] = KeyListEntry{KeyID: k.ID, ARN: s.keyARN(k.AccountID, k.ID)}
+	}
+	return out, p, nil
+}
+
+func (s *Service) pendingDeletion(k store.Key) error {
+	return errorf(InvalidState, "%s is pending deletion.", s.keyARN(k.AccountID, k.ID))
+}
+
+// EnableKey sets a key's state to Enabled.
+func (s *Service) EnableKey(ctx context.Context, c Caller, keyID string) error {
+	return s.setEnabled(ctx, c, keyID, StateEnabled)
+}
+
+// DisableKey sets a key's state to Disabled.
+func (s *Service) DisableKey(ctx context.Context, c Caller, keyID string) error {
+	return s.setEnabled(ctx, c, keyID, StateDisabled)
+}
+
+func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		k.State = state
+		return nil
+	})
+	return err
+}
+
+// ScheduleKeyDeletion puts a key in PendingDeletion for 7-30 days (30 by
+// default). The deletion job removes it when due.
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, keyID string, days int) (store.Key, error) {
+	if days == 0 {
+		days = 30
+	}
+	if days < 7 || days > 30 {
+		return store.Key{}, errorf(Validation, "1 validation error detected: Value '%d' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value %s", days,
+			map[bool]string{true: "greater than or equal to 7", false: "less than or equal to 30"}[days < 7])
+	}
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return store.Key{}, err
+	}
+	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		k.State = StatePendingDeletion
+		k.PendingWindowInDays = days
+		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour).Truncate(time.Second)
+		return nil
+	})
+	return k, err
+}
+
+// KeyARN is the ARN of a key of the caller's account.
+func (s *Service) KeyARN(account, id string) string { return s.keyARN(account, id) }
+
+// CancelKeyDeletion returns a PendingDeletion key to Disabled, as AWS does.
+func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string) (string, error) {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return "", err
+	}
+	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State != StatePendingDeletion {
+			return errorf(InvalidState, "%s is not pending deletion.", s.keyARN(k.AccountID, k.ID))
+		}
+		k.State = StateDisabled
+		k.DeletionDate = time.Time{}
+		k.PendingWindowInDays = 0
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return s.keyARN(k.AccountID, k.ID), nil
+}
+
+// UpdateKeyDescription replaces a key's description.
+func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, desc string) error {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		k.Description = desc
+		return nil
+	})
+	return err
+}
+
+// validatePolicy checks that a key policy is a JSON policy document. Full
+// policy-language validation comes with policy enforcement.
+func validatePolicy(p string) error {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(p), &doc); err != nil {
+		return errorf(MalformedPolicyDocument, "The new key policy will not allow you to update the key policy in the future: the policy is not valid JSON.")
+	}
+	st, ok := doc["Statement"]
+	if !ok {
+		return errorf(MalformedPolicyDocument, "Policy document is missing required field 'Statement'.")
+	}
+	var one map[string]json.RawMessage
+	var many []map[string]json.RawMessage
+	if json.Unmarshal(st, &one) == nil {
+		many = append(many, one)
+	} else if err := json.Unmarshal(st, &many); err != nil || len(many) == 0 {
+		return errorf(MalformedPolicyDocument, "Policy 'Statement' must be an object or a non-empty list of objects.")
+	}
+	for i, stmt := range many {
+		var effect string
+		if err := json.Unmarshal(stmt["Effect"], &effect); err != nil || (effect != "Allow" && effect != "Deny") {
+			return errorf(MalformedPolicyDocument, "Statement %d: 'Effect' must be \"Allow\" or \"Deny\".", i+1)
+		}
+		_, hasP := stmt["Principal"]
+		_, hasNP := stmt["NotPrincipal"]
+		if !hasP && !hasNP {
+			return errorf(MalformedPolicyDocument, "Statement %d: a key policy statement needs a 'Principal'.", i+1)
+		}
+		_, hasA := stmt["Action"]
+		_, hasNA := stmt["NotAction"]
+		if !hasA && !hasNA {
+			return errorf(MalformedPolicyDocument, "Statement %d: missing 'Action'.", i+1)
+		}
+	}
+	return nil
+}
+
+// GetKeyPolicy returns the key's policy; the only policy name is "default".
+func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string) (string, error) {
+	if name != "" && name != DefaultPolicyKey {
+		return "", errorf(NotFound, "No such policy exists: %s", name)
+	}
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return "", err
+	}
+	return k.Policy, nil
+}
+
+// PutKeyPolicy replaces the key's policy.
+func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, policy string, bypass bool) error {
+	if name != "" && name != DefaultPolicyKey {
+		return errorf(NotFound, "No such policy exists: %s", name)
+	}
+	if err := validatePolicy(policy); err != nil {
+		return err
+	}
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		k.Policy = policy
+		return nil
+	})
+	return err
+}
+
+// ListKeyPolicies lists policy names: always ["default"].
+func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, keyID string) ([]string, error) {
+	if _, err := s.resolveKey(ctx, c, keyID, resolveOpts{}); err != nil {
+		return nil, err
+	}
+	return []string{DefaultPolicyKey}, nil
+}
+
+func validateTags(tags []store.Tag) error {
+	seen := map[string]bool{}
+	for _, t := range tags {
+		if strings.HasPrefix(t.Key, "aws:") {
+			return errorf(Tag, "Tag keys beginning with 'aws:' are reserved for AWS use: %s", t.Key)
+		}
+		if seen[t.Key] {
+			return errorf(Tag, "Duplicate tag key in the request: %s", t.Key)
+		}
+		seen[t.Key] = true
+	}
+	return nil
+}
+
+func dedupTags(tags []store.Tag) []store.Tag {
+	if len(tags) == 0 {
+		return nil
+	}
+	return append([]store.Tag(nil), tags...)
+}
+
+// maxTags is AWS's tags-per-key quota.
+const maxTags = 50
+
+// TagResource adds or replaces tags.
+func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags []store.Tag) error {
+	if err := validateTags(tags); err != nil {
+		return err
+	}
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		next := append([]store.Tag(nil), k.Tags...)
+		for _, t := range tags {
+			replaced := false
+			for i := range next {
+				if next[i].Key == t.Key {
+					next[i].Value, replaced = t.Value, true
+				}
+			}
+			if !replaced {
+				next = append(next, t)
+			}
+		}
+		if len(next) > maxTags {
+			return errorf(LimitExceeded, "A key can have at most %d tags.", maxTags)
+		}
+		k.Tags = next
+		return nil
+	})
+	return err
+}
+
+// UntagResource removes tags by key.
+func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tagKeys []string) error {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		drop := map[string]bool{}
+		for _, t := range tagKeys {
+			drop[t] = true
+		}
+		var next []store.Tag
+		for _, t := range k.Tags {
+			if !drop[t.Key] {
+				next = append(next, t)
+			}
+		}
+		k.Tags = next
+		return nil
+	})
+	return err
+}
+
+// ListResourceTags lists a key's tags, sorted as stored, with paging.
+func (s *Service) ListResourceTags(ctx context.Context, c Caller, keyID string, limit int, marker string) ([]store.Tag, Page, error) {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return nil, Page{}, err
+	}
+	start := 0
+	if marker != "" {
+		m, err := decodeMarker(marker)
+		if err != nil {
+			return nil, Page{}, err
+		}
+		if _, err := fmt.Sscanf(m, "%d", &start); err != nil || start < 0 || start > len(k.Tags) {
+			return nil, Page{}, errorf(InvalidMarker, "The marker '%s' is not valid.", marker)
+		}
+	}
+	limit = pageLimit(limit)
+	tags := k.Tags[start:]
+	var p Page
+	if len(tags) > limit {
+		tags = tags[:limit]
+		p = Page{Truncated: true, NextMarker: encodeMarker(fmt.Sprint(start + limit))}
+	}
+	return append([]store.Tag{}, tags...), p, nil
+}

@@ -1,0 +1,458 @@
+// Package sqlite is the embedded Store: one SQLite database in the data
+// directory, WAL journal with synchronous=FULL so that a returned write
+// survives kill -9, and migrations tracked by a schema version.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// migrations are applied in order; the schema version is their count.
+var migrations = []string{
+	`CREATE TABLE accounts (id TEXT PRIMARY KEY, created INTEGER NOT NULL);
+	 CREATE TABLE access_keys (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, principal_arn TEXT NOT NULL,
+	   sealed_secret BLOB NOT NULL, active INTEGER NOT NULL, created INTEGER NOT NULL);
+	 CREATE TABLE keys (account_id TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+	   deletion_date INTEGER NOT NULL DEFAULT 0, custom_key_store_id TEXT NOT NULL DEFAULT '',
+	   xks_key_id TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL, data BLOB NOT NULL,
+	   PRIMARY KEY (account_id, id));
+	 CREATE INDEX keys_deletion ON keys (state, deletion_date);
+	 CREATE INDEX keys_store ON keys (account_id, custom_key_store_id, xks_key_id);
+	 CREATE TABLE aliases (account_id TEXT NOT NULL, name TEXT NOT NULL, key_id TEXT NOT NULL,
+	   created INTEGER NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (account_id, name));
+	 CREATE INDEX aliases_key ON aliases (account_id, key_id);
+	 CREATE TABLE custom_key_stores (account_id TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
+	   version INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (account_id, id));
+	 CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, name);`,
+}
+
+// DB is a Store backed by one SQLite file.
+type DB struct {
+	db *sql.DB
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the database at path and migrates it. It
+// refuses a database whose schema is newer than this binary knows.
+func Open(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite.Open: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	d := &DB{db: db}
+	if err := d.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *DB) migrate(ctx context.Context) error {
+	var v int
+	if err := d.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("sqlite.migrate: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("sqlite.migrate: database schema version %d is newer than this keyhold (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := d.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite.migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite.migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite.migrate: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite.migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion reports the applied schema version.
+func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := d.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+func (d *DB) Close() error { return d.db.Close() }
+
+func isUnique(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrConstraint
+}
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	}
+	if isUnique(err) {
+		return fmt.Errorf("%s: %w", op, store.ErrExists)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (d *DB) CreateAccount(ctx context.Context, a store.Account) error {
+	_, err := d.db.ExecContext(ctx, "INSERT INTO accounts (id, created) VALUES (?, ?)", a.ID, a.Created.UnixNano())
+	return wrap("sqlite.CreateAccount", err)
+}
+
+func (d *DB) ListAccounts(ctx context.Context) ([]store.Account, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY id")
+	if err != nil {
+		return nil, wrap("sqlite.ListAccounts", err)
+	}
+	defer rows.Close()
+	var out []store.Account
+	for rows.Next() {
+		var a store.Account
+		var c int64
+		if err := rows.Scan(&a.ID, &c); err != nil {
+			return nil, wrap("sqlite.ListAccounts", err)
+		}
+		a.Created = time.Unix(0, c).UTC()
+		out = append(out, a)
+	}
+	return out, wrap("sqlite.ListAccounts", rows.Err())
+}
+
+func (d *DB) PutAccessKey(ctx context.Context, k store.AccessKey) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active`,
+		k.ID, k.AccountID, k.PrincipalARN, k.SealedSecret, k.Active, k.Created.UnixNano())
+	return wrap("sqlite.PutAccessKey", err)
+}
+
+func (d *DB) GetAccessKey(ctx context.Context, id string) (store.AccessKey, error) {
+	var k store.AccessKey
+	var c int64
+	err := d.db.QueryRowContext(ctx, `SELECT id, account_id, principal_arn, sealed_secret, active, created FROM access_keys WHERE id = ?`, id).
+		Scan(&k.ID, &k.AccountID, &k.PrincipalARN, &k.SealedSecret, &k.Active, &c)
+	k.Created = time.Unix(0, c).UTC()
+	return k, wrap("sqlite.GetAccessKey", err)
+}
+
+// keyData is the JSON form of the columns not needed for queries.
+type keyData struct {
+	CreationDate        time.Time   `json:"c"`
+	Description         string      `json:"d,omitempty"`
+	KeyUsage            string      `json:"u"`
+	KeySpec             string      `json:"s"`
+	Origin              string      `json:"o"`
+	DeletionDate        time.Time   `json:"dd,omitempty"`
+	PendingWindowInDays int         `json:"pw,omitempty"`
+	Policy              string      `json:"p"`
+	Tags                []store.Tag `json:"t,omitempty"`
+	CloudHsmClusterID   string      `json:"ch,omitempty"`
+	BackingKeyID        []byte      `json:"b,omitempty"`
+	SealedMaterial      []byte      `json:"m,omitempty"`
+}
+
+func keyArgs(k store.Key) (data []byte, del int64, err error) {
+	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
+		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial})
+	if !k.DeletionDate.IsZero() {
+		del = k.DeletionDate.UnixNano()
+	}
+	return data, del, err
+}
+
+const keyCols = "account_id, id, state, custom_key_store_id, xks_key_id, version, data"
+
+type scanner interface{ Scan(...any) error }
+
+func scanKey(s scanner) (store.Key, error) {
+	var k store.Key
+	var data []byte
+	if err := s.Scan(&k.AccountID, &k.ID, &k.State, &k.CustomKeyStoreID, &k.XksKeyID, &k.Version, &data); err != nil {
+		return k, err
+	}
+	var kd keyData
+	if err := json.Unmarshal(data, &kd); err != nil {
+		return k, err
+	}
+	k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin = kd.CreationDate, kd.Description, kd.KeyUsage, kd.KeySpec, kd.Origin
+	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
+	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
+	return k, nil
+}
+
+func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
+	data, del, err := keyArgs(k)
+	if err != nil {
+		return wrap("sqlite.CreateKey", err)
+	}
+	_, err = d.db.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data)
+		VALUES (?, ?, ?, ?, ?, ?, 1, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data)
+	return wrap("sqlite.CreateKey", err)
+}
+
+func (d *DB) GetKey(ctx context.Context, accountID, id string) (store.Key, error) {
+	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
+	return k, wrap("sqlite.GetKey", err)
+}
+
+func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
+	data, del, err := keyArgs(k)
+	if err != nil {
+		return 0, wrap("sqlite.UpdateKey", err)
+	}
+	res, err := d.db.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
+		version = version + 1, data = ? WHERE account_id = ? AND id = ? AND version = ?`,
+		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, k.AccountID, k.ID, k.Version)
+	if err != nil {
+		return 0, wrap("sqlite.UpdateKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := d.GetKey(ctx, k.AccountID, k.ID); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("sqlite.UpdateKey: %w", store.ErrConflict)
+	}
+	return k.Version + 1, nil
+}
+
+func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("sqlite.DeleteKey", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return wrap("sqlite.DeleteKey", err)
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)
+	if err != nil {
+		return wrap("sqlite.DeleteKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeleteKey: %w", store.ErrNotFound)
+	}
+	return wrap("sqlite.DeleteKey", tx.Commit())
+}
+
+func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.Key, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		out = append(out, k)
+	}
+	return out, wrap(op, rows.Err())
+}
+
+func (d *DB) ListKeys(ctx context.Context, accountID, after string, limit int) ([]store.Key, error) {
+	return d.queryKeys(ctx, "sqlite.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?", accountID, after, limit)
+}
+
+func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {
+	return d.queryKeys(ctx, "sqlite.KeysDueForDeletion", "SELECT "+keyCols+" FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?", t.UnixNano())
+}
+
+func (d *DB) CountKeysInStore(ctx context.Context, accountID, cks string) (int, error) {
+	var n int
+	err := d.db.QueryRowContext(ctx, "SELECT count(*) FROM keys WHERE account_id = ? AND custom_key_store_id = ?", accountID, cks).Scan(&n)
+	return n, wrap("sqlite.CountKeysInStore", err)
+}
+
+func (d *DB) KeyByXksKeyID(ctx context.Context, accountID, cks, xksKeyID string) (store.Key, error) {
+	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND custom_key_store_id = ? AND xks_key_id = ?", accountID, cks, xksKeyID))
+	return k, wrap("sqlite.KeyByXksKeyID", err)
+}
+
+func (d *DB) CreateAlias(ctx context.Context, a store.Alias) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("sqlite.CreateAlias", err)
+	}
+	defer tx.Rollback()
+	var one int
+	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?", a.AccountID, a.KeyID).Scan(&one); err != nil {
+		return wrap("sqlite.CreateAlias", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO aliases (account_id, name, key_id, created, updated) VALUES (?, ?, ?, ?, ?)",
+		a.AccountID, a.Name, a.KeyID, a.Created.UnixNano(), a.Updated.UnixNano()); err != nil {
+		return wrap("sqlite.CreateAlias", err)
+	}
+	return wrap("sqlite.CreateAlias", tx.Commit())
+}
+
+func scanAlias(s scanner) (store.Alias, error) {
+	var a store.Alias
+	var c, u int64
+	err := s.Scan(&a.AccountID, &a.Name, &a.KeyID, &c, &u)
+	a.Created, a.Updated = time.Unix(0, c).UTC(), time.Unix(0, u).UTC()
+	return a, err
+}
+
+func (d *DB) GetAlias(ctx context.Context, accountID, name string) (store.Alias, error) {
+	a, err := scanAlias(d.db.QueryRowContext(ctx, "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name = ?", accountID, name))
+	return a, wrap("sqlite.GetAlias", err)
+}
+
+func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
+	res, err := d.db.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Name)
+	if err != nil {
+		return wrap("sqlite.UpdateAlias", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.UpdateAlias: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) DeleteAlias(ctx context.Context, accountID, name string) error {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND name = ?", accountID, name)
+	if err != nil {
+		return wrap("sqlite.DeleteAlias", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeleteAlias: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]store.Alias, error) {
+	q := "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name > ?"
+	args := []any{accountID, after}
+	if keyID != "" {
+		q += " AND key_id = ?"
+		args = append(args, keyID)
+	}
+	q += " ORDER BY name LIMIT ?"
+	args = append(args, limit)
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("sqlite.ListAliases", err)
+	}
+	defer rows.Close()
+	var out []store.Alias
+	for rows.Next() {
+		a, err := scanAlias(rows)
+		if err != nil {
+			return nil, wrap("sqlite.ListAliases", err)
+		}
+		out = append(out, a)
+	}
+	return out, wrap("sqlite.ListAliases", rows.Err())
+}
+
+type cksData struct {
+	Type                string    `json:"t"`
+	Created             time.Time `json:"c"`
+	Config              []byte    `json:"cfg,omitempty"`
+	SealedSecret        []byte    `json:"s,omitempty"`
+	ConnectionState     string    `json:"cs"`
+	ConnectionErrorCode string    `json:"ce,omitempty"`
+}
+
+func scanCKS(s scanner) (store.CustomKeyStore, error) {
+	var c store.CustomKeyStore
+	var data []byte
+	if err := s.Scan(&c.AccountID, &c.ID, &c.Name, &c.Version, &data); err != nil {
+		return c, err
+	}
+	var cd cksData
+	if err := json.Unmarshal(data, &cd); err != nil {
+		return c, err
+	}
+	c.Type, c.Created, c.Config, c.SealedSecret, c.ConnectionState, c.ConnectionErrorCode = cd.Type, cd.Created, cd.Config, cd.SealedSecret, cd.ConnectionState, cd.ConnectionErrorCode
+	return c, nil
+}
+
+func cksArgs(c store.CustomKeyStore) ([]byte, error) {
+	return json.Marshal(cksData{c.Type, c.Created, c.Config, c.SealedSecret, c.ConnectionState, c.ConnectionErrorCode})
+}
+
+func (d *DB) CreateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) error {
+	data, err := cksArgs(c)
+	if err != nil {
+		return wrap("sqlite.CreateCustomKeyStore", err)
+	}
+	_, err = d.db.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, id, name, version, data) VALUES (?, ?, ?, 1, ?)", c.AccountID, c.ID, c.Name, data)
+	return wrap("sqlite.CreateCustomKeyStore", err)
+}
+
+const cksCols = "account_id, id, name, version, data"
+
+func (d *DB) GetCustomKeyStore(ctx context.Context, accountID, id string) (store.CustomKeyStore, error) {
+	c, err := scanCKS(d.db.QueryRowContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id))
+	return c, wrap("sqlite.GetCustomKeyStore", err)
+}
+
+func (d *DB) UpdateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) (int64, error) {
+	data, err := cksArgs(c)
+	if err != nil {
+		return 0, wrap("sqlite.UpdateCustomKeyStore", err)
+	}
+	res, err := d.db.ExecContext(ctx, "UPDATE custom_key_stores SET name = ?, data = ?, version = version + 1 WHERE account_id = ? AND id = ? AND version = ?",
+		c.Name, data, c.AccountID, c.ID, c.Version)
+	if err != nil {
+		return 0, wrap("sqlite.UpdateCustomKeyStore", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := d.GetCustomKeyStore(ctx, c.AccountID, c.ID); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("sqlite.UpdateCustomKeyStore: %w", store.ErrConflict)
+	}
+	return c.Version + 1, nil
+}
+
+func (d *DB) DeleteCustomKeyStore(ctx context.Context, accountID, id string) error {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id)
+	if err != nil {
+		return wrap("sqlite.DeleteCustomKeyStore", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeleteCustomKeyStore: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListCustomKeyStores(ctx context.Context, accountID string) ([]store.CustomKeyStore, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? ORDER BY id", accountID)
+	if err != nil {
+		return nil, wrap("sqlite.ListCustomKeyStores", err)
+	}
+	defer rows.Close()
+	var out []store.CustomKeyStore
+	for rows.Next() {
+		c, err := scanCKS(rows)
+		if err != nil {
+			return nil, wrap("sqlite.ListCustomKeyStores", err)
+		}
+		out = append(out, c)
+	}
+	return out, wrap("sqlite.ListCustomKeyStores", rows.Err())
+}
+

@@ -1,0 +1,144 @@
+// Package store defines keyhold's durable state: accounts, access keys, KMS
+// keys with their wrapped material, aliases and custom key stores. Backends
+// (sqlite/, later postgres/) implement Store; storetest/ is the conformance
+// suite every backend must pass.
+//
+// A Store never sees plaintext key material or plaintext secrets: callers
+// seal them with the root key first. Every write returns only once durable.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store (compare with errors.Is).
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+	ErrConflict = errors.New("store: concurrent update")
+)
+
+// Account is an AWS-style account (12-digit id).
+type Account struct {
+	ID      string
+	Created time.Time
+}
+
+// AccessKey is a SigV4 credential of a principal. SealedSecret is the secret
+// access key sealed by the root key.
+type AccessKey struct {
+	ID           string
+	AccountID    string
+	PrincipalARN string
+	SealedSecret []byte
+	Active       bool
+	Created      time.Time
+}
+
+// Tag is a resource tag.
+type Tag struct {
+	Key   string `json:"TagKey"`
+	Value string `json:"TagValue"`
+}
+
+// Key is a KMS key's metadata and (for keys whose material keyhold holds)
+// its material sealed by the root key.
+type Key struct {
+	AccountID           string
+	ID                  string
+	CreationDate        time.Time
+	Description         string
+	KeyUsage            string
+	KeySpec             string
+	Origin              string
+	State               string // Enabled, Disabled, PendingDeletion
+	DeletionDate        time.Time
+	PendingWindowInDays int
+	Policy              string
+	Tags                []Tag
+	CustomKeyStoreID    string
+	CloudHsmClusterID   string
+	XksKeyID            string
+	// BackingKeyID identifies the key material; it is written into every
+	// ciphertext so that a later rotation can keep old material.
+	BackingKeyID   []byte
+	SealedMaterial []byte
+	// Version increases on every update; UpdateKey fails with ErrConflict
+	// when the stored version is not the one read.
+	Version int64
+}
+
+// Alias maps an alias name (alias/...) to a key.
+type Alias struct {
+	AccountID string
+	Name      string
+	KeyID     string
+	Created   time.Time
+	Updated   time.Time
+}
+
+// CustomKeyStore is a custom key store's configuration. Secret is sealed by
+// the root key (kmsuser password or XKS secret access key).
+type CustomKeyStore struct {
+	AccountID string
+	ID        string
+	Name      string
+	Type      string
+	Created   time.Time
+	// Config holds the non-secret, type-specific settings as JSON.
+	Config []byte
+	// SealedSecret holds the type-specific secrets, sealed.
+	SealedSecret []byte
+	// State is the last connection state and error code.
+	ConnectionState     string
+	ConnectionErrorCode string
+	Version             int64
+}
+
+// Store is keyhold's durable state. Implementations are safe for concurrent
+// use; each method is atomic; a method that writes returns only after the
+// write is durable (it survives kill -9 of the process).
+type Store interface {
+	CreateAccount(ctx context.Context, a Account) error
+	ListAccounts(ctx context.Context) ([]Account, error)
+	PutAccessKey(ctx context.Context, k AccessKey) error
+	// GetAccessKey returns ErrNotFound for an unknown id.
+	GetAccessKey(ctx context.Context, id string) (AccessKey, error)
+
+	// CreateKey fails with ErrExists when the id is taken.
+	CreateKey(ctx context.Context, k Key) error
+	GetKey(ctx context.Context, accountID, id string) (Key, error)
+	// UpdateKey replaces k if its stored Version equals k.Version and
+	// returns the new version.
+	UpdateKey(ctx context.Context, k Key) (int64, error)
+	// DeleteKey removes the key and every alias that points at it.
+	DeleteKey(ctx context.Context, accountID, id string) error
+	// ListKeys returns up to limit keys of the account with id > after, by id.
+	ListKeys(ctx context.Context, accountID, after string, limit int) ([]Key, error)
+	// KeysDueForDeletion returns keys in PendingDeletion whose DeletionDate
+	// is at or before t, in every account.
+	KeysDueForDeletion(ctx context.Context, t time.Time) ([]Key, error)
+	// CountKeysInStore counts keys in a custom key store.
+	CountKeysInStore(ctx context.Context, accountID, customKeyStoreID string) (int, error)
+	// KeyByXksKeyID finds the key of a store that uses an external key id.
+	KeyByXksKeyID(ctx context.Context, accountID, customKeyStoreID, xksKeyID string) (Key, error)
+
+	// CreateAlias fails with ErrExists when the name is taken and
+	// ErrNotFound when the target key does not exist.
+	CreateAlias(ctx context.Context, a Alias) error
+	GetAlias(ctx context.Context, accountID, name string) (Alias, error)
+	UpdateAlias(ctx context.Context, a Alias) error
+	DeleteAlias(ctx context.Context, accountID, name string) error
+	// ListAliases returns aliases with name > after, by name; keyID "" means all.
+	ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]Alias, error)
+
+	CreateCustomKeyStore(ctx context.Context, c CustomKeyStore) error
+	GetCustomKeyStore(ctx context.Context, accountID, id string) (CustomKeyStore, error)
+	UpdateCustomKeyStore(ctx context.Context, c CustomKeyStore) (int64, error)
+	DeleteCustomKeyStore(ctx context.Context, accountID, id string) error
+	ListCustomKeyStores(ctx context.Context, accountID string) ([]CustomKeyStore, error)
+
+	Close() error
+}

@@ -126,7 +126,9 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 			m.async(func() { m.finishCreateCluster(rec.ID) })
 			continue
 		case ClusterInitializeInProgress:
-			m.async(func() { m.setClusterState(rec.ID, ClusterInitializeInProgress, ClusterInitialized, "Cluster initialized.") })
+			m.async(func() {
+				m.setClusterState(rec.ID, ClusterInitializeInProgress, ClusterInitialized, "Cluster initialized.")
+			})
 		case ClusterDeleteInProgress:
 			m.async(func() { m.finishDeleteCluster(rec.ID) })
 			continue

@@ -84,16 +84,16 @@ type ClusterRecord struct {
 	// replaces it with the crypto officer's password and clears this field.
 	PreCoPassword Password
 
-	CSRPEM           string
-	ClusterCertPEM   string
-	TrustAnchorPEM   string
-	HSMs             []HSMRecord
-	Tags             []Tag
-	User             UserRecord
-	TokenLabel       string
-	ModulePath       string // empty: the Manager's default module
-	TokenDir         string // empty for an external (real) HSM
-	NextEniHost      int    // last host number handed to an HSM ENI
+	CSRPEM         string
+	ClusterCertPEM string
+	TrustAnchorPEM string
+	HSMs           []HSMRecord
+	Tags           []Tag
+	User           UserRecord
+	TokenLabel     string
+	ModulePath     string // empty: the Manager's default module
+	TokenDir       string // empty for an external (real) HSM
+	NextEniHost    int    // last host number handed to an HSM ENI
 }
 
 // BackupRecord is the durable state of one backup. Its token copy lives in

@@ -43,20 +43,27 @@ func TestAWSSuiteVectors(t *testing.T) {
 	cases := []struct {
 		name, method, target, contentType, body string
 		signedHeaders, signature                string
+		headers                                 [][2]string
 	}{
 		{"get-vanilla", "GET", "/", "", "", "host;x-amz-date",
-			"5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
+			"5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31", nil},
 		{"get-vanilla-query-order-key-case", "GET", "/?Param2=value2&Param1=value1", "", "", "host;x-amz-date",
-			"b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"},
+			"b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500", nil},
 		{"post-vanilla", "POST", "/", "", "", "host;x-amz-date",
-			"5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"},
+			"5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b", nil},
 		{"post-x-www-form-urlencoded", "POST", "/", "application/x-www-form-urlencoded", "Param1=value1",
 			"content-type;host;x-amz-date",
-			"ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"},
+			"ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a", nil},
 		// The suite signs the UTF-8 path encoded once (curl-style); Verify
 		// falls back to that form after the SDK double-encoded form.
 		{"get-utf8", "GET", "/%E1%88%B4", "", "", "host;x-amz-date",
-			"8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"},
+			"8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85", nil},
+		{"get-header-key-duplicate", "GET", "/", "", "", "host;my-header1;x-amz-date",
+			"c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea",
+			[][2]string{{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}}},
+		{"get-header-value-trim", "GET", "/", "", "", "host;my-header1;my-header2;x-amz-date",
+			"acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736",
+			[][2]string{{"My-Header1", " value1"}, {"My-Header2", ` "a   b   c"`}}},
 	}
 	v := &Verifier{Lookup: staticLookup(map[string]string{suiteAK: suiteSecret}), Now: fixedClock(suiteTime)}
 	for _, tc := range cases {
@@ -65,6 +72,9 @@ func TestAWSSuiteVectors(t *testing.T) {
 			r.Header.Set("X-Amz-Date", "20150830T123600Z")
 			if tc.contentType != "" {
 				r.Header.Set("Content-Type", tc.contentType)
+			}
+			for _, h := range tc.headers {
+				r.Header.Add(h[0], h[1])
 			}
 			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders="+tc.signedHeaders+", Signature="+tc.signature)
 			res, err := v.Verify(context.Background(), r, []byte(tc.body), Scope{Region: "us-east-1", Service: "service"})
@@ -590,5 +600,25 @@ func TestCanonicalPieces(t *testing.T) {
 				t.Errorf("got %q, want %q", tc.got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDateHeaderFallback: without X-Amz-Date, the HTTP Date header dates the
+// request; the string to sign still uses the ISO 8601 basic form.
+func TestDateHeaderFallback(t *testing.T) {
+	at := time.Date(2026, 11, 22, 15, 20, 0, 0, time.UTC)
+	r := httptest.NewRequest("POST", "http://127.0.0.1:5600/", strings.NewReader("{}"))
+	r.Header.Set("Date", at.Format(http.TimeFormat))
+	sts := stringToSign(r, "/", "", []string{"date", "host"}, hashHex([]byte("{}")), "20261122T152000Z", "20261122/us-east-1/kms/aws4_request")
+	sig := fmt.Sprintf("%x", hmacSHA256(deriveKey("secret1", "20261122", "us-east-1", "kms"), sts))
+	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID1/20261122/us-east-1/kms/aws4_request, SignedHeaders=date;host, Signature="+sig)
+	v := &Verifier{Lookup: staticLookup(map[string]string{"AKID1": "secret1"}), Now: fixedClock(at.Add(2 * time.Minute))}
+	res, err := v.Verify(context.Background(), r, []byte("{}"), Scope{Region: "us-east-1", Service: "kms"})
+	if err != nil || !res.Time.Equal(at) {
+		t.Fatalf("res=%+v err=%v", res, err)
+	}
+	r.Header.Set("Date", "yesterday")
+	if _, err := v.Verify(context.Background(), r, []byte("{}"), Scope{Service: "kms"}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("bad Date: err = %v", err)
 	}
 }

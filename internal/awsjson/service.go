@@ -44,8 +44,8 @@ type Service struct {
 	// Internal is the error sent for unmapped failures (the cause is only
 	// logged); nil means a generic InternalFailure.
 	Internal *Error
-	ops     map[string]Operation
-	order   []string
+	ops      map[string]Operation
+	order    []string
 }
 
 // DefaultMaxBody bounds request bodies when an operation sets no limit.

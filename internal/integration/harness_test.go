@@ -129,5 +129,4 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -37,9 +37,9 @@ func LoadModel() (*awsjson.Model, error) {
 
 // status is the HTTP status of each KMS exception; 400 unless listed.
 var status = map[kms.Code]int{
-	kms.Internal:          500,
-	kms.DependencyTimeout: 503,
-	kms.DryRunOperation:   412,
+	kms.Internal:              500,
+	kms.DependencyTimeout:     503,
+	kms.DryRunOperation:       412,
 	"KeyUnavailableException": 500,
 }
 
@@ -95,4 +95,3 @@ func strp(s string) *string {
 	}
 	return &s
 }
-

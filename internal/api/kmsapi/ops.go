@@ -76,11 +76,11 @@ type keyMetadata struct {
 	Description                 string
 	KeyUsage                    string
 	KeyState                    string
-	DeletionDate                *epoch               `json:",omitempty"`
+	DeletionDate                *epoch `json:",omitempty"`
 	Origin                      string
-	CustomKeyStoreId            *string              `json:",omitempty"`
-	CloudHsmClusterId           *string              `json:",omitempty"`
-	ExpirationModel             *string              `json:",omitempty"`
+	CustomKeyStoreId            *string `json:",omitempty"`
+	CloudHsmClusterId           *string `json:",omitempty"`
+	ExpirationModel             *string `json:",omitempty"`
 	KeyManager                  string
 	CustomerMasterKeySpec       string
 	KeySpec                     string

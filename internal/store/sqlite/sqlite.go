@@ -455,4 +455,3 @@ func (d *DB) ListCustomKeyStores(ctx context.Context, accountID string) ([]store
 	}
 	return out, wrap("sqlite.ListCustomKeyStores", rows.Err())
 }
-

@@ -60,6 +60,7 @@ type Report struct {
 	RequestsPerSecond float64   `json:"requests_per_second"`
 	LatencyMS         Latencies `json:"latency_ms"`
 	FirstError        string    `json:"first_error,omitempty"`
+	Interrupted       bool      `json:"interrupted,omitempty"` // stopped early by the caller's context
 }
 
 // Latencies are in milliseconds.
@@ -85,14 +86,20 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	rep, err := run(ctx, cfg, creds, stderr)
+	if err != nil && !rep.Interrupted {
+		return err
+	}
+	// An interrupted run still prints what it measured, then reports why it stopped.
+	var perr error
+	if cfg.jsonOut {
+		perr = json.NewEncoder(stdout).Encode(rep)
+	} else {
+		perr = printText(stdout, rep)
+	}
 	if err != nil {
 		return err
 	}
-	if cfg.jsonOut {
-		enc := json.NewEncoder(stdout)
-		return enc.Encode(rep)
-	}
-	return printText(stdout, rep)
+	return perr
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -398,6 +405,7 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 		rep.RequestsPerSecond = float64(all.total) / elapsed.Seconds()
 	}
 	if err := ctx.Err(); err != nil {
+		rep.Interrupted = true
 		return rep, fmt.Errorf("bench: interrupted: %w", err)
 	}
 	return rep, nil

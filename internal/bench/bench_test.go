@@ -366,9 +366,17 @@ func TestInterrupted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := Command(ctx, []string{"--endpoint", srv.URL, "--key-id", "k", "--duration", "1m"}, io.Discard, io.Discard)
+	var out bytes.Buffer
+	err := Command(ctx, []string{"--endpoint", srv.URL, "--key-id", "k", "--duration", "1m", "--json"}, &out, io.Discard)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("no partial report: %v (%q)", err, out.String())
+	}
+	if !rep.Interrupted || rep.Requests == 0 || rep.Errors != 0 {
+		t.Errorf("partial report = %+v", rep)
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatal("did not stop when the context ended")

@@ -133,6 +133,9 @@ func (a *authFields) fill(cred, signed, sig string) error {
 		return fail(ErrIncomplete, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term.")
 	}
 	a.accessKeyID, a.date, a.region, a.service, a.term = parts[0], parts[1], parts[2], parts[3], parts[4]
+	if len(a.accessKeyID) > 128 {
+		return fail(ErrIncomplete, "Credential access key id is too long.")
+	}
 	if signed == "" {
 		return fail(ErrIncomplete, "SignedHeaders must not be empty.")
 	}

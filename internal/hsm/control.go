@@ -382,6 +382,12 @@ func (m *Manager) finishCreateHSM(clusterID, hsmID string) {
 	if err != nil {
 		return
 	}
+	m.csrMu.Lock()
+	rec, err = m.reg.GetCluster(ctx, clusterID) // another HSM may have made the CSR meanwhile
+	if err != nil {
+		m.csrMu.Unlock()
+		return
+	}
 	if rec.State == ClusterUninitialized && rec.CSRPEM == "" {
 		// The first HSM makes the cluster identity key and CSR. It runs in
 		// a daemon of its own, so the SO login never meets a CU login.
@@ -396,6 +402,7 @@ func (m *Manager) finishCreateHSM(clusterID, hsmID string) {
 		if err != nil {
 			m.log.Error("hsm: cluster CSR", "cluster", clusterID, "err", err)
 			m.setHSMState(clusterID, hsmID, HSMDegraded, "The HSM could not generate the cluster CSR.")
+			m.csrMu.Unlock()
 			return
 		}
 		m.reg.UpdateCluster(ctx, clusterID, func(r *ClusterRecord) error {
@@ -405,6 +412,7 @@ func (m *Manager) finishCreateHSM(clusterID, hsmID string) {
 			return nil
 		})
 	}
+	m.csrMu.Unlock()
 	if err := m.startHSM(ctx, rec, hsmID); err != nil {
 		m.log.Error("hsm: start HSM", "cluster", clusterID, "hsm", hsmID, "err", err)
 		return

@@ -78,6 +78,8 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	csrMu sync.Mutex // one cluster CSR at a time
+
 	mu       sync.Mutex
 	procs    map[string]*proc        // by HSM ID
 	sessions map[string]*UserSession // by cluster ID

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/rootkey"
@@ -35,6 +37,9 @@ type ServeConfig struct {
 	Region           string
 	DeletionInterval time.Duration
 	Logger           *slog.Logger
+	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
+	// certificates, in addition to the system pool.
+	XKSCAFile string
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
 	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
@@ -85,7 +90,24 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.AccountID = account
-	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger})
+	xksOpts := kms.XKSOptions{DataDir: cfg.DataDir}
+	if cfg.XKSCAFile != "" {
+		pem, err := os.ReadFile(cfg.XKSCAFile)
+		if err != nil {
+			in.Close()
+			return nil, fmt.Errorf("--xks-ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			in.Close()
+			return nil, fmt.Errorf("--xks-ca-file %s holds no PEM certificate", cfg.XKSCAFile)
+		}
+		xksOpts.RootCAs = pool
+	}
+	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts})
 	in.Service = svc
 	kmsTable, err := kmsapi.New(svc)
 	if err != nil {
@@ -104,6 +126,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		services = append(services, more...)
 	}
+	in.closers = append(in.closers, svc.Close)
+	if err := svc.Start(ctx); err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Logger: cfg.Logger})
 	return in, nil
 }
@@ -119,13 +146,14 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data-dir", def, "data directory (database, root key, credentials, HSM clusters)")
 	addr := fs.String("addr", DefaultAddr, "listen address")
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
+	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log,
-		Extra: cloudHSMExtra(*dataDir, *region, log)}
+	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
+		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	in, err := Open(ctx, cfg)
 	if err != nil {
 		return err

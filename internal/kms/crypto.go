@@ -191,7 +191,11 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
-	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID}, nil
+	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID)}
+	if k.Origin == OriginAWSKMS {
+		out.BackingKeyID = k.BackingKeyID
+	}
+	return out, nil
 }
 
 // ReEncryptInput holds ReEncrypt's parameters.
@@ -238,7 +242,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (R
 		return ReEncryptOutput{}, err
 	}
 	return ReEncryptOutput{CiphertextBlob: ct, SourceKeyARN: dec.KeyARN, KeyARN: s.keyARN(dst.AccountID, dst.ID),
-		SourceBacking: dec.BackingKeyID, DestBacking: dst.BackingKeyID}, nil
+		SourceBacking: dec.BackingKeyID, DestBacking: materialID(dst)}, nil
 }
 
 // GenerateDataKeyInput holds GenerateDataKey's parameters.
@@ -327,4 +331,12 @@ func withCaller(ctx context.Context, c Caller) context.Context {
 func CallerFrom(ctx context.Context) (Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(Caller)
 	return c, ok
+}
+
+// materialID is the key material id AWS reports (only for AWS_KMS keys).
+func materialID(k store.Key) []byte {
+	if k.Origin != OriginAWSKMS {
+		return nil
+	}
+	return k.BackingKeyID
 }

@@ -190,7 +190,7 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 		m.DeletionDate = k.DeletionDate
 		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
-	if len(k.BackingKeyID) > 0 {
+	if k.Origin == OriginAWSKMS && len(k.BackingKeyID) > 0 {
 		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
 	}
 	return m

@@ -9,6 +9,8 @@ package kms
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -36,6 +38,17 @@ type Config struct {
 	Root   *rootkey.Key
 	Now    func() time.Time // nil = time.Now
 	Logger *slog.Logger
+	// XKS configures how keyhold reaches external key store proxies.
+	XKS XKSOptions
+}
+
+// XKSOptions configures the KMS side of external key stores.
+type XKSOptions struct {
+	// RootCAs are the CAs trusted for proxies' TLS certificates, in addition
+	// to the system pool; verification is never skipped.
+	RootCAs *x509.CertPool
+	// DataDir holds keyhold's registry of VPC endpoint services.
+	DataDir string
 }
 
 // Service is the KMS domain. Safe for concurrent use.
@@ -53,6 +66,10 @@ type Service struct {
 	aliases map[string]string    // account/alias name -> key id
 
 	cks *customKeyStores
+
+	// bg outlives requests (asynchronous connects); Close cancels it.
+	bg     context.Context
+	stopBG context.CancelFunc
 }
 
 // New builds a Service.
@@ -68,7 +85,9 @@ func New(cfg Config) *Service {
 	s := &Service{region: cfg.Region, st: cfg.Store, root: cfg.Root, now: now, log: log,
 		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.cks = newCustomKeyStores(s)
+	s.cks.xks = newXKSDriver(s, cfg.XKS)
 	return s
 }
 
@@ -265,4 +284,16 @@ func parseARN(s string) (arn, bool) {
 		return arn{}, false
 	}
 	return a, true
+}
+
+func (s *Service) unmarshalConfig(b []byte, v any) {
+	if err := json.Unmarshal(b, v); err != nil {
+		s.log.Error("custom key store config", "err", err)
+	}
+}
+
+// Close stops background work (connects in progress) and waits for it.
+func (s *Service) Close() {
+	s.stopBG()
+	s.cks.wg.Wait()
 }

@@ -43,6 +43,12 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 		op("GetKeyPolicy", handler(m, "GetKeyPolicy", a.getKeyPolicy)),
 		op("PutKeyPolicy", handler(m, "PutKeyPolicy", a.putKeyPolicy)),
 		op("ListKeyPolicies", handler(m, "ListKeyPolicies", a.listKeyPolicies)),
+		op("CreateCustomKeyStore", handler(m, "CreateCustomKeyStore", a.createCustomKeyStore)),
+		op("ConnectCustomKeyStore", handler(m, "ConnectCustomKeyStore", a.connectCustomKeyStore)),
+		op("DisconnectCustomKeyStore", handler(m, "DisconnectCustomKeyStore", a.disconnectCustomKeyStore)),
+		op("DescribeCustomKeyStores", handler(m, "DescribeCustomKeyStores", a.describeCustomKeyStores)),
+		op("UpdateCustomKeyStore", handler(m, "UpdateCustomKeyStore", a.updateCustomKeyStore)),
+		op("DeleteCustomKeyStore", handler(m, "DeleteCustomKeyStore", a.deleteCustomKeyStore)),
 	)
 	s.Internal = &awsjson.Error{Type: string(kms.Internal), Status: 500, Message: "An internal error occurred. The request can be retried."}
 	return s, nil

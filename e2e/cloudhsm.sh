@@ -124,14 +124,16 @@ if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
 fi
 
 echo "== custom key store (aws CLI v1)"
-# TODO(cloudhsm e2e): remove once the KMS side of CloudHSM key stores is in.
-if kms describe-custom-key-stores 2>&1 | grep -q UnknownOperationException; then
-  echo "e2e cloudhsm: skipped after the cluster steps (this keyhold has no custom key store operations yet)"
-  exit 0
-fi
 KS=$(kms create-custom-key-store --custom-key-store-name ExampleKeyStore --cloud-hsm-cluster-id "$CLUSTER" \
   --key-store-password "$KMSUSER_PW" --trust-anchor-certificate "file://$WORK/customerCA.crt" \
-  --query CustomKeyStoreId --output text)
+  --query CustomKeyStoreId --output text 2>&1) || {
+  # TODO(cloudhsm e2e): remove once the KMS side of CloudHSM key stores is in.
+  if grep -q UnknownOperationException <<<"$KS"; then
+    echo "e2e cloudhsm: skipped after the cluster steps (this keyhold has no CreateCustomKeyStore yet)"
+    exit 0
+  fi
+  fail "create-custom-key-store: $KS"
+}
 [[ $KS =~ ^cks-[0-9a-f]{17}$ ]] || fail "create-custom-key-store returned '$KS'"
 desc_ks() { kms describe-custom-key-stores --custom-key-store-id "$1" --output json; }
 ks_state() { desc_ks "$1" | jq -r '.CustomKeyStores[0].ConnectionState'; }

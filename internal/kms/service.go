@@ -160,7 +160,7 @@ func (s *Service) updateKey(ctx context.Context, k store.Key) (store.Key, error)
 // mutateKey applies fn to the current key and writes it, retrying on a
 // concurrent update. fn validates and returns a domain error to abort.
 func (s *Service) mutateKey(ctx context.Context, account, id string, fn func(k *store.Key) error) (store.Key, error) {
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 32; attempt++ {
 		k, err := s.getKey(ctx, account, id)
 		if err != nil {
 			return k, s.storeErr("getKey", err, id)

@@ -2,6 +2,8 @@ package awsjson
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -37,6 +39,8 @@ func serializationError(err error) *Error {
 		return Errorf(SerializationException, 400, "Value for %q is a %s, which cannot be converted to %s.", te.Field, te.Value, te.Type.String())
 	case asErr(err, &se):
 		return Errorf(SerializationException, 400, "Malformed JSON at offset %d.", se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(SerializationException, 400, "Malformed JSON: the document ends too early.")
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
 		return Errorf(SerializationException, 400, "Unrecognized field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	default:

@@ -1,0 +1,51 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyhold/keyhold/internal/store"
+	"github.com/keyhold/keyhold/internal/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		db, err := Open(context.Background(), filepath.Join(t.TempDir(), "k.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
+func TestSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "k.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.SchemaVersion(ctx); err != nil || v != len(migrations) {
+		t.Fatalf("schema version %d, %v; want %d", v, err, len(migrations))
+	}
+	var mode string
+	db.db.QueryRow("PRAGMA journal_mode").Scan(&mode)
+	if mode != "wal" {
+		t.Fatalf("journal_mode %s, want wal", mode)
+	}
+	var sync int
+	db.db.QueryRow("PRAGMA synchronous").Scan(&sync)
+	if sync != 2 {
+		t.Fatalf("synchronous = %d, want 2 (FULL)", sync)
+	}
+	if _, err := db.db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("opening a newer schema: %v, want a refusal", err)
+	}
+}

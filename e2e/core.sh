@@ -66,4 +66,12 @@ base64 -d "$WORK/boto3-ct.b64" > "$WORK/boto3-ct.bin"
 [ "$(kms describe-key --key-id "$DOOMED" --query KeyMetadata.KeyState --output text)" = PendingDeletion ] || fail "deletion schedule lost"
 [ "$(kms describe-key --key-id "$(cat "$WORK/boto3-key")" --query KeyMetadata.Description --output text)" = "made by boto3" ] || fail "boto3 key lost"
 echo "kill -9 restart: ok"
+
+echo "== SIGTERM"
+kill -TERM "$KEYHOLD_PID"
+rc=0; wait "$KEYHOLD_PID" || rc=$?
+[ "$rc" = 0 ] || fail "keyhold exited with $rc on SIGTERM"
+grep -q "shutting down" "$DATA.log" || fail "no clean shutdown logged"
+KEYHOLD_PID=
+echo "SIGTERM: clean exit"
 echo "e2e core: 1 passed, 0 failed"

@@ -8,7 +8,7 @@ import (
 
 // xksDriver is the external-key-store half of custom key stores: what
 // differs from CloudHSM when a store is created, updated, connected, used
-// for a new key, or fails.
+// for a new key, or fails. xks_driver.go implements it.
 type xksDriver interface {
 	// validateCreate checks a new store's XKS fields (and contacts a
 	// PUBLIC_ENDPOINT proxy) and returns its configuration and secret.
@@ -26,10 +26,16 @@ type xksDriver interface {
 	failureMessage(k store.Key) string
 }
 
-// newXKSDriver builds the external key store driver.
-func newXKSDriver(s *Service, o XKSOptions) xksDriver { return noXKS{} }
+// newXKSDriver builds the external key store driver and registers its
+// key store backend.
+func newXKSDriver(s *Service, o XKSOptions) xksDriver {
+	d := newXKS(s, o)
+	s.RegisterBackend(d.backend())
+	return d
+}
 
-// noXKS is the driver until external key stores are wired in.
+// noXKS is the driver a customKeyStores holds until New installs the real
+// one (newCustomKeyStores starts with it).
 type noXKS struct{}
 
 func (noXKS) unsupported() error {
@@ -58,6 +64,4 @@ func (n noXKS) prepareKey(context.Context, Caller, store.CustomKeyStore, cksConf
 	return n.unsupported()
 }
 
-func (noXKS) failureMessage(k store.Key) string {
-	return "The external key store of this KMS key is unavailable."
-}
+func (noXKS) failureMessage(store.Key) string { return xksMsgNotConnected }

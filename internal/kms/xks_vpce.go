@@ -1,0 +1,216 @@
+package kms
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// VPCEndpointServicesFile is the registry of VPC endpoint services, in the
+// data directory. keyhold has no VPC: an external key store with
+// VPC_ENDPOINT_SERVICE connectivity reaches its proxy through the endpoint
+// registered here under the service's name, and every requirement AWS
+// checks on a real endpoint service is a field that can be got wrong.
+const VPCEndpointServicesFile = "xks-vpc-endpoint-services.json"
+
+// VPCEndpointService is one registered VPC endpoint service.
+type VPCEndpointService struct {
+	// ServiceName is com.amazonaws.vpce.<region>.vpce-svc-<hex>.
+	ServiceName string `json:"serviceName"`
+	// Owner is the account that owns the service; empty means the account
+	// of the key store that names it.
+	Owner string `json:"owner,omitempty"`
+	// Endpoint is what keyhold dials: https://host[:port] of the proxy
+	// behind the service's load balancer. The proxy's certificate must be
+	// valid for this host.
+	Endpoint string `json:"endpoint"`
+	// PrivateDNSName must equal the host of the store's XksProxyUriEndpoint,
+	// and be verified.
+	PrivateDNSName     string `json:"privateDnsName"`
+	PrivateDNSVerified bool   `json:"privateDnsVerified"`
+	// AllowedPrincipals must include cks.kms.<region>.amazonaws.com (or *)
+	// for KMS to find the service.
+	AllowedPrincipals []string `json:"allowedPrincipals"`
+	// AcceptanceRequired must be false: KMS cannot accept its own
+	// endpoint connection.
+	AcceptanceRequired bool `json:"acceptanceRequired"`
+	// AvailabilityZones of the load balancer: at least two.
+	AvailabilityZones []string `json:"availabilityZones"`
+}
+
+type vpceFile struct {
+	Services []VPCEndpointService `json:"services"`
+}
+
+var vpceNameRE = regexp.MustCompile(`^(com|eu)\.amazonaws\.vpce\.(([a-z]+-){2,3}\d+)\.vpce-svc-[0-9a-z]+$`)
+
+// KMSServicePrincipal is the principal a VPC endpoint service must allow.
+func KMSServicePrincipal(region string) string { return "cks.kms." + region + ".amazonaws.com" }
+
+// LoadVPCEndpointServices reads the registry in dataDir (none: empty).
+func LoadVPCEndpointServices(dataDir string) ([]VPCEndpointService, error) {
+	if dataDir == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, VPCEndpointServicesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f vpceFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", VPCEndpointServicesFile, err)
+	}
+	return f.Services, nil
+}
+
+// SaveVPCEndpointServices replaces the registry in dataDir atomically.
+func SaveVPCEndpointServices(dataDir string, svcs []VPCEndpointService) error {
+	for _, s := range svcs {
+		if err := s.Validate(); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(vpceFile{Services: svcs}, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dataDir, VPCEndpointServicesFile+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dataDir, VPCEndpointServicesFile))
+}
+
+// Validate checks the shape of a registry entry (not whether KMS could use it).
+func (v VPCEndpointService) Validate() error {
+	if !vpceNameRE.MatchString(v.ServiceName) || len(v.ServiceName) > 64 {
+		return fmt.Errorf("service name %q must look like com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0", v.ServiceName)
+	}
+	if v.Owner != "" && (len(v.Owner) != 12 || strings.Trim(v.Owner, "0123456789") != "") {
+		return fmt.Errorf("owner %q must be a 12-digit account id", v.Owner)
+	}
+	u, err := url.Parse(v.Endpoint)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("endpoint %q must be https://host[:port]", v.Endpoint)
+	}
+	if v.PrivateDNSName == "" || strings.ContainsAny(v.PrivateDNSName, "/:") {
+		return fmt.Errorf("private DNS name %q must be a host name", v.PrivateDNSName)
+	}
+	return nil
+}
+
+// vpceRegion is the region in a service name.
+func vpceRegion(name string) string {
+	m := vpceNameRE.FindStringSubmatch(name)
+	if m == nil {
+		return ""
+	}
+	return m[2]
+}
+
+// endpointHost is the host of an https://host[:port] endpoint, lower case.
+func endpointHost(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
+}
+
+// findVPCEndpointService looks a store's service up as KMS would: NotFound
+// when the name is unknown in that owner's account and region or KMS may not
+// use it; InvalidConfiguration when KMS may use it but it does not meet the
+// requirements. account is the store's account.
+func (d *xksDrv) findVPCEndpointService(account string, cfg cksConfig) (VPCEndpointService, error) {
+	name := cfg.XksProxyVpcEndpointServiceName
+	owner := cfg.XksProxyVpcEndpointServiceOwner
+	if owner == "" {
+		owner = account
+	}
+	svcs, err := LoadVPCEndpointServices(d.opts.DataDir)
+	if err != nil {
+		return VPCEndpointService{}, internal("VPC endpoint service registry", err)
+	}
+	notFound := func(why string) error {
+		return errorf(XksProxyVpcEndpointSvcNotFnd, "VPC endpoint service %s was not found in account %s in %s, or KMS is not allowed to use it (%s).", name, owner, d.s.region, why)
+	}
+	if vpceRegion(name) != d.s.region {
+		return VPCEndpointService{}, notFound("it is not in this Region")
+	}
+	var svc *VPCEndpointService
+	for i := range svcs {
+		if svcs[i].ServiceName == name {
+			svc = &svcs[i]
+		}
+	}
+	if svc == nil {
+		return VPCEndpointService{}, notFound("no such service")
+	}
+	svcOwner := svc.Owner
+	if svcOwner == "" {
+		svcOwner = account
+	}
+	if svcOwner != owner {
+		return VPCEndpointService{}, notFound("it belongs to another account")
+	}
+	allowed := false
+	for _, p := range svc.AllowedPrincipals {
+		allowed = allowed || p == "*" || p == KMSServicePrincipal(d.s.region)
+	}
+	if !allowed {
+		return VPCEndpointService{}, notFound("its allowed principals do not include " + KMSServicePrincipal(d.s.region))
+	}
+	invalid := func(format string, args ...any) error {
+		return errorf(XksProxyVpcEndpointSvcInvCfg, "VPC endpoint service %s does not meet the requirements for an external key store: "+format, append([]any{name}, args...)...)
+	}
+	if svc.AcceptanceRequired {
+		return VPCEndpointService{}, invalid("it requires acceptance of endpoint connections.")
+	}
+	zones := map[string]bool{}
+	for _, z := range svc.AvailabilityZones {
+		zones[z] = true
+	}
+	if len(zones) < 2 {
+		return VPCEndpointService{}, invalid("its load balancer must be in at least two Availability Zones; it is in %d.", len(zones))
+	}
+	if !strings.EqualFold(svc.PrivateDNSName, endpointHost(cfg.XksProxyUriEndpoint)) {
+		return VPCEndpointService{}, invalid("its private DNS name %s does not match the XksProxyUriEndpoint host %s.", svc.PrivateDNSName, endpointHost(cfg.XksProxyUriEndpoint))
+	}
+	if !svc.PrivateDNSVerified {
+		return VPCEndpointService{}, invalid("its private DNS name %s is not verified.", svc.PrivateDNSName)
+	}
+	return *svc, nil
+}
+
+// vpceConnectionCode is the ConnectionErrorCode for a failed lookup.
+func vpceConnectionCode(err error) string {
+	if e, ok := AsError(err); ok {
+		switch e.Code {
+		case XksProxyVpcEndpointSvcNotFnd:
+			return "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND"
+		case XksProxyVpcEndpointSvcInvCfg:
+			return "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION"
+		}
+	}
+	return "INTERNAL_ERROR"
+}

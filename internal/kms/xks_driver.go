@@ -442,7 +442,7 @@ func (d *xksDrv) prepareKey(ctx context.Context, caller Caller, rec store.Custom
 	if md.KMSRequestID == "" {
 		md.KMSRequestID = newRequestID()
 	}
-	meta, err := cl.KeyMetadata(ctx, xksKeyID, md)
+	meta, err := xksstore.Retry(ctx, func() (client.KeyMetadata, error) { return cl.KeyMetadata(ctx, xksKeyID, md) })
 	if err == nil {
 		err = client.CheckKeyMetadata(meta)
 	}
@@ -528,7 +528,8 @@ func (d *xksDrv) checkAll(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		_, err = cl.Health(ctx, client.RequestMetadata{KMSOperation: "KmsHealthCheck", KMSRequestID: newRequestID()})
+		md := client.RequestMetadata{KMSOperation: "KmsHealthCheck", KMSRequestID: newRequestID()}
+		_, err = xksstore.Retry(ctx, func() (client.HealthStatus, error) { return cl.Health(ctx, md) })
 		code := client.ConnectionErrorCode(err)
 		d.mu.Lock()
 		prev, seen := d.health[id]

@@ -129,7 +129,10 @@ func (b *Backend) Encrypt(ctx context.Context, k keystore.KeyRef, plaintext, aad
 	if err != nil {
 		return nil, fmt.Errorf("xksstore.Encrypt: inner layer: %w", err)
 	}
-	res, err := c.Encrypt(ctx, k.XksKeyID, b.meta(ctx, k, APIEncrypt), inner, ProxyAAD(aad))
+	md := b.meta(ctx, k, APIEncrypt)
+	res, err := Retry(ctx, func() (client.EncryptResult, error) {
+		return c.Encrypt(ctx, k.XksKeyID, md, inner, ProxyAAD(aad))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("xksstore.Encrypt: %w", err)
 	}
@@ -150,7 +153,10 @@ func (b *Backend) Decrypt(ctx context.Context, k keystore.KeyRef, payload, aad [
 	if err != nil {
 		return nil, err
 	}
-	inner, err := c.Decrypt(ctx, k.XksKeyID, b.meta(ctx, k, APIDecrypt), ct, iv, tag, ProxyAAD(aad), md)
+	rmd := b.meta(ctx, k, APIDecrypt)
+	inner, err := Retry(ctx, func() ([]byte, error) {
+		return c.Decrypt(ctx, k.XksKeyID, rmd, ct, iv, tag, ProxyAAD(aad), md)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("xksstore.Decrypt: %w", err)
 	}
@@ -163,4 +169,17 @@ func (b *Backend) Decrypt(ctx context.Context, k keystore.KeyRef, payload, aad [
 		return nil, fmt.Errorf("xksstore.Decrypt: inner layer: %w", err)
 	}
 	return pt, nil
+}
+
+// Retry runs call again once when it failed below HTTP without a timeout
+// (a reset or a broken pipe on a pooled connection the proxy closed, e.g.
+// across a proxy restart; a refused connection fails fast again). The
+// client itself retries timeouts.
+func Retry[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	v, err := call()
+	var te *client.TransportError
+	if err != nil && errors.As(err, &te) && te.Kind == client.Unreachable && ctx.Err() == nil {
+		return call()
+	}
+	return v, err
 }

@@ -221,17 +221,23 @@ type Page struct {
 	Truncated  bool
 }
 
-func encodeMarker(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+// markerPrefix makes markers recognisable: one this server never issued is
+// rejected even when it happens to decode.
+const markerPrefix = "keyhold-marker:"
+
+func encodeMarker(s string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(markerPrefix + s))
+}
 
 func decodeMarker(m string) (string, error) {
 	if m == "" {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(m)
-	if err != nil || len(b) == 0 {
+	if err != nil || !strings.HasPrefix(string(b), markerPrefix) || len(b) == len(markerPrefix) {
 		return "", errorf(InvalidMarker, "The marker '%s' is not valid.", m)
 	}
-	return string(b), nil
+	return strings.TrimPrefix(string(b), markerPrefix), nil
 }
 
 func pageLimit(limit int) int {

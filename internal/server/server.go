@@ -40,6 +40,28 @@ type Config struct {
 	Now       func() time.Time
 	// Ready reports readiness for /healthz; nil means always ready.
 	Ready func() bool
+	// Audit, when set, receives one record per API request, allowed or
+	// denied, after the response is decided. It must not block for long.
+	Audit func(ctx context.Context, r AuditRecord)
+}
+
+// AuditRecord is what the listener knows about one API request. Request and
+// Response are the raw JSON bodies: the audit trail must filter them (they
+// can hold plaintext, key material and secrets).
+type AuditRecord struct {
+	Time        time.Time
+	Service     *awsjson.Service // nil when the target was unknown
+	Operation   string
+	Caller      awsjson.Caller // zero when authentication failed
+	AccessKeyID string         // as claimed in the signature, even if unknown
+	SourceIP    string
+	UserAgent   string
+	RequestID   string
+	Request     []byte
+	Response    []byte // nil on error
+	Status      int
+	ErrorCode   string
+	ErrorMsg    string
 }
 
 // Handler serves the API.
@@ -94,8 +116,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	reqID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", reqID)
+	rec := &AuditRecord{Time: time.Now().UTC(), RequestID: reqID, SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
+	if h.cfg.Audit != nil {
+		defer func() { h.cfg.Audit(r.Context(), *rec) }()
+	}
+	h.serveAPI(w, r, rec)
+}
+
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRecord) {
+	reqID := rec.RequestID
 	if r.Method != http.MethodPost {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 404, "The requested method is not supported: %s %s", r.Method, r.URL.Path))
+		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 404, "The requested method is not supported: %s %s", r.Method, r.URL.Path), rec)
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
@@ -106,51 +137,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if svc != nil {
 		op, ok = svc.Lookup(opName)
 	}
+	rec.Service, rec.Operation = svc, opName
 	if !ok {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 400, "The operation %q is not supported by this endpoint.", target))
+		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 400, "The operation %q is not supported by this endpoint.", target), rec)
 		return
 	}
 	limit := svc.BodyLimit(op)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.SerializationException, 400, "Could not read the request body."))
+		h.writeError(w, reqID, awsjson.Errorf(awsjson.SerializationException, 400, "Could not read the request body."), rec)
 		return
 	}
 	if int64(len(body)) > limit {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit))
+		h.writeError(w, reqID, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit), rec)
 		return
 	}
+	rec.Request = body
+	rec.AccessKeyID = claimedAccessKey(r.Header.Get("Authorization"))
 	res, err := h.verifier.Verify(r.Context(), r, body, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
 	if err != nil {
-		h.writeError(w, reqID, h.authError(reqID, err))
+		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
 	}
 	p, err := h.cfg.Directory.Principal(r.Context(), res.AccessKeyID)
 	if err != nil {
-		h.writeError(w, reqID, h.authError(reqID, err))
+		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
 	}
+	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, AccessKeyID: p.AccessKeyID}
 	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID,
 		Caller:   awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, AccessKeyID: p.AccessKeyID},
 		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {
-			h.writeHandlerError(w, svc, reqID, opName, err)
+			h.writeHandlerError(w, svc, reqID, opName, err, rec)
 			return
 		}
 	}
 	out, err := op.Handle(r.Context(), call)
 	if err != nil {
-		h.writeHandlerError(w, svc, reqID, opName, err)
+		h.writeHandlerError(w, svc, reqID, opName, err, rec)
 		return
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		h.writeHandlerError(w, svc, reqID, opName, fmt.Errorf("encoding response: %w", err))
+		h.writeHandlerError(w, svc, reqID, opName, fmt.Errorf("encoding response: %w", err), rec)
 		return
 	}
+	rec.Status, rec.Response = 200, b
 	w.Header().Set("Content-Type", jsonContentType)
 	w.Write(b)
+}
+
+// claimedAccessKey extracts the access key id from a SigV4 Authorization
+// header without trusting it (for the audit trail of failed requests).
+func claimedAccessKey(auth string) string {
+	_, rest, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	if len(id) > 128 {
+		return ""
+	}
+	return id
 }
 
 func remoteIP(r *http.Request) string {
@@ -177,7 +227,7 @@ func (h *Handler) authError(reqID string, err error) *awsjson.Error {
 	return &awsjson.Error{Type: "InternalFailure", Status: 500, Message: "An internal error occurred."}
 }
 
-func (h *Handler) writeHandlerError(w http.ResponseWriter, svc *awsjson.Service, reqID, op string, err error) {
+func (h *Handler) writeHandlerError(w http.ResponseWriter, svc *awsjson.Service, reqID, op string, err error, rec *AuditRecord) {
 	ae, ok := svc.WireError(err)
 	if !ok {
 		h.log.Error("internal error", "request_id", reqID, "operation", op, "err", err)
@@ -185,11 +235,14 @@ func (h *Handler) writeHandlerError(w http.ResponseWriter, svc *awsjson.Service,
 	} else if ae.Status >= 500 {
 		h.log.Error("server error", "request_id", reqID, "operation", op, "err", err)
 	}
-	h.writeError(w, reqID, ae)
+	h.writeError(w, reqID, ae, rec)
 }
 
-func (h *Handler) writeError(w http.ResponseWriter, reqID string, e *awsjson.Error) {
+func (h *Handler) writeError(w http.ResponseWriter, reqID string, e *awsjson.Error, rec *AuditRecord) {
 	h.errors.Add(1)
+	if rec != nil {
+		rec.Status, rec.ErrorCode, rec.ErrorMsg = e.Status, e.Type, e.Message
+	}
 	b, _ := json.Marshal(struct {
 		Type    string `json:"__type"`
 		Message string `json:"message"`

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/keyhold/keyhold/internal/kms"
+)
+
+func TestVPCECommand(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := VPCE(context.Background(), args, &out, &errb)
+		return out.String(), err
+	}
+	name := "com.amazonaws.vpce.us-east-1.vpce-svc-0123abcd"
+	if _, err := run("register", "--data-dir", dir, "--service-name", name, "--endpoint", "https://127.0.0.1:8443", "--private-dns-name", "xks.example.internal"); err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := kms.LoadVPCEndpointServices(dir)
+	if err != nil || len(svcs) != 1 {
+		t.Fatalf("registry: %v %+v", err, svcs)
+	}
+	s := svcs[0]
+	if !s.PrivateDNSVerified || s.AcceptanceRequired || len(s.AvailabilityZones) != 2 || s.AllowedPrincipals[0] != "cks.kms.us-east-1.amazonaws.com" {
+		t.Fatalf("defaults: %+v", s)
+	}
+	// Registering again replaces.
+	if _, err := run("register", "--data-dir", dir, "--service-name", name, "--endpoint", "https://127.0.0.1:9443", "--private-dns-name", "xks.example.internal", "--acceptance-required", "--zones", "us-east-1a"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("list", "--data-dir", dir)
+	if err != nil || strings.Count(out, "serviceName") != 1 || !strings.Contains(out, "9443") || !strings.Contains(out, `"acceptanceRequired": true`) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, bad := range [][]string{
+		{"register", "--data-dir", dir, "--service-name", "vpce-svc-1", "--endpoint", "https://h", "--private-dns-name", "h"},
+		{"register", "--data-dir", dir, "--service-name", name, "--endpoint", "http://h", "--private-dns-name", "h"},
+		{"register", "--data-dir", dir, "--service-name", name, "--endpoint", "https://h", "--private-dns-name", "h", "--owner", "12"},
+		{"remove", "--data-dir", dir, "--service-name", "com.amazonaws.vpce.us-east-1.vpce-svc-0fff"},
+		{"frobnicate", "--data-dir", dir},
+	} {
+		if _, err := run(bad...); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+	if _, err := run("remove", "--data-dir", dir, "--service-name", name); err != nil {
+		t.Fatal(err)
+	}
+	if svcs, _ := kms.LoadVPCEndpointServices(dir); len(svcs) != 0 {
+		t.Fatalf("after remove: %+v", svcs)
+	}
+}

@@ -61,7 +61,9 @@ func (s *Statement) principalMatch(p *Principal) principalMatch {
 	case s.Principal != nil:
 		return s.Principal.match(p)
 	case s.NotPrincipal != nil:
-		if s.NotPrincipal.match(p) != noMatch {
+		// Only principals named exactly are excepted: naming an account's
+		// root in NotPrincipal spares the account itself, not its users.
+		if s.NotPrincipal.match(p) == directMatch {
 			return noMatch
 		}
 	}

@@ -147,11 +147,15 @@ func matchPattern(p *pattern, s string, e *env) (matched, ok bool) {
 }
 
 // matchARN implements ArnLike/ArnEquals: each of the six colon-separated
-// parts matches separately, with wildcards; a pattern with fewer parts
-// (such as "*") matches the whole string.
+// parts matches separately, with wildcards, so a * never spans parts. A
+// pattern that is not an ARN (such as "*") matches the whole string; an ARN
+// pattern with fewer than six parts matches nothing.
 func matchARN(pattern, s string, escaped bool) bool {
-	if strings.Count(pattern, ":") < 5 {
+	if !strings.HasPrefix(pattern, "arn:") {
 		return glob(pattern, s, false, escaped)
+	}
+	if strings.Count(pattern, ":") < 5 {
+		return false
 	}
 	for range 5 {
 		pi := strings.IndexByte(pattern, ':')

@@ -518,7 +518,7 @@ func decodeObject(b []byte) (map[string]json.RawMessage, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err == nil {
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return nil, errors.New("unexpected data after the end of the policy")
 	}
 	if firstByte(v) != '{' {

@@ -11,6 +11,8 @@ type Caller struct {
 	ARN         string
 	UserID      string
 	AccessKeyID string
+	// RoleARN is the role of an assumed-role session.
+	RoleARN string
 }
 
 // Call is one decoded-enough request handed to an operation handler.

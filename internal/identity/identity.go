@@ -9,6 +9,8 @@ package identity
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -27,9 +29,24 @@ import (
 // Principal is who signed a request.
 type Principal struct {
 	AccountID   string
-	ARN         string
+	ARN         string // user ARN, or arn:aws:sts::ACCT:assumed-role/ROLE/SESSION
 	AccessKeyID string
+	// RoleARN is set for an assumed-role session.
+	RoleARN string
+	// UserID is the unique id (AIDA... / AROA...:session).
+	UserID string
+	// Expires is set for temporary credentials.
+	Expires time.Time
+	// sessionTokenHash is the SHA-256 of the session token temporary
+	// credentials must present.
+	sessionTokenHash []byte
 }
+
+// Errors of Authenticate beyond sigv4's.
+var (
+	ErrExpiredToken = errors.New("The security token included in the request is expired")
+	ErrInvalidToken = errors.New("The security token included in the request is invalid.")
+)
 
 // Directory looks principals up by access key. Safe for concurrent use.
 type Directory struct {
@@ -60,7 +77,7 @@ func (d *Directory) load(ctx context.Context, id string) (entry, error) {
 		return e, nil
 	}
 	k, err := d.st.GetAccessKey(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.Active) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.Active) || (err == nil && !k.Expires.IsZero() && time.Now().After(k.Expires.Add(time.Hour))) {
 		return entry{}, fmt.Errorf("identity: access key: %w", sigv4.ErrUnknownAccessKey)
 	}
 	if err != nil {
@@ -70,7 +87,8 @@ func (d *Directory) load(ctx context.Context, id string) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("identity: unseal access key: %w", err)
 	}
-	e = entry{secret: string(sec), principal: Principal{AccountID: k.AccountID, ARN: k.PrincipalARN, AccessKeyID: k.ID}}
+	e = entry{secret: string(sec), principal: Principal{AccountID: k.AccountID, ARN: k.PrincipalARN, AccessKeyID: k.ID,
+		RoleARN: k.RoleARN, Expires: k.Expires, sessionTokenHash: k.SessionTokenHash}}
 	d.mu.Lock()
 	d.cache[id] = e
 	d.mu.Unlock()
@@ -87,6 +105,43 @@ func (d *Directory) Lookup(ctx context.Context, accessKeyID string) (string, err
 func (d *Directory) Principal(ctx context.Context, accessKeyID string) (Principal, error) {
 	e, err := d.load(ctx, accessKeyID)
 	return e.principal, err
+}
+
+// Authenticate returns who owns a verified access key, checking the session
+// token that temporary credentials must present (and only they may).
+func (d *Directory) Authenticate(ctx context.Context, accessKeyID, sessionToken string, now time.Time) (Principal, error) {
+	e, err := d.load(ctx, accessKeyID)
+	if err != nil {
+		return Principal{}, err
+	}
+	p := e.principal
+	if len(p.sessionTokenHash) == 0 {
+		if sessionToken != "" {
+			return Principal{}, ErrInvalidToken
+		}
+		return p, nil
+	}
+	h := sha256.Sum256([]byte(sessionToken))
+	if sessionToken == "" || subtle.ConstantTimeCompare(h[:], p.sessionTokenHash) != 1 {
+		return Principal{}, ErrInvalidToken
+	}
+	if now.After(p.Expires) {
+		return Principal{}, ErrExpiredToken
+	}
+	return p, nil
+}
+
+// Forget drops cached access keys (after a key is deactivated or deleted).
+func (d *Directory) Forget(accessKeyIDs ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(accessKeyIDs) == 0 {
+		d.cache = make(map[string]entry)
+		return
+	}
+	for _, id := range accessKeyIDs {
+		delete(d.cache, id)
+	}
 }
 
 // Credentials is an access key pair, printed only into the credentials file.
@@ -123,6 +178,27 @@ func (d *Directory) NewAccessKey(ctx context.Context, p Principal, now time.Time
 // AdminUserName is the name of the principal created at first start.
 const AdminUserName = "keyhold-admin"
 
+// AdminPolicyName is the identity policy that lets the admin do everything
+// in its account.
+const AdminPolicyName = "AdministratorAccess"
+
+const adminPolicy = `{"Version":"2012-10-17","Statement":[{"Sid":"AdministratorAccess","Effect":"Allow","Action":"*","Resource":"*"}]}`
+
+// createAdmin makes an account's admin user, its all-allowing identity
+// policy and an access key. A rerun after a crash replaces the user.
+func (d *Directory) createAdmin(ctx context.Context, account string, now time.Time) (Credentials, error) {
+	arn := UserARN(account, AdminUserName)
+	d.st.DeletePrincipal(ctx, arn) // leftovers of an interrupted first start
+	if err := d.st.CreatePrincipal(ctx, store.Principal{ARN: arn, AccountID: account, Type: "user", Name: AdminUserName,
+		ID: uniqueID("AIDA"), Created: now}); err != nil {
+		return Credentials{}, err
+	}
+	if err := d.st.PutPrincipalPolicy(ctx, store.PrincipalPolicy{PrincipalARN: arn, Name: AdminPolicyName, Document: adminPolicy}); err != nil {
+		return Credentials{}, err
+	}
+	return d.NewAccessKey(ctx, Principal{AccountID: account, ARN: arn}, now)
+}
+
 // Bootstrap makes sure an account and an admin principal exist. On first
 // start it creates them and writes credPath (aws shared-credentials format,
 // profile default, mode 0600). It returns the account id.
@@ -139,13 +215,12 @@ func (d *Directory) Bootstrap(ctx context.Context, credPath, region string, now 
 		return "", err
 	}
 	account := fmt.Sprintf("%012d", n.Int64()+1e11)
-	p := Principal{AccountID: account, ARN: "arn:aws:iam::" + account + ":user/" + AdminUserName}
-	c, err := d.NewAccessKey(ctx, p, now)
+	c, err := d.createAdmin(ctx, account, now)
 	if err != nil {
 		return "", fmt.Errorf("identity.Bootstrap: %w", err)
 	}
 	body := fmt.Sprintf("# keyhold admin credentials for account %s (%s)\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n",
-		account, p.ARN, c.AccessKeyID, c.SecretAccessKey, region)
+		account, UserARN(account, AdminUserName), c.AccessKeyID, c.SecretAccessKey, region)
 	if err := writeFileSync(credPath, []byte(body), 0o600); err != nil {
 		return "", fmt.Errorf("identity.Bootstrap: %w", err)
 	}

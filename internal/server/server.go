@@ -159,14 +159,17 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
 	}
-	p, err := h.cfg.Directory.Principal(r.Context(), res.AccessKeyID)
+	now := time.Now()
+	if h.cfg.Now != nil {
+		now = h.cfg.Now()
+	}
+	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, now)
 	if err != nil {
 		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
 	}
-	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, AccessKeyID: p.AccessKeyID}
-	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID,
-		Caller:   awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, AccessKeyID: p.AccessKeyID},
+	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
+	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller,
 		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {
@@ -218,7 +221,9 @@ func (h *Handler) authError(reqID string, err error) *awsjson.Error {
 		return &awsjson.Error{Type: awsjson.MissingAuthToken, Status: 400, Message: "Request is missing Authentication Token"}
 	case errors.Is(err, sigv4.ErrIncomplete):
 		return &awsjson.Error{Type: awsjson.IncompleteSignature, Status: 400, Message: msg}
-	case errors.Is(err, sigv4.ErrUnknownAccessKey):
+	case errors.Is(err, identity.ErrExpiredToken):
+		return &awsjson.Error{Type: awsjson.ExpiredToken, Status: 400, Message: "The security token included in the request is expired"}
+	case errors.Is(err, sigv4.ErrUnknownAccessKey), errors.Is(err, identity.ErrInvalidToken):
 		return &awsjson.Error{Type: awsjson.UnrecognizedClient, Status: 400, Message: "The security token included in the request is invalid."}
 	case errors.Is(err, sigv4.ErrSignature), errors.Is(err, sigv4.ErrExpired), errors.Is(err, sigv4.ErrScope):
 		return &awsjson.Error{Type: awsjson.InvalidSignature, Status: 400, Message: msg}

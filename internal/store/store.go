@@ -27,7 +27,9 @@ type Account struct {
 }
 
 // AccessKey is a SigV4 credential of a principal. SealedSecret is the secret
-// access key sealed by the root key.
+// access key sealed by the root key. Temporary credentials (STS) also carry
+// the SHA-256 of their session token, the role they were issued for, and an
+// expiry.
 type AccessKey struct {
 	ID           string
 	AccountID    string
@@ -35,6 +37,29 @@ type AccessKey struct {
 	SealedSecret []byte
 	Active       bool
 	Created      time.Time
+	// Temporary credentials only.
+	SessionTokenHash []byte
+	RoleARN          string
+	Expires          time.Time
+}
+
+// Principal is an IAM user or role.
+type Principal struct {
+	ARN         string
+	AccountID   string
+	Type        string // "user" or "role"
+	Name        string
+	ID          string // AIDA... for users, AROA... for roles
+	TrustPolicy string // roles: who may assume it
+	Tags        []Tag
+	Created     time.Time
+}
+
+// PrincipalPolicy is a named identity policy attached to a principal.
+type PrincipalPolicy struct {
+	PrincipalARN string
+	Name         string
+	Document     string
 }
 
 // Tag is a resource tag.
@@ -106,6 +131,20 @@ type Store interface {
 	PutAccessKey(ctx context.Context, k AccessKey) error
 	// GetAccessKey returns ErrNotFound for an unknown id.
 	GetAccessKey(ctx context.Context, id string) (AccessKey, error)
+	ListAccessKeys(ctx context.Context, principalARN string) ([]AccessKey, error)
+	DeleteAccessKey(ctx context.Context, id string) error
+
+	// CreatePrincipal fails with ErrExists when the ARN is taken.
+	CreatePrincipal(ctx context.Context, p Principal) error
+	GetPrincipal(ctx context.Context, arn string) (Principal, error)
+	ListPrincipals(ctx context.Context, accountID string) ([]Principal, error)
+	UpdatePrincipal(ctx context.Context, p Principal) error
+	// DeletePrincipal removes the principal, its policies and access keys.
+	DeletePrincipal(ctx context.Context, arn string) error
+	// PutPrincipalPolicy creates or replaces a named policy.
+	PutPrincipalPolicy(ctx context.Context, p PrincipalPolicy) error
+	DeletePrincipalPolicy(ctx context.Context, principalARN, name string) error
+	ListPrincipalPolicies(ctx context.Context, principalARN string) ([]PrincipalPolicy, error)
 
 	// CreateKey fails with ErrExists when the id is taken.
 	CreateKey(ctx context.Context, k Key) error

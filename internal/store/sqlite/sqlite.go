@@ -33,6 +33,15 @@ var migrations = []string{
 	 CREATE TABLE custom_key_stores (account_id TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
 	   version INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (account_id, id));
 	 CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, name);`,
+	`ALTER TABLE access_keys ADD COLUMN session_token_hash BLOB;
+	 ALTER TABLE access_keys ADD COLUMN role_arn TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE access_keys ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+	 CREATE INDEX access_keys_principal ON access_keys (principal_arn);
+	 CREATE TABLE principals (arn TEXT PRIMARY KEY, account_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL,
+	   id TEXT NOT NULL, trust_policy TEXT NOT NULL DEFAULT '', tags BLOB, created INTEGER NOT NULL);
+	 CREATE INDEX principals_account ON principals (account_id);
+	 CREATE TABLE principal_policies (principal_arn TEXT NOT NULL, name TEXT NOT NULL, document TEXT NOT NULL,
+	   PRIMARY KEY (principal_arn, name));`,
 }
 
 // DB is a Store backed by one SQLite file.
@@ -120,7 +129,7 @@ func (d *DB) CreateAccount(ctx context.Context, a store.Account) error {
 }
 
 func (d *DB) ListAccounts(ctx context.Context) ([]store.Account, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY id")
+	rows, err := d.db.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY created, id")
 	if err != nil {
 		return nil, wrap("sqlite.ListAccounts", err)
 	}
@@ -139,19 +148,181 @@ func (d *DB) ListAccounts(ctx context.Context) ([]store.Account, error) {
 }
 
 func (d *DB) PutAccessKey(ctx context.Context, k store.AccessKey) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active`,
-		k.ID, k.AccountID, k.PrincipalARN, k.SealedSecret, k.Active, k.Created.UnixNano())
+	var exp int64
+	if !k.Expires.IsZero() {
+		exp = k.Expires.UnixNano()
+	}
+	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active`,
+		k.ID, k.AccountID, k.PrincipalARN, k.SealedSecret, k.Active, k.Created.UnixNano(), k.SessionTokenHash, k.RoleARN, exp)
 	return wrap("sqlite.PutAccessKey", err)
 }
 
-func (d *DB) GetAccessKey(ctx context.Context, id string) (store.AccessKey, error) {
+const accessKeyCols = "id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires"
+
+func scanAccessKey(s scanner) (store.AccessKey, error) {
 	var k store.AccessKey
-	var c int64
-	err := d.db.QueryRowContext(ctx, `SELECT id, account_id, principal_arn, sealed_secret, active, created FROM access_keys WHERE id = ?`, id).
-		Scan(&k.ID, &k.AccountID, &k.PrincipalARN, &k.SealedSecret, &k.Active, &c)
+	var c, exp int64
+	err := s.Scan(&k.ID, &k.AccountID, &k.PrincipalARN, &k.SealedSecret, &k.Active, &c, &k.SessionTokenHash, &k.RoleARN, &exp)
 	k.Created = time.Unix(0, c).UTC()
+	if exp != 0 {
+		k.Expires = time.Unix(0, exp).UTC()
+	}
+	return k, err
+}
+
+func (d *DB) GetAccessKey(ctx context.Context, id string) (store.AccessKey, error) {
+	k, err := scanAccessKey(d.db.QueryRowContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE id = ?", id))
 	return k, wrap("sqlite.GetAccessKey", err)
+}
+
+func (d *DB) ListAccessKeys(ctx context.Context, principalARN string) ([]store.AccessKey, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE principal_arn = ? ORDER BY created", principalARN)
+	if err != nil {
+		return nil, wrap("sqlite.ListAccessKeys", err)
+	}
+	defer rows.Close()
+	var out []store.AccessKey
+	for rows.Next() {
+		k, err := scanAccessKey(rows)
+		if err != nil {
+			return nil, wrap("sqlite.ListAccessKeys", err)
+		}
+		out = append(out, k)
+	}
+	return out, wrap("sqlite.ListAccessKeys", rows.Err())
+}
+
+func (d *DB) DeleteAccessKey(ctx context.Context, id string) error {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM access_keys WHERE id = ?", id)
+	if err != nil {
+		return wrap("sqlite.DeleteAccessKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeleteAccessKey: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+const principalCols = "arn, account_id, type, name, id, trust_policy, tags, created"
+
+func scanPrincipal(s scanner) (store.Principal, error) {
+	var p store.Principal
+	var tags []byte
+	var c int64
+	if err := s.Scan(&p.ARN, &p.AccountID, &p.Type, &p.Name, &p.ID, &p.TrustPolicy, &tags, &c); err != nil {
+		return p, err
+	}
+	p.Created = time.Unix(0, c).UTC()
+	if len(tags) > 0 {
+		if err := json.Unmarshal(tags, &p.Tags); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func (d *DB) CreatePrincipal(ctx context.Context, p store.Principal) error {
+	tags, err := json.Marshal(p.Tags)
+	if err != nil {
+		return wrap("sqlite.CreatePrincipal", err)
+	}
+	_, err = d.db.ExecContext(ctx, "INSERT INTO principals ("+principalCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ARN, p.AccountID, p.Type, p.Name, p.ID, p.TrustPolicy, tags, p.Created.UnixNano())
+	return wrap("sqlite.CreatePrincipal", err)
+}
+
+func (d *DB) GetPrincipal(ctx context.Context, arn string) (store.Principal, error) {
+	p, err := scanPrincipal(d.db.QueryRowContext(ctx, "SELECT "+principalCols+" FROM principals WHERE arn = ?", arn))
+	return p, wrap("sqlite.GetPrincipal", err)
+}
+
+func (d *DB) ListPrincipals(ctx context.Context, accountID string) ([]store.Principal, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT "+principalCols+" FROM principals WHERE account_id = ? ORDER BY arn", accountID)
+	if err != nil {
+		return nil, wrap("sqlite.ListPrincipals", err)
+	}
+	defer rows.Close()
+	var out []store.Principal
+	for rows.Next() {
+		p, err := scanPrincipal(rows)
+		if err != nil {
+			return nil, wrap("sqlite.ListPrincipals", err)
+		}
+		out = append(out, p)
+	}
+	return out, wrap("sqlite.ListPrincipals", rows.Err())
+}
+
+func (d *DB) UpdatePrincipal(ctx context.Context, p store.Principal) error {
+	tags, err := json.Marshal(p.Tags)
+	if err != nil {
+		return wrap("sqlite.UpdatePrincipal", err)
+	}
+	res, err := d.db.ExecContext(ctx, "UPDATE principals SET trust_policy = ?, tags = ? WHERE arn = ?", p.TrustPolicy, tags, p.ARN)
+	if err != nil {
+		return wrap("sqlite.UpdatePrincipal", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.UpdatePrincipal: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) DeletePrincipal(ctx context.Context, arn string) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("sqlite.DeletePrincipal", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "DELETE FROM principals WHERE arn = ?", arn)
+	if err != nil {
+		return wrap("sqlite.DeletePrincipal", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeletePrincipal: %w", store.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ?", arn); err != nil {
+		return wrap("sqlite.DeletePrincipal", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM access_keys WHERE principal_arn = ? OR role_arn = ?", arn, arn); err != nil {
+		return wrap("sqlite.DeletePrincipal", err)
+	}
+	return wrap("sqlite.DeletePrincipal", tx.Commit())
+}
+
+func (d *DB) PutPrincipalPolicy(ctx context.Context, p store.PrincipalPolicy) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO principal_policies (principal_arn, name, document) VALUES (?, ?, ?)
+		ON CONFLICT (principal_arn, name) DO UPDATE SET document = excluded.document`, p.PrincipalARN, p.Name, p.Document)
+	return wrap("sqlite.PutPrincipalPolicy", err)
+}
+
+func (d *DB) DeletePrincipalPolicy(ctx context.Context, principalARN, name string) error {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ? AND name = ?", principalARN, name)
+	if err != nil {
+		return wrap("sqlite.DeletePrincipalPolicy", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite.DeletePrincipalPolicy: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]store.PrincipalPolicy, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT principal_arn, name, document FROM principal_policies WHERE principal_arn = ? ORDER BY name", principalARN)
+	if err != nil {
+		return nil, wrap("sqlite.ListPrincipalPolicies", err)
+	}
+	defer rows.Close()
+	var out []store.PrincipalPolicy
+	for rows.Next() {
+		var p store.PrincipalPolicy
+		if err := rows.Scan(&p.PrincipalARN, &p.Name, &p.Document); err != nil {
+			return nil, wrap("sqlite.ListPrincipalPolicies", err)
+		}
+		out = append(out, p)
+	}
+	return out, wrap("sqlite.ListPrincipalPolicies", rows.Err())
 }
 
 // keyData is the JSON form of the columns not needed for queries.

@@ -33,6 +33,13 @@ const (
 	SyncEach
 )
 
+func (m Mode) String() string {
+	if m == SyncEach {
+		return "SyncEach"
+	}
+	return "GroupCommit"
+}
+
 // maxPending bounds the bytes GroupCommit buffers. Beyond it Write blocks
 // while the disk is merely slow (back-pressure rather than lost events) and
 // fails while writes are failing (the event is lost and the caller told).

@@ -14,14 +14,14 @@ import (
 
 // AuditHook opens the audit trail, DATADIR/audit/cloudtrail.jsonl, and
 // returns the server.Config.Audit hook that appends one CloudTrail event
-// per request (also to copy when it is not nil: --audit-stdout), and the
+// per request (also to mirror when it is not nil: --audit-stdout), and the
 // function that flushes and closes the file.
 //
 // Events are group-committed: the hook returns before its event is fsynced,
 // and the event is durable within one fsync of the hook returning (see
 // audit.GroupCommit). account is the recipient account of events whose
 // caller is unknown (failed authentication).
-func AuditHook(dataDir, region, account string, copy io.Writer, log *slog.Logger) (func(context.Context, server.AuditRecord), func() error, error) {
+func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logger) (func(context.Context, server.AuditRecord), func() error, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -38,7 +38,7 @@ func AuditHook(dataDir, region, account string, copy io.Writer, log *slog.Logger
 		}
 	}
 	w, err := audit.Open(filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath)), audit.WriterOptions{
-		Copy:    copy,
+		Copy:    mirror,
 		OnError: func(err error) { logErr("audit trail write failed; retrying", err) },
 	})
 	if err != nil {

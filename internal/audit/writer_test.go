@@ -1,0 +1,219 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func readLines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		out = append(out, append([]byte(nil), sc.Bytes()...))
+	}
+	return out
+}
+
+func TestWriterModesAndPermissions(t *testing.T) {
+	for _, mode := range []Mode{GroupCommit, SyncEach} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, filepath.FromSlash(DefaultPath))
+			var mirror bytes.Buffer
+			w, err := Open(path, WriterOptions{Mode: mode, Copy: &mirror})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if err := w.Write(fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// After Sync the events are on disk: another reader sees them
+			// before Close.
+			if err := w.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(readLines(t, path)); got != 3 {
+				t.Fatalf("after Sync: %d lines, want 3", got)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write([]byte(`{}`)); err != ErrClosed {
+				t.Errorf("Write after Close = %v", err)
+			}
+			if mirror.String() != "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n" {
+				t.Errorf("mirror = %q", mirror.String())
+			}
+			st, _ := os.Stat(path)
+			dst, _ := os.Stat(filepath.Dir(path))
+			if st.Mode().Perm() != 0o600 || dst.Mode().Perm() != 0o700 {
+				t.Errorf("modes: file %v dir %v, want 0600 and 0700", st.Mode().Perm(), dst.Mode().Perm())
+			}
+		})
+	}
+}
+
+// TestWriterConcurrent: many writers, every event ends up as exactly one
+// intact line (run with -race).
+func TestWriterConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	w, err := Open(path, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEncoder(t)
+	recs := cases(t)
+	const workers, each = 16, 200
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			for i := range each {
+				r := recs[(g+i)%len(recs)].rec
+				r.RequestID = fmt.Sprintf("%d-%d", g, i)
+				line, err := e.Marshal(&r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := w.Write(line); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					if err := w.Sync(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, l := range readLines(t, path) {
+		var ev Event
+		if err := json.Unmarshal(l, &ev); err != nil {
+			t.Fatalf("bad line %q: %v", l, err)
+		}
+		if seen[ev.RequestID] {
+			t.Fatalf("duplicate %s", ev.RequestID)
+		}
+		seen[ev.RequestID] = true
+		for _, s := range secrets {
+			if bytes.Contains(l, []byte(s)) {
+				t.Fatalf("secret %q in %s", s, l)
+			}
+		}
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("%d events, want %d", len(seen), workers*each)
+	}
+}
+
+// TestWriterDurableWithinWindow documents GroupCommit: Write returns at
+// once, and without any Sync call the event reaches the file within the
+// flusher's window.
+func TestWriterDurableWithinWindow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	w, err := Open(path, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write([]byte(`{"x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(readLines(t, path)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("event not written within 2s without Sync")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestWriterTornTailAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.jsonl")
+	// A crash left half a line.
+	if err := os.WriteFile(path, []byte("{\"ok\":1}\n{\"torn\":"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(path, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(`{"after":1}`))
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	lines := readLines(t, path)
+	if len(lines) != 3 || string(lines[2]) != `{"after":1}` {
+		t.Fatalf("lines after torn tail: %q", lines)
+	}
+	// External rotation: rename, Reopen, new events go to a new file.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(`{"rotated":1}`))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l := readLines(t, path); len(l) != 1 || string(l[0]) != `{"rotated":1}` {
+		t.Fatalf("new file: %q", l)
+	}
+	if l := readLines(t, path+".1"); len(l) != 3 {
+		t.Fatalf("old file: %q", l)
+	}
+}
+
+// TestWriterReportsFailure: when the file cannot be written, Sync says so
+// and Close does not hide it.
+func TestWriterReportsFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	var mu sync.Mutex
+	var reported []error
+	w, err := Open(path, WriterOptions{RetryInterval: time.Millisecond, OnError: func(err error) {
+		mu.Lock()
+		reported = append(reported, err)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ioMu.Lock()
+	w.f.Close() // simulate a dead file descriptor
+	w.ioMu.Unlock()
+	w.Write([]byte(`{"lost":1}`))
+	if err := w.Sync(); err == nil {
+		t.Fatal("Sync succeeded on a closed file")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close hid the write failure")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) == 0 {
+		t.Fatal("OnError not called")
+	}
+}

@@ -2,11 +2,11 @@ package awsjson
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"sort"

@@ -14,8 +14,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/api/iamapi"
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/awsquery"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -131,7 +133,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Logger: cfg.Logger})
+	admin := identity.NewAdmin(dir, nil)
+	superAdmin := identity.UserARN(account, identity.AdminUserName)
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, nil)
+	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services,
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Logger: cfg.Logger})
 	return in, nil
 }
 

@@ -403,3 +403,12 @@ func title(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
+
+// GetPrincipalByARN returns a principal by ARN (the caller's own record).
+func (a *Admin) GetPrincipalByARN(ctx context.Context, arn string) (store.Principal, error) {
+	p, err := a.st.GetPrincipal(ctx, arn)
+	if errors.Is(err, store.ErrNotFound) {
+		return p, idErr("NoSuchEntity", 404, "The user with ARN %s cannot be found.", arn)
+	}
+	return p, err
+}

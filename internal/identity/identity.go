@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +90,16 @@ func (d *Directory) load(ctx context.Context, id string) (entry, error) {
 	}
 	e = entry{secret: string(sec), principal: Principal{AccountID: k.AccountID, ARN: k.PrincipalARN, AccessKeyID: k.ID,
 		RoleARN: k.RoleARN, Expires: k.Expires, sessionTokenHash: k.SessionTokenHash}}
+	owner := k.PrincipalARN
+	if k.RoleARN != "" {
+		owner = k.RoleARN
+	}
+	if p, err := d.st.GetPrincipal(ctx, owner); err == nil {
+		e.principal.UserID = p.ID
+		if k.RoleARN != "" {
+			e.principal.UserID = p.ID + ":" + k.PrincipalARN[strings.LastIndex(k.PrincipalARN, "/")+1:]
+		}
+	}
 	d.mu.Lock()
 	d.cache[id] = e
 	d.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/awsquery"
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/sigv4"
@@ -35,9 +36,12 @@ type Config struct {
 	Region    string
 	Directory *identity.Directory
 	Services  []*awsjson.Service
-	Authorize Authorizer
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// QueryServices speak the Query protocol (IAM, STS), chosen by the
+	// signing name in the request's credential scope.
+	QueryServices []*awsquery.Service
+	Authorize     Authorizer
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// Ready reports readiness for /healthz; nil means always ready.
 	Ready func() bool
 	// Audit, when set, receives one record per API request, allowed or
@@ -130,6 +134,10 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
+	if target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		h.serveQuery(w, r, rec)
+		return
+	}
 	prefix, opName, _ := strings.Cut(target, ".")
 	svc := h.byPrefix[prefix]
 	var op awsjson.Operation

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/awsquery"
+	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/sigv4"
+)
+
+const queryBodyLimit = 64 << 10
+
+// claimedService is the service named in a SigV4 credential scope.
+func claimedService(auth string) string {
+	_, rest, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return ""
+	}
+	scope, _, _ := strings.Cut(rest, ",")
+	parts := strings.Split(scope, "/")
+	if len(parts) != 5 {
+		return ""
+	}
+	return parts[3]
+}
+
+// serveQuery handles Query-protocol requests (IAM and STS).
+func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditRecord) {
+	reqID := rec.RequestID
+	name := claimedService(r.Header.Get("Authorization"))
+	var svc *awsquery.Service
+	for _, s := range h.cfg.QueryServices {
+		if s.SigningName == name {
+			svc = s
+		}
+	}
+	ns := "https://iam.amazonaws.com/doc/2010-05-08/"
+	if svc != nil {
+		ns = svc.Namespace
+	}
+	fail := func(e *awsquery.Error) {
+		h.errors.Add(1)
+		rec.Status, rec.ErrorCode, rec.ErrorMsg = e.Status, e.Code, e.Message
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(e.Status)
+		w.Write(awsquery.ErrorBody(ns, reqID, e))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, queryBodyLimit+1))
+	if err != nil || len(body) > queryBodyLimit {
+		fail(&awsquery.Error{Code: "ValidationError", Status: 400, Message: "The request body is too large or unreadable."})
+		return
+	}
+	rec.Request = body
+	rec.AccessKeyID = claimedAccessKey(r.Header.Get("Authorization"))
+	if svc == nil {
+		if name == "" {
+			fail(&awsquery.Error{Code: "MissingAuthenticationToken", Status: 403, Message: "Request is missing Authentication Token"})
+			return
+		}
+		fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "This endpoint does not serve the " + name + " Query API."})
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		fail(&awsquery.Error{Code: "MalformedQueryString", Status: 400, Message: "The request body is not a valid form."})
+		return
+	}
+	action := form.Get("Action")
+	op, ok := svc.Lookup(action)
+	rec.Operation = action
+	if !ok {
+		fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "Could not find operation " + action + " for version " + form.Get("Version")})
+		return
+	}
+	res, err := h.verifier.Verify(r.Context(), r, body, sigv4.Scope{Service: svc.SigningName})
+	if err != nil {
+		fail(queryAuthError(err))
+		return
+	}
+	now := time.Now()
+	if h.cfg.Now != nil {
+		now = h.cfg.Now()
+	}
+	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, now)
+	if err != nil {
+		fail(queryAuthError(err))
+		return
+	}
+	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
+	call := &awsjson.Call{Operation: action, Body: body, RequestID: reqID, Caller: rec.Caller, SourceIP: rec.SourceIP, UserAgent: rec.UserAgent}
+	handlerErr := func(err error) {
+		if qe, ok := svc.WireError(err); ok {
+			fail(qe)
+			return
+		}
+		var ae *awsjson.Error
+		if errors.As(err, &ae) {
+			code := ae.Type
+			if code == awsjson.AccessDeniedException {
+				code = "AccessDenied"
+			}
+			fail(&awsquery.Error{Code: code, Status: ae.Status, Message: ae.Message})
+			return
+		}
+		h.log.Error("internal error", "request_id", reqID, "operation", action, "err", err)
+		fail(&awsquery.Error{Code: "ServiceFailure", Status: 500, Message: "An internal error occurred."})
+	}
+	if h.cfg.Authorize != nil {
+		if err := h.cfg.Authorize(r.Context(), call.Caller, awsjson.Operation{Name: op.Name, Action: op.Action}, body); err != nil {
+			handlerErr(err)
+			return
+		}
+	}
+	out, err := op.Handle(r.Context(), call, form)
+	if err != nil {
+		handlerErr(err)
+		return
+	}
+	b, err := svc.Response(action, reqID, out)
+	if err != nil {
+		handlerErr(err)
+		return
+	}
+	rec.Status, rec.Response = 200, b
+	w.Header().Set("Content-Type", "text/xml")
+	w.Write(b)
+}
+
+func queryAuthError(err error) *awsquery.Error {
+	switch {
+	case errors.Is(err, sigv4.ErrMissingAuth):
+		return &awsquery.Error{Code: "MissingAuthenticationToken", Status: 403, Message: "Request is missing Authentication Token"}
+	case errors.Is(err, sigv4.ErrIncomplete):
+		return &awsquery.Error{Code: "IncompleteSignature", Status: 403, Message: err.Error()}
+	case errors.Is(err, identity.ErrExpiredToken):
+		return &awsquery.Error{Code: "ExpiredToken", Status: 403, Message: "The security token included in the request is expired"}
+	case errors.Is(err, sigv4.ErrUnknownAccessKey), errors.Is(err, identity.ErrInvalidToken):
+		return &awsquery.Error{Code: "InvalidClientTokenId", Status: 403, Message: "The security token included in the request is invalid."}
+	case errors.Is(err, sigv4.ErrSignature), errors.Is(err, sigv4.ErrExpired), errors.Is(err, sigv4.ErrScope):
+		return &awsquery.Error{Code: "SignatureDoesNotMatch", Status: 403, Message: err.Error()}
+	}
+	return &awsquery.Error{Code: "ServiceFailure", Status: 500, Message: "An internal error occurred."}
+}

@@ -335,7 +335,7 @@ func parseCIDR(s string) (netip.Prefix, bool) {
 // prefix, a multi-valued key passes a positive test when any value does and
 // a negated test when every value does.
 func (c *Condition) eval(e *env) bool {
-	vals, present := e.get(c.key)
+	vals, one, present := e.get(c.key)
 	if c.op == opNull {
 		for _, absent := range c.null {
 			if absent != present {
@@ -354,7 +354,15 @@ func (c *Condition) eval(e *env) bool {
 		return c.negate
 	}
 	all := c.set == setAllValues || (c.set == setNone && c.negate)
-	for _, v := range vals {
+	n := len(vals)
+	if vals == nil {
+		n = 1 // the derived value in one
+	}
+	for i := 0; i < n; i++ {
+		v := one
+		if vals != nil {
+			v = vals[i]
+		}
 		ok, resolved := c.valueOK(v, e)
 		if !resolved {
 			return false

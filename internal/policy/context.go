@@ -182,12 +182,20 @@ type env struct {
 	anyResource bool // every Resource matches (LockoutSafe)
 }
 
-// get returns a key's values: from the context, else derived from the
-// principal for the keys that describe it.
-func (e *env) get(lower string) ([]string, bool) {
+// get returns a key's values from the context or, for the keys that
+// describe the principal, the one derived value in one (vals is then nil).
+// Returning it as a string rather than a slice keeps evaluation free of
+// allocations.
+func (e *env) get(lower string) (vals []string, one string, ok bool) {
 	if v, ok := e.req.Context.lookup(lower); ok {
-		return v, true
+		return v, "", true
 	}
+	one, ok = e.derive(lower)
+	return nil, one, ok
+}
+
+// derive computes the keys that describe the principal.
+func (e *env) derive(lower string) (string, bool) {
 	p := &e.req.Principal
 	var v string
 	switch lower {
@@ -204,17 +212,16 @@ func (e *env) get(lower string) ([]string, bool) {
 			v = p.ARN
 		}
 	}
-	if v == "" {
-		return nil, false
-	}
-	return []string{v}, true
+	return v, v != ""
 }
 
 // single returns a single-valued key's value, for policy variables.
 func (e *env) single(lower string) (string, bool) {
-	v, ok := e.get(lower)
-	if !ok || len(v) != 1 {
-		return "", false
+	if v, ok := e.req.Context.lookup(lower); ok {
+		if len(v) != 1 {
+			return "", false
+		}
+		return v[0], true
 	}
-	return v[0], true
+	return e.derive(lower)
 }

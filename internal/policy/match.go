@@ -17,6 +17,9 @@ func glob(pattern, s string, fold, escaped bool) bool {
 			c := pattern[px]
 			switch {
 			case c == '*':
+				if px == len(pattern)-1 {
+					return true // a trailing * takes whatever is left
+				}
 				starPx, starSx = px, sx
 				px++
 				continue
@@ -44,6 +47,16 @@ func glob(pattern, s string, fold, escaped bool) bool {
 		if starPx >= 0 && starSx < len(s) {
 			_, n := utf8.DecodeRuneInString(s[starSx:])
 			starSx += n
+			// Skip straight to where the literal after the * occurs next.
+			if next := starPx + 1; !fold && next < len(pattern) {
+				if c := pattern[next]; c != '*' && c != '?' && (!escaped || c != '\\') {
+					i := strings.IndexByte(s[starSx:], c)
+					if i < 0 {
+						return false
+					}
+					starSx += i
+				}
+			}
 			px, sx = starPx+1, starSx
 			continue
 		}

@@ -478,12 +478,21 @@ func isAccountID(s string) bool {
 type arn struct{ partition, service, region, account, resource string }
 
 // splitARN splits arn:partition:service:region:account:resource.
+// It does not allocate: Decide calls it on every request.
 func splitARN(s string) (arn, bool) {
-	parts := strings.SplitN(s, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	rest, ok := strings.CutPrefix(s, "arn:")
+	if !ok {
 		return arn{}, false
 	}
-	return arn{parts[1], parts[2], parts[3], parts[4], parts[5]}, true
+	var parts [4]string
+	for i := range parts {
+		j := strings.IndexByte(rest, ':')
+		if j < 0 {
+			return arn{}, false
+		}
+		parts[i], rest = rest[:j], rest[j+1:]
+	}
+	return arn{parts[0], parts[1], parts[2], parts[3], rest}, true
 }
 
 // checkElements reports an unknown element, with a hint when only the case

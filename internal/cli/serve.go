@@ -21,6 +21,7 @@ import (
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
@@ -133,11 +134,19 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	admin := identity.NewAdmin(dir, nil)
+	svc.SetIdentityPolicies(identityPolicies(dir))
+	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
+		kind := policy.KeyPolicy
+		if identityPolicy {
+			kind = policy.IdentityPolicy
+		}
+		_, err := policy.Parse(doc, kind)
+		return err
+	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
-	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, nil)
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(context.Background(), dir))
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services,
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Logger: cfg.Logger})
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(dir), Logger: cfg.Logger})
 	return in, nil
 }
 

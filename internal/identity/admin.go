@@ -147,6 +147,7 @@ func (a *Admin) DeletePrincipal(ctx context.Context, account, typ, name string) 
 		a.dir.Forget(k.ID)
 	}
 	a.dir.Forget() // sessions of a deleted role
+	a.dir.forgetPolicies()
 	return nil
 }
 
@@ -248,6 +249,7 @@ func (a *Admin) PutPolicy(ctx context.Context, account, typ, name, policyName, d
 	if err := a.checkPolicy(doc, true); err != nil {
 		return err
 	}
+	defer a.dir.forgetPolicies()
 	return a.st.PutPrincipalPolicy(ctx, store.PrincipalPolicy{PrincipalARN: p.ARN, Name: policyName, Document: doc})
 }
 
@@ -257,6 +259,7 @@ func (a *Admin) DeletePolicy(ctx context.Context, account, typ, name, policyName
 	if err != nil {
 		return err
 	}
+	defer a.dir.forgetPolicies()
 	if err := a.st.DeletePrincipalPolicy(ctx, p.ARN, policyName); errors.Is(err, store.ErrNotFound) {
 		return idErr("NoSuchEntity", 404, "The %s policy with name %s cannot be found.", typ, policyName)
 	} else if err != nil {
@@ -315,7 +318,7 @@ func (c SessionCredentials) String() string {
 
 // TrustCheck decides whether caller may assume a role under its trust
 // policy (the policy engine plugs in); nil allows same-account callers only.
-type TrustCheck func(trustPolicy string, caller Principal) bool
+type TrustCheck func(trustPolicy, roleARN string, caller Principal) bool
 
 // AssumeRole issues temporary credentials for role roleARN to caller.
 func (a *Admin) AssumeRole(ctx context.Context, caller Principal, roleARN, sessionName string, duration time.Duration, trust TrustCheck) (SessionCredentials, error) {
@@ -334,7 +337,7 @@ func (a *Admin) AssumeRole(ctx context.Context, caller Principal, roleARN, sessi
 	}
 	allowed := caller.AccountID == role.AccountID
 	if trust != nil {
-		allowed = trust(role.TrustPolicy, caller)
+		allowed = trust(role.TrustPolicy, role.ARN, caller)
 	}
 	if !allowed {
 		return SessionCredentials{}, idErr("AccessDenied", 403, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller.ARN, roleARN)
@@ -380,21 +383,36 @@ func (a *Admin) CreateAccount(ctx context.Context) (string, Credentials, error) 
 }
 
 // Policies returns the identity policy documents that apply to a principal
-// (a session gets its role's).
+// (a session gets its role's). They are cached; Admin's changes invalidate.
 func (d *Directory) Policies(ctx context.Context, p Principal) ([]string, error) {
 	arn := p.ARN
 	if p.RoleARN != "" {
 		arn = p.RoleARN
 	}
+	d.mu.RLock()
+	docs, ok := d.policies[arn]
+	d.mu.RUnlock()
+	if ok {
+		return docs, nil
+	}
 	ps, err := d.st.ListPrincipalPolicies(ctx, arn)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(ps))
+	docs = make([]string, len(ps))
 	for i, pp := range ps {
-		out[i] = pp.Document
+		docs[i] = pp.Document
 	}
-	return out, nil
+	d.mu.Lock()
+	d.policies[arn] = docs
+	d.mu.Unlock()
+	return docs, nil
+}
+
+func (d *Directory) forgetPolicies() {
+	d.mu.Lock()
+	d.policies = make(map[string][]string)
+	d.mu.Unlock()
 }
 
 func title(s string) string {

@@ -54,8 +54,9 @@ type Directory struct {
 	st   store.Store
 	root *rootkey.Key
 
-	mu    sync.RWMutex
-	cache map[string]entry
+	mu       sync.RWMutex
+	cache    map[string]entry
+	policies map[string][]string // principal ARN -> identity policy documents
 }
 
 type entry struct {
@@ -65,7 +66,7 @@ type entry struct {
 
 // New returns a Directory over st.
 func New(st store.Store, root *rootkey.Key) *Directory {
-	return &Directory{st: st, root: root, cache: make(map[string]entry)}
+	return &Directory{st: st, root: root, cache: make(map[string]entry), policies: make(map[string][]string)}
 }
 
 func secretAAD(id string) []byte { return []byte("keyhold-access-key:" + id) }

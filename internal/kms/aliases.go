@@ -94,7 +94,21 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, name string) error 
 	if err := checkAliasName(name); err != nil {
 		return err
 	}
-	err := s.st.DeleteAlias(ctx, c.AccountID, name)
+	a, err := s.st.GetAlias(ctx, c.AccountID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+	}
+	if err != nil {
+		return internal("DeleteAlias", err)
+	}
+	if k, err := s.getKey(ctx, c.AccountID, a.KeyID); err == nil {
+		if err := s.authorize(ctx, c, &k, nil); err != nil {
+			return err
+		}
+	} else if err := s.authorize(ctx, c, nil, nil); err != nil {
+		return err
+	}
+	err = s.st.DeleteAlias(ctx, c.AccountID, name)
 	s.dropAlias(c.AccountID, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
@@ -111,9 +125,12 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, keyID string, limit
 	if err != nil {
 		return nil, Page{}, err
 	}
+	if err := s.authorize(ctx, c, nil, nil); err != nil {
+		return nil, Page{}, err
+	}
 	var only string
 	if keyID != "" {
-		k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+		k, err := s.resolveKey(ctx, c, keyID, resolveOpts{noAuth: true})
 		if err != nil {
 			return nil, Page{}, err
 		}

@@ -76,7 +76,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (Encry
 	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return EncryptOutput{}, err
 	}
-	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.EncryptionContext)})
 	if err != nil {
 		return EncryptOutput{}, err
 	}
@@ -158,7 +158,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if err != nil {
 		return DecryptOutput{}, invalidCiphertext()
 	}
-	k, err := s.getKey(ctx, c.AccountID, h.KeyIDString())
+	k, err := s.keyOfCiphertext(ctx, c, h.KeyIDString())
 	if errors.Is(err, store.ErrNotFound) {
 		return DecryptOutput{}, invalidCiphertext()
 	}
@@ -166,13 +166,16 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 		return DecryptOutput{}, internal("Decrypt", err)
 	}
 	if in.KeyID != "" {
-		want, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+		want, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true, crossAccount: true, noAuth: true})
 		if err != nil {
 			return DecryptOutput{}, err
 		}
-		if want.ID != k.ID {
+		if want.ID != k.ID || want.AccountID != k.AccountID {
 			return DecryptOutput{}, errorf(IncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 		}
+	}
+	if err := s.authorize(ctx, c, &k, encryptionContext(in.EncryptionContext)); err != nil {
+		return DecryptOutput{}, err
 	}
 	if kindOf(k) != h.Kind || string(h.BackingKeyID[:len(k.BackingKeyID)]) != string(k.BackingKeyID) {
 		return DecryptOutput{}, invalidCiphertext()
@@ -224,14 +227,15 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (R
 	if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dst, err := s.resolveKey(ctx, c, in.DestinationKeyID, resolveOpts{allowAlias: true})
+	dst, err := s.resolveKey(WithAction(ctx, "kms:ReEncryptTo"), c, in.DestinationKeyID,
+		resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.DestinationEncryptionContext)})
 	if err != nil {
 		return ReEncryptOutput{}, err
 	}
 	if err := s.usable(dst); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dec, err := s.Decrypt(ctx, c, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
+	dec, err := s.Decrypt(WithAction(ctx, "kms:ReEncryptFrom"), c, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
 		EncryptionContext: in.SourceEncryptionContext, Algorithm: in.SourceAlgorithm, DryRun: in.DryRun})
 	if err != nil {
 		return ReEncryptOutput{}, err
@@ -275,7 +279,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateData
 	case in.KeySpec != "":
 		return GenerateDataKeyOutput{}, errorf(Validation, "1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]", in.KeySpec)
 	}
-	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true})
+	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.EncryptionContext)})
 	if err != nil {
 		return GenerateDataKeyOutput{}, err
 	}
@@ -309,6 +313,9 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKey
 	if n <= 0 {
 		return nil, errorf(Validation, "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null")
 	}
+	if err := s.authorize(ctx, c, nil, nil); err != nil {
+		return nil, err
+	}
 	if customKeyStoreID != "" {
 		return s.cks.generateRandom(ctx, c, customKeyStoreID, n)
 	}
@@ -339,4 +346,18 @@ func materialID(k store.Key) []byte {
 		return nil
 	}
 	return k.BackingKeyID
+}
+
+// keyOfCiphertext finds the key a ciphertext names: the caller's own, or
+// another account's (authorization then decides).
+func (s *Service) keyOfCiphertext(ctx context.Context, c Caller, id string) (store.Key, error) {
+	k, err := s.getKey(ctx, c.AccountID, id)
+	if !errors.Is(err, store.ErrNotFound) {
+		return k, err
+	}
+	k, err = s.st.FindKey(ctx, id)
+	if err != nil {
+		return k, err
+	}
+	return s.getKey(ctx, k.AccountID, id)
 }

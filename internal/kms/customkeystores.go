@@ -220,6 +220,9 @@ func (c *customKeyStores) sealSecret(account, id string, sec cksSecret) ([]byte,
 // CreateCustomKeyStore creates a DISCONNECTED store.
 func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in CreateCustomKeyStoreInput) (string, error) {
 	c := s.cks
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return "", err
+	}
 	if in.Type == "" {
 		in.Type = TypeCloudHSM
 	}
@@ -278,6 +281,9 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 
 // DescribeCustomKeyStores lists stores, or the one named by id or name.
 func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Caller, id, name string, limit int, marker string) ([]CustomKeyStore, Page, error) {
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return nil, Page{}, err
+	}
 	if id != "" && name != "" {
 		return nil, Page{}, errorf(Validation, "Specify either CustomKeyStoreId or CustomKeyStoreName, not both.")
 	}
@@ -340,6 +346,9 @@ func invalidState(id, state, what string) error {
 // CONNECTED; everything else needs DISCONNECTED.
 func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
 	c := s.cks
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return err
+	}
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
 	if err != nil {
 		return err
@@ -397,6 +406,9 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in Up
 // never touches the cluster, the proxy or any backing key.
 func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return err
+	}
 	rec, _, err := c.load(ctx, caller.AccountID, id)
 	if err != nil {
 		return err
@@ -427,6 +439,9 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id st
 // CONNECTED or FAILED with a ConnectionErrorCode.
 func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return err
+	}
 	rec, cfg, err := c.load(ctx, caller.AccountID, id)
 	if err != nil {
 		return err
@@ -522,6 +537,9 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 // DisconnectCustomKeyStore logs out and makes the store's keys unavailable.
 func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return err
+	}
 	rec, _, err := c.load(ctx, caller.AccountID, id)
 	if err != nil {
 		return err

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
@@ -141,12 +141,23 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	if err := validateTags(in.Tags); err != nil {
 		return KeyMetadata{}, err
 	}
-	policy := DefaultPolicy(c.AccountID)
+	if err := s.authorize(ctx, c, nil, func(pc policy.Context) {
+		pc.Set(policy.KeyKeySpec, in.KeySpec)
+		pc.Set(policy.KeyCustomerMasterKeySpec, in.KeySpec)
+		pc.Set(policy.KeyKeyUsage, in.KeyUsage)
+		pc.Set(policy.KeyKeyOrigin, in.Origin)
+		pc.SetBool(policy.KeyMultiRegion, in.MultiRegion)
+		pc.SetBool(policy.KeyBypassLockoutCheck, in.BypassPolicyLockoutSafetyCheck)
+		setRequestTags(pc, in.Tags)
+	}); err != nil {
+		return KeyMetadata{}, err
+	}
+	keyPolicy := DefaultPolicy(c.AccountID)
 	if in.Policy != nil {
-		if err := validatePolicy(*in.Policy); err != nil {
+		if err := s.checkKeyPolicy(c, *in.Policy, in.BypassPolicyLockoutSafetyCheck); err != nil {
 			return KeyMetadata{}, err
 		}
-		policy = *in.Policy
+		keyPolicy = *in.Policy
 	}
 	id, err := newKeyID()
 	if err != nil {
@@ -155,7 +166,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	k := store.Key{
 		AccountID: c.AccountID, ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
-		State: StateEnabled, Policy: policy, Tags: dedupTags(in.Tags),
+		State: StateEnabled, Policy: keyPolicy, Tags: dedupTags(in.Tags),
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
@@ -205,7 +216,7 @@ func (s *Service) effectiveState(k store.Key) string {
 
 // DescribeKey reports a key in any state; aliases are accepted.
 func (s *Service) DescribeKey(ctx context.Context, c Caller, keyID string) (KeyMetadata, error) {
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true})
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true, crossAccount: true})
 	if err != nil {
 		return KeyMetadata{}, err
 	}
@@ -251,6 +262,9 @@ func pageLimit(limit int) int {
 func (s *Service) ListKeys(ctx context.Context, c Caller, limit int, marker string) ([]KeyListEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
+		return nil, Page{}, err
+	}
+	if err := s.authorize(ctx, c, nil, nil); err != nil {
 		return nil, Page{}, err
 	}
 	limit = pageLimit(limit)
@@ -365,41 +379,28 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, des
 	return err
 }
 
-// validatePolicy checks that a key policy is a JSON policy document. Full
-// policy-language validation comes with policy enforcement.
-func validatePolicy(p string) error {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(p), &doc); err != nil {
-		return errorf(MalformedPolicyDocument, "The new key policy will not allow you to update the key policy in the future: the policy is not valid JSON.")
+// checkKeyPolicy validates a key policy and, unless bypassed, makes sure
+// it still lets the caller change it later (the lockout safety check).
+func (s *Service) checkKeyPolicy(c Caller, text string, bypass bool) error {
+	doc, err := policy.Parse(text, policy.KeyPolicy)
+	if err != nil {
+		return errorf(MalformedPolicyDocument, "%v", err)
 	}
-	st, ok := doc["Statement"]
-	if !ok {
-		return errorf(MalformedPolicyDocument, "Policy document is missing required field 'Statement'.")
-	}
-	var one map[string]json.RawMessage
-	var many []map[string]json.RawMessage
-	if json.Unmarshal(st, &one) == nil {
-		many = append(many, one)
-	} else if err := json.Unmarshal(st, &many); err != nil || len(many) == 0 {
-		return errorf(MalformedPolicyDocument, "Policy 'Statement' must be an object or a non-empty list of objects.")
-	}
-	for i, stmt := range many {
-		var effect string
-		if err := json.Unmarshal(stmt["Effect"], &effect); err != nil || (effect != "Allow" && effect != "Deny") {
-			return errorf(MalformedPolicyDocument, "Statement %d: 'Effect' must be \"Allow\" or \"Deny\".", i+1)
-		}
-		_, hasP := stmt["Principal"]
-		_, hasNP := stmt["NotPrincipal"]
-		if !hasP && !hasNP {
-			return errorf(MalformedPolicyDocument, "Statement %d: a key policy statement needs a 'Principal'.", i+1)
-		}
-		_, hasA := stmt["Action"]
-		_, hasNA := stmt["NotAction"]
-		if !hasA && !hasNA {
-			return errorf(MalformedPolicyDocument, "Statement %d: missing 'Action'.", i+1)
-		}
+	if !bypass && s.authz.identity != nil && !policy.LockoutSafe(doc, s.principal(c)) {
+		return errorf(MalformedPolicyDocument, "The new key policy will not allow you to update the key policy in the future.")
 	}
 	return nil
+}
+
+func setRequestTags(pc policy.Context, tags []store.Tag) {
+	if len(tags) == 0 {
+		return
+	}
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[t.Key] = t.Value
+	}
+	pc.SetRequestTags(m)
 }
 
 // GetKeyPolicy returns the key's policy; the only policy name is "default".
@@ -415,22 +416,22 @@ func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string
 }
 
 // PutKeyPolicy replaces the key's policy.
-func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, policy string, bypass bool) error {
+func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text string, bypass bool) error {
 	if name != "" && name != DefaultPolicyKey {
 		return errorf(NotFound, "No such policy exists: %s", name)
 	}
-	if err := validatePolicy(policy); err != nil {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.SetBool(policy.KeyBypassLockoutCheck, bypass) }})
+	if err != nil {
 		return err
 	}
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
-	if err != nil {
+	if err := s.checkKeyPolicy(c, text, bypass); err != nil {
 		return err
 	}
 	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
 		if k.State == StatePendingDeletion {
 			return s.pendingDeletion(*k)
 		}
-		k.Policy = policy
+		k.Policy = text
 		return nil
 	})
 	return err
@@ -473,7 +474,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { setRequestTags(pc, tags) }})
 	if err != nil {
 		return err
 	}
@@ -504,7 +505,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 
 // UntagResource removes tags by key.
 func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tagKeys []string) error {
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.Set(policy.KeyTagKeys, tagKeys...) }})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -29,7 +30,13 @@ type Caller struct {
 	AccountID string
 	ARN       string
 	RequestID string
+	// RoleARN is the role of an assumed-role session.
+	RoleARN         string
+	SourceIP        string
+	SecureTransport bool
 }
+
+var errNoAction = errors.New("operation has no policy action")
 
 // Config builds a Service.
 type Config struct {
@@ -65,7 +72,8 @@ type Service struct {
 	keys    map[string]store.Key // account/id -> key, a write-through cache
 	aliases map[string]string    // account/alias name -> key id
 
-	cks *customKeyStores
+	cks   *customKeyStores
+	authz authz
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -86,6 +94,7 @@ func New(cfg Config) *Service {
 		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.authz.docs = make(map[string]*policy.Document)
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)
 	return s
@@ -193,20 +202,52 @@ func (s *Service) storeErr(op string, err error, id string) error {
 // resolveOpts says which key identifier forms an operation accepts.
 type resolveOpts struct {
 	allowAlias bool
+	// crossAccount lets a key ARN (or alias ARN) name another account's key,
+	// as AWS allows for cryptographic operations and DescribeKey.
+	crossAccount bool
+	// ctx adds operation-specific condition keys to the authorization.
+	ctx func(policy.Context)
+	// noAuth skips authorization (the caller authorizes itself).
+	noAuth bool
 }
 
-// resolveKey turns any accepted identifier into the caller's key. Key ids,
-// key ARNs and (where allowed) alias names and alias ARNs are accepted.
+// resolveKey turns any accepted identifier into a key and authorizes the
+// current operation on it. Key ids, key ARNs and (where allowed) alias names
+// and alias ARNs are accepted; another account's key only by ARN and only
+// where AWS allows cross-account use.
 func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, error) {
+	k, alias, err := s.findKey(ctx, c, keyID, o)
+	if err != nil {
+		return k, err
+	}
+	if o.noAuth {
+		return k, nil
+	}
+	extra := o.ctx
+	if alias != "" {
+		extra = func(pc policy.Context) {
+			pc.Set(policy.KeyRequestAlias, alias)
+			if o.ctx != nil {
+				o.ctx(pc)
+			}
+		}
+	}
+	if err := s.authorize(ctx, c, &k, extra); err != nil {
+		return store.Key{}, err
+	}
+	return k, nil
+}
+
+func (s *Service) findKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, string, error) {
 	account := c.AccountID
 	id := keyID
 	if strings.HasPrefix(keyID, "arn:") {
 		a, ok := parseARN(keyID)
 		if !ok {
-			return store.Key{}, errorf(InvalidArn, "Invalid arn %s", keyID)
+			return store.Key{}, "", errorf(InvalidArn, "Invalid arn %s", keyID)
 		}
-		if a.region != s.region || a.resource == "" {
-			return store.Key{}, errorf(NotFound, "Key '%s' does not exist", keyID)
+		if a.region != s.region || a.resource == "" || (a.account != c.AccountID && !o.crossAccount) {
+			return store.Key{}, "", errorf(NotFound, "Key '%s' does not exist", keyID)
 		}
 		account = a.account
 		switch {
@@ -214,31 +255,28 @@ func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o reso
 			id = strings.TrimPrefix(a.resource, "key/")
 		case strings.HasPrefix(a.resource, "alias/"):
 			if !o.allowAlias {
-				return store.Key{}, errorf(NotFound, "Invalid keyId %s", keyID)
+				return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 			}
-			return s.resolveAlias(ctx, account, a.resource, keyID)
+			k, err := s.resolveAlias(ctx, account, a.resource, keyID)
+			return k, a.resource, err
 		default:
-			return store.Key{}, errorf(InvalidArn, "Invalid arn %s", keyID)
+			return store.Key{}, "", errorf(InvalidArn, "Invalid arn %s", keyID)
 		}
 	} else if strings.HasPrefix(keyID, "alias/") {
 		if !o.allowAlias {
-			return store.Key{}, errorf(NotFound, "Invalid keyId %s", keyID)
+			return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 		}
-		return s.resolveAlias(ctx, account, keyID, keyID)
-	}
-	if account != c.AccountID {
-		// Cross-account use needs key policies (a later issue); until then a
-		// key of another account is not visible.
-		return store.Key{}, errorf(NotFound, "Key '%s' does not exist", keyID)
+		k, err := s.resolveAlias(ctx, account, keyID, keyID)
+		return k, keyID, err
 	}
 	if _, ok := blob.ParseUUID(id); !ok {
-		return store.Key{}, errorf(NotFound, "Invalid keyId %s", keyID)
+		return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 	}
 	k, err := s.getKey(ctx, account, strings.ToLower(id))
 	if err != nil {
-		return k, s.storeErr("resolveKey", err, s.keyARN(account, id))
+		return k, "", s.storeErr("resolveKey", err, s.keyARN(account, id))
 	}
-	return k, nil
+	return k, "", nil
 }
 
 func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven string) (store.Key, error) {

@@ -149,6 +149,9 @@ type Store interface {
 	// CreateKey fails with ErrExists when the id is taken.
 	CreateKey(ctx context.Context, k Key) error
 	GetKey(ctx context.Context, accountID, id string) (Key, error)
+	// FindKey finds a key by id in any account (key ids are unique UUIDs):
+	// a ciphertext names its key by id only.
+	FindKey(ctx context.Context, id string) (Key, error)
 	// UpdateKey replaces k if its stored Version equals k.Version and
 	// returns the new version.
 	UpdateKey(ctx context.Context, k Key) (int64, error)

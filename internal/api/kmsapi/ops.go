@@ -16,7 +16,11 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 	}
 	a := &API{svc: svc, model: m}
 	op := func(name string, h func(context.Context, *awsjson.Call) (any, error)) awsjson.Operation {
-		return awsjson.Operation{Name: name, Action: "kms:" + name, Handle: h}
+		action := "kms:" + name
+		// The domain authorizes the action registered here, nothing else.
+		return awsjson.Operation{Name: name, Action: action, Handle: func(ctx context.Context, c *awsjson.Call) (any, error) {
+			return h(kms.WithAction(ctx, action), c)
+		}}
 	}
 	s := awsjson.NewService("TrentService", "kms", mapError,
 		op("CreateKey", handler(m, "CreateKey", a.createKey)),

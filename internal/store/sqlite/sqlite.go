@@ -42,6 +42,7 @@ var migrations = []string{
 	 CREATE INDEX principals_account ON principals (account_id);
 	 CREATE TABLE principal_policies (principal_arn TEXT NOT NULL, name TEXT NOT NULL, document TEXT NOT NULL,
 	   PRIMARY KEY (principal_arn, name));`,
+	`CREATE INDEX keys_id ON keys (id);`,
 }
 
 // DB is a Store backed by one SQLite file.
@@ -383,6 +384,11 @@ func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
 func (d *DB) GetKey(ctx context.Context, accountID, id string) (store.Key, error) {
 	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
 	return k, wrap("sqlite.GetKey", err)
+}
+
+func (d *DB) FindKey(ctx context.Context, id string) (store.Key, error) {
+	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? LIMIT 1", id))
+	return k, wrap("sqlite.FindKey", err)
 }
 
 func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"strings"
+
+	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/policy"
+)
+
+// identityPolicies adapts the directory to the domain's lookup.
+func identityPolicies(dir *identity.Directory) kms.IdentityPolicies {
+	return func(ctx context.Context, c kms.Caller) ([]string, error) {
+		return dir.Policies(ctx, identity.Principal{AccountID: c.AccountID, ARN: c.ARN, RoleARN: c.RoleARN})
+	}
+}
+
+func parsedIdentityPolicies(ctx context.Context, dir *identity.Directory, p identity.Principal) []*policy.Document {
+	texts, _ := dir.Policies(ctx, p)
+	var docs []*policy.Document
+	for _, t := range texts {
+		if d, err := policy.Parse(t, policy.IdentityPolicy); err == nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+func policyPrincipal(arn, roleARN, account string) policy.Principal {
+	pp, err := policy.ParsePrincipal(arn)
+	if err != nil {
+		return policy.Principal{ARN: arn, AccountID: account}
+	}
+	if roleARN != "" {
+		pp.RoleARN = roleARN
+	}
+	return pp
+}
+
+// serverAuthorizer decides the operations that are not on a KMS key and
+// that the KMS domain does not decide itself: the CloudHSM control plane
+// and IAM. They are identity-policy only and never cross-account. KMS
+// operations are authorized in the domain, where the key is known.
+func serverAuthorizer(dir *identity.Directory) func(ctx context.Context, c awsjson.Caller, op awsjson.Operation, body []byte) error {
+	return func(ctx context.Context, c awsjson.Caller, op awsjson.Operation, body []byte) error {
+		switch {
+		case strings.HasPrefix(op.Action, "kms:"):
+			return nil
+		case op.Action == "sts:GetCallerIdentity", op.Action == "sts:AssumeRole":
+			// GetCallerIdentity needs no permission; AssumeRole is decided
+			// against the role's trust policy.
+			return nil
+		}
+		p := policyPrincipal(c.ARN, c.RoleARN, c.AccountID)
+		in := policy.Input{KeyAccount: c.AccountID, IdentityPolicies: parsedIdentityPolicies(ctx, dir, identity.Principal{ARN: c.ARN, RoleARN: c.RoleARN}),
+			Request: policy.Request{Principal: p, Action: op.Action, Resource: "*", Context: policy.NewContext().SetPrincipal(p)}}
+		if res := policy.Decide(in); !res.Allowed {
+			return &awsjson.Error{Type: awsjson.AccessDeniedException, Status: 400, Message: res.Message(op.Action, c.ARN, "*")}
+		}
+		return nil
+	}
+}
+
+// trustCheck decides sts:AssumeRole: the role's trust policy is the
+// resource policy; naming the caller allows it, naming the caller's
+// account delegates to the caller's identity policies.
+func trustCheck(ctx context.Context, dir *identity.Directory) identity.TrustCheck {
+	return func(trust string, roleARN string, caller identity.Principal) bool {
+		doc, err := policy.Parse(trust, policy.KeyPolicy)
+		if err != nil {
+			return false
+		}
+		p := policyPrincipal(caller.ARN, caller.RoleARN, caller.AccountID)
+		roleAccount := ""
+		if parts := strings.Split(roleARN, ":"); len(parts) > 4 {
+			roleAccount = parts[4]
+		}
+		in := policy.Input{KeyPolicy: doc, KeyAccount: roleAccount, IdentityPolicies: parsedIdentityPolicies(ctx, dir, caller),
+			Request: policy.Request{Principal: p, Action: "sts:AssumeRole", Resource: roleARN, Context: policy.NewContext().SetPrincipal(p)}}
+		return policy.Decide(in).Allowed
+	}
+}

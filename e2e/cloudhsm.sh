@@ -18,6 +18,10 @@ fi
 
 WORK=$(mktemp -d)
 cleanup() {
+  if [ -n "${CLUSTER2_JOB:-}" ]; then
+    for p in $(pgrep -P "$CLUSTER2_JOB" 2>/dev/null || true); do kill "$p" 2>/dev/null || true; done
+    kill "$CLUSTER2_JOB" 2>/dev/null || true
+  fi
   # The HSM daemons die with keyhold (Pdeathsig); kill the ones we can
   # see by their parent too, by process id only.
   if [ -n "${KEYHOLD_PID:-}" ]; then
@@ -85,7 +89,7 @@ cluster_state_is() { [ "$(describe_cluster "$1" | jq -r .State)" = "$2" ]; }
 csr_ready() { describe_cluster "$1" | jq -e '.Certificates.ClusterCsr // "" | contains("BEGIN CERTIFICATE REQUEST")' >/dev/null; }
 hsms_active() { [ "$(describe_cluster "$1" | jq '[.Hsms[]? | select(.State == "ACTIVE")] | length')" = "$2" ]; }
 
-echo "== the customer's CA (openssl)"
+echo "== the customer's CA (openssl) (at ${SECONDS}s)"
 openssl genrsa -out "$WORK/customerCA.key" 2048 2>/dev/null
 openssl req -new -x509 -days 3652 -key "$WORK/customerCA.key" -out "$WORK/customerCA.crt" \
   -subj "/CN=keyhold e2e customer CA" 2>/dev/null
@@ -128,7 +132,7 @@ make_cluster() {
   echo "$id" >&3
 }
 
-echo "== CloudHSM cluster (aws cloudhsmv2 + keyhold hsm)"
+echo "== CloudHSM cluster (aws cloudhsmv2 + keyhold hsm) (at ${SECONDS}s)"
 # A second cluster, for a store that never has keys (see "deletion rules"),
 # is made in the background meanwhile.
 ( make_cluster SecondCluster no 3>"$WORK/cluster2.id" >/dev/null ) 2>"$WORK/cluster2.err" &
@@ -145,7 +149,7 @@ if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
   owner pkcs11-bench --cluster-id "$CLUSTER" --password "$KMSUSER_PW" --duration 10s --concurrency 2 | tee "$WORK/pkcs11-bench.txt"
 fi
 
-echo "== custom key store (aws CLI v1)"
+echo "== custom key store (aws CLI v1) (at ${SECONDS}s)"
 KS=$(kms create-custom-key-store --custom-key-store-name ExampleKeyStore --cloud-hsm-cluster-id "$CLUSTER" \
   --key-store-password "$KMSUSER_PW" --trust-anchor-certificate "file://$WORK/customerCA.crt" \
   --query CustomKeyStoreId --output text)
@@ -182,7 +186,7 @@ if owner pkcs11-bench --cluster-id "$CLUSTER" --password "$KMSUSER_PW" --duratio
   fail "the original kmsuser password still logs in after Connect (no rotation)"
 fi
 
-echo "== a KMS key in the CloudHSM key store"
+echo "== a KMS key in the CloudHSM key store (at ${SECONDS}s)"
 KEY_JSON=$(kms create-key --origin AWS_CLOUDHSM --custom-key-store-id "$KS" --description "e2e cloudhsm" --output json)
 KEY=$(jq -r .KeyMetadata.KeyId <<<"$KEY_JSON")
 ARN=$(jq -r .KeyMetadata.Arn <<<"$KEY_JSON")
@@ -217,7 +221,7 @@ if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
     --concurrency 16 --duration 10s --size 32 | tee "$WORK/bench.txt"
 fi
 
-echo "== HSM failure: kill -9 one HSM process"
+echo "== HSM failure: kill -9 one HSM process (at ${SECONDS}s)"
 mapfile -t DAEMONS < <(pgrep -P "$KEYHOLD_PID" -f "hsm-daemon .*--token $CLUSTER( |$)" || true)
 [ "${#DAEMONS[@]}" = 2 ] || fail "expected 2 HSM daemons of $CLUSTER, found ${#DAEMONS[@]}"
 kill -9 "${DAEMONS[0]}"
@@ -234,7 +238,7 @@ wait_for "the killed HSM to leave ACTIVE" 10 degraded
 [ "$(ks_state "$KS")" = CONNECTED ] || fail "the store left CONNECTED when one of two HSMs died"
 echo "one HSM down: $(jq .requests "$WORK/after-kill.json") encrypts in 1 s, 0 errors; store still CONNECTED"
 
-echo "== disconnect"
+echo "== disconnect (at ${SECONDS}s)"
 kms disconnect-custom-key-store --custom-key-store-id "$KS"
 disconnected() { [ "$(ks_state "$KS")" = DISCONNECTED ]; }
 wait_for "$KS DISCONNECTED" 30 disconnected
@@ -244,7 +248,7 @@ expect_error KMSInvalidStateException kms decrypt --ciphertext-blob "fileb://$WO
 expect_error KMSInvalidStateException kms generate-data-key --key-id "$KEY" --key-spec AES_256
 expect_error CustomKeyStoreInvalidStateException kms generate-random --number-of-bytes 8 --custom-key-store-id "$KS"
 
-echo "== reconnect with $V2"
+echo "== reconnect with $V2 (at ${SECONDS}s)"
 kms2 connect-custom-key-store --custom-key-store-id "$KS"
 wait_for "$KS CONNECTED again" 60 connected "$KS"
 [ "$(key_state "$KEY")" = Enabled ] || fail "key not Enabled after reconnect"
@@ -265,7 +269,7 @@ kms describe-custom-key-stores --custom-key-store-name ExampleKeyStore --output 
    and .[0].CustomKeyStoreType == "AWS_CLOUDHSM" and (.[0].TrustAnchorCertificate | contains("BEGIN CERTIFICATE"))' >/dev/null \
   || fail "describe by name"
 
-echo "== deletion rules"
+echo "== deletion rules (at ${SECONDS}s)"
 [ "$(kms schedule-key-deletion --key-id "$KEY" --pending-window-in-days 7 --query KeyState --output text)" = PendingDeletion ] \
   || fail "schedule-key-deletion"
 expect_error CustomKeyStoreInvalidStateException kms delete-custom-key-store --custom-key-store-id "$KS"

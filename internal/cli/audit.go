@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 // per request (also to mirror when it is not nil: --audit-stdout), and the
 // function that flushes and closes the file.
 //
-// Events are group-committed: the hook returns before its event is fsynced,
-// and the event is durable within one fsync of the hook returning (see
-// audit.GroupCommit). account is the recipient account of events whose
+// Events are encoded off the request path and group-committed: the hook
+// returns before its event is written, and the event is durable within one
+// fsync after it is encoded (see audit.GroupCommit); Close drains the queue. account is the recipient account of events whose
 // caller is unknown (failed authentication).
 func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logger) (func(context.Context, server.AuditRecord), func() error, error) {
 	if log == nil {
@@ -44,20 +45,49 @@ func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logg
 	if err != nil {
 		return nil, nil, err
 	}
+	// Encoding walks both bodies against the service model; it runs on its
+	// own goroutine so that requests do not wait for it. The queue is
+	// bounded: when it is full, requests wait (no event is dropped).
+	queue := make(chan server.AuditRecord, 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r := range queue {
+			rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
+				SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
+				Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+			if r.Service != nil {
+				rec.TargetPrefix = r.Service.TargetPrefix
+			}
+			line, err := enc.Marshal(&rec)
+			if err == nil {
+				err = w.Write(line)
+			}
+			if err != nil {
+				logErr("audit event lost", err)
+			}
+		}
+	}()
+	var mu sync.RWMutex // guards closed against sends racing the close
+	closed := false
 	hook := func(_ context.Context, r server.AuditRecord) {
-		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
-			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
-		if r.Service != nil {
-			rec.TargetPrefix = r.Service.TargetPrefix
-		}
-		line, err := enc.Marshal(&rec)
-		if err == nil {
-			err = w.Write(line)
-		}
-		if err != nil {
-			logErr("audit event lost", err)
+		mu.RLock()
+		defer mu.RUnlock()
+		if !closed {
+			queue <- r
 		}
 	}
-	return hook, w.Close, nil
+	closeFn := func() error {
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return nil
+		}
+		closed = true
+		close(queue)
+		mu.Unlock()
+		<-done
+		return w.Close()
+	}
+	return hook, closeFn, nil
 }

@@ -40,6 +40,10 @@ type ServeConfig struct {
 	Region           string
 	DeletionInterval time.Duration
 	Logger           *slog.Logger
+	// AuditStdout also receives every audit event (--audit-stdout).
+	AuditStdout io.Writer
+	// SessionNow is the clock temporary credentials expire by (tests).
+	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
@@ -145,8 +149,14 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
 	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(context.Background(), dir))
-	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services,
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(dir), Logger: cfg.Logger})
+	auditHook, closeAudit, err := AuditHook(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	in.closers = append(in.closers, func() { closeAudit() })
+	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(dir), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
 	return in, nil
 }
 
@@ -162,6 +172,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", DefaultAddr, "listen address")
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
+	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -169,6 +180,9 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
+	if *auditStdout {
+		cfg.AuditStdout = stdout
+	}
 	in, err := Open(ctx, cfg)
 	if err != nil {
 		return err

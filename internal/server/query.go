@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
@@ -83,11 +82,7 @@ func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditR
 		fail(queryAuthError(err))
 		return
 	}
-	now := time.Now()
-	if h.cfg.Now != nil {
-		now = h.cfg.Now()
-	}
-	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, now)
+	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
 		fail(queryAuthError(err))
 		return

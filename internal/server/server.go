@@ -42,6 +42,9 @@ type Config struct {
 	Authorize     Authorizer
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// SessionNow is the clock that temporary credentials expire by; nil
+	// means time.Now (tests move it forward).
+	SessionNow func() time.Time
 	// Ready reports readiness for /healthz; nil means always ready.
 	Ready func() bool
 	// Audit, when set, receives one record per API request, allowed or
@@ -167,11 +170,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
 	}
-	now := time.Now()
-	if h.cfg.Now != nil {
-		now = h.cfg.Now()
-	}
-	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, now)
+	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
 		h.writeError(w, reqID, h.authError(reqID, err), rec)
 		return
@@ -264,4 +263,11 @@ func (h *Handler) writeError(w http.ResponseWriter, reqID string, e *awsjson.Err
 	w.Header().Set("x-amzn-ErrorType", e.Type)
 	w.WriteHeader(e.Status)
 	w.Write(b)
+}
+
+func (h *Handler) sessionNow() time.Time {
+	if h.cfg.SessionNow != nil {
+		return h.cfg.SessionNow()
+	}
+	return time.Now()
 }

@@ -107,7 +107,12 @@ func TestCloudHSMKeyStores(t *testing.T) {
 
 	var ks2 string
 	t.Run("uniqueness", func(t *testing.T) {
-		_, err := h.createStore("ExampleKeyStore", clC, pwA, h.ca.pem)
+		// Every property equal to a DISCONNECTED store: its ID, no error.
+		again, err := h.createStore("ExampleKeyStore", clA, pwA, h.ca.pem)
+		if err != nil || again != ks {
+			t.Errorf("identical CreateCustomKeyStore: %q, %v; want %s", again, err, ks)
+		}
+		_, err = h.createStore("ExampleKeyStore", clC, pwA, h.ca.pem)
 		wantErr[*kmstypes.CustomKeyStoreNameInUseException](t, err)
 		_, err = h.createStore("Other", clA, pwA, h.ca.pem)
 		wantErr[*kmstypes.CloudHsmClusterInUseException](t, err)

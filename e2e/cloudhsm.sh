@@ -264,6 +264,10 @@ for out in "$(kms describe-custom-key-stores --output json)" "$(kms2 describe-cu
 done
 if grep -qF -- "$KMSUSER_PW" "$DATA.log"; then fail "the key store password appears in keyhold's log"; fi
 if grep -qF -- "$CO_PW" "$DATA.log"; then fail "the crypto officer password appears in keyhold's log"; fi
+# Nor is either stored in clear anywhere in the data directory (database,
+# audit trail, cluster records, tokens).
+if grep -rqaF -- "$KMSUSER_PW" "$DATA"; then fail "the key store password is stored in clear under the data directory"; fi
+if grep -rqaF -- "$CO_PW" "$DATA"; then fail "the crypto officer password is stored in clear under the data directory"; fi
 kms describe-custom-key-stores --custom-key-store-name ExampleKeyStore --output json | jq -e --arg ks "$KS" --arg cl "$CLUSTER" \
   '.CustomKeyStores | length == 1 and .[0].CustomKeyStoreId == $ks and .[0].CloudHsmClusterId == $cl
    and .[0].CustomKeyStoreType == "AWS_CLOUDHSM" and (.[0].TrustAnchorCertificate | contains("BEGIN CERTIFICATE"))' >/dev/null \

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
@@ -68,7 +69,7 @@ func serverAuthorizer(dir *identity.Directory) func(ctx context.Context, c awsjs
 // account delegates to the caller's identity policies.
 func trustCheck(ctx context.Context, dir *identity.Directory) identity.TrustCheck {
 	return func(trust string, roleARN string, caller identity.Principal) bool {
-		doc, err := policy.Parse(trust, policy.KeyPolicy)
+		doc, err := trustDocument(trust)
 		if err != nil {
 			return false
 		}
@@ -81,4 +82,36 @@ func trustCheck(ctx context.Context, dir *identity.Directory) identity.TrustChec
 			Request: policy.Request{Principal: p, Action: "sts:AssumeRole", Resource: roleARN, Context: policy.NewContext().SetPrincipal(p)}}
 		return policy.Decide(in).Allowed
 	}
+}
+
+// trustDocument parses a role trust policy: a resource policy whose
+// statements name principals and, unlike key policies, usually no Resource
+// (the role itself is the resource).
+func trustDocument(text string) (*policy.Document, error) {
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		return policy.Parse(text, policy.KeyPolicy) // reports the JSON error
+	}
+	fill := func(st any) {
+		if m, ok := st.(map[string]any); ok {
+			_, r := m["Resource"]
+			_, nr := m["NotResource"]
+			if !r && !nr {
+				m["Resource"] = "*"
+			}
+		}
+	}
+	switch st := doc["Statement"].(type) {
+	case []any:
+		for _, x := range st {
+			fill(x)
+		}
+	default:
+		fill(st)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Parse(string(b), policy.KeyPolicy)
 }

@@ -140,11 +140,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	svc.SetIdentityPolicies(identityPolicies(dir))
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
-		kind := policy.KeyPolicy
-		if identityPolicy {
-			kind = policy.IdentityPolicy
+		if !identityPolicy {
+			_, err := trustDocument(doc)
+			return err
 		}
-		_, err := policy.Parse(doc, kind)
+		_, err := policy.Parse(doc, policy.IdentityPolicy)
 		return err
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)

@@ -345,10 +345,24 @@ func invalidState(id, state, what string) error {
 // external key store, the credential and URI path) may change while
 // CONNECTED; everything else needs DISCONNECTED.
 func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
-	c := s.cks
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return err
 	}
+	// A connect finishing in the background may save the store's state
+	// between this update's read and write: read again and retry.
+	for attempt := 0; ; attempt++ {
+		err := s.updateCustomKeyStore(ctx, caller, in)
+		if !errors.Is(err, store.ErrConflict) || attempt == 4 {
+			if errors.Is(err, store.ErrConflict) {
+				return internal("UpdateCustomKeyStore", err)
+			}
+			return err
+		}
+	}
+}
+
+func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
+	c := s.cks
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
 	if err != nil {
 		return err
@@ -393,6 +407,9 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	if _, err := s.st.UpdateCustomKeyStore(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", rec.Name)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return err
 		}
 		return internal("UpdateCustomKeyStore", err)
 	}
@@ -516,6 +533,11 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 		if code != "" {
 			state = Failed
 		}
+		// Save first, then publish: a concurrent update must not see a state
+		// the database does not have yet.
+		if c.current(rec, gen) {
+			c.persistState(bg, rec.AccountID, rec.ID, state, code)
+		}
 		c.mu.Lock()
 		cn := c.conns[c.key(rec.AccountID, rec.ID)]
 		stale := cn == nil || cn.gen != gen
@@ -524,14 +546,25 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 		}
 		c.mu.Unlock()
 		if stale {
-			// Disconnected while connecting: drop what this worker made.
+			// Disconnected while connecting: drop what this worker made and
+			// leave the saved state to the disconnect.
 			c.release(bg, rec)
+			if st, code := c.connState(rec); st == Disconnected {
+				c.persistState(bg, rec.AccountID, rec.ID, st, code)
+			}
 			return
 		}
-		c.persistState(bg, rec.AccountID, rec.ID, state, code)
 		c.s.log.Info("custom key store connection", "store", rec.ID, "state", state, "error_code", code)
 	}()
 	return nil
+}
+
+// current reports whether gen is still the store's latest connect.
+func (c *customKeyStores) current(rec store.CustomKeyStore, gen int) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cn := c.conns[c.key(rec.AccountID, rec.ID)]
+	return cn != nil && cn.gen == gen
 }
 
 // DisconnectCustomKeyStore logs out and makes the store's keys unavailable.

@@ -74,6 +74,7 @@ func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context
 		if err := m.DecodeInput(name, c.Body, &in); err != nil {
 			return nil, err
 		}
+		ctx = kms.WithOperation(ctx, name)
 		return fn(ctx, caller(c), &in)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -446,7 +448,27 @@ func TestCloudHSMKeyStores(t *testing.T) {
 	})
 
 	t.Run("secrets never returned", func(t *testing.T) {
-		h.rec.assertNeverReturned(t, pwA, pwW, "kmsPswdW5678", "kmsPswdW9012", "WrongPassword1", "anyPassword1")
+		secrets := []string{pwA, pwW, "kmsPswdW5678", "kmsPswdW9012", "WrongPassword1", "anyPassword1", coPassword}
+		h.rec.assertNeverReturned(t, secrets...)
+		// Nor stored in clear: database, cluster records, tokens, logs.
+		err := filepath.WalkDir(h.dataDir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, s := range secrets {
+				if bytes.Contains(b, []byte(s)) {
+					t.Errorf("a password is stored in clear in %s", path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 

@@ -18,6 +18,8 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	ErrExists   = errors.New("store: already exists")
 	ErrConflict = errors.New("store: concurrent update")
+	// ErrLimit is returned when a quota (grants per key) would be exceeded.
+	ErrLimit = errors.New("store: quota exceeded")
 )
 
 // Account is an AWS-style account (12-digit id).
@@ -122,6 +124,37 @@ type CustomKeyStore struct {
 	Version             int64
 }
 
+// Grant is a KMS grant on a key. AccountID and KeyID name the key; ID is
+// unique across all keys. Operations are KMS grant operations ("Encrypt").
+type Grant struct {
+	AccountID         string
+	KeyID             string
+	ID                string
+	Name              string
+	GranteePrincipal  string
+	RetiringPrincipal string
+	// IssuingAccount is the account id of the principal that created it.
+	IssuingAccount string
+	Operations     []string
+	// EncryptionContextEquals and EncryptionContextSubset are the grant
+	// constraints; nil when absent.
+	EncryptionContextEquals map[string]string
+	EncryptionContextSubset map[string]string
+	Created                 time.Time
+}
+
+// GrantFilter selects grants of one key for ListGrants. Empty fields match
+// everything; Limit <= 0 means no limit.
+type GrantFilter struct {
+	AccountID        string
+	KeyID            string
+	GrantID          string
+	GranteePrincipal string
+	// After returns only grants with ID > After, by ID.
+	After string
+	Limit int
+}
+
 // Store is keyhold's durable state. Implementations are safe for concurrent
 // use; each method is atomic; a method that writes returns only after the
 // write is durable (it survives kill -9 of the process).
@@ -155,7 +188,8 @@ type Store interface {
 	// UpdateKey replaces k if its stored Version equals k.Version and
 	// returns the new version.
 	UpdateKey(ctx context.Context, k Key) (int64, error)
-	// DeleteKey removes the key and every alias that points at it.
+	// DeleteKey removes the key, every alias that points at it and its
+	// grants.
 	DeleteKey(ctx context.Context, accountID, id string) error
 	// ListKeys returns up to limit keys of the account with id > after, by id.
 	ListKeys(ctx context.Context, accountID, after string, limit int) ([]Key, error)
@@ -175,6 +209,21 @@ type Store interface {
 	DeleteAlias(ctx context.Context, accountID, name string) error
 	// ListAliases returns aliases with name > after, by name; keyID "" means all.
 	ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]Alias, error)
+
+	// CreateGrant stores g. It fails with ErrNotFound when the key does not
+	// exist, ErrLimit when the key already has maxPerKey grants and
+	// ErrExists when the grant id is taken.
+	CreateGrant(ctx context.Context, g Grant, maxPerKey int) error
+	// GetGrant returns ErrNotFound unless the key has that grant.
+	GetGrant(ctx context.Context, accountID, keyID, grantID string) (Grant, error)
+	// ListGrants returns a key's grants matching f, by grant id.
+	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
+	// ListRetirableGrants returns grants of keys in any account whose
+	// retiring principal is principal, with ID > after, by ID; limit <= 0
+	// means no limit.
+	ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]Grant, error)
+	// DeleteGrant removes a grant; ErrNotFound when the key has no such grant.
+	DeleteGrant(ctx context.Context, accountID, keyID, grantID string) error
 
 	CreateCustomKeyStore(ctx context.Context, c CustomKeyStore) error
 	GetCustomKeyStore(ctx context.Context, accountID, id string) (CustomKeyStore, error)

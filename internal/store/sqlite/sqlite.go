@@ -43,6 +43,11 @@ var migrations = []string{
 	 CREATE TABLE principal_policies (principal_arn TEXT NOT NULL, name TEXT NOT NULL, document TEXT NOT NULL,
 	   PRIMARY KEY (principal_arn, name));`,
 	`CREATE INDEX keys_id ON keys (id);`,
+	`CREATE TABLE grants (account_id TEXT NOT NULL, key_id TEXT NOT NULL, id TEXT NOT NULL,
+	   grantee TEXT NOT NULL, retiring TEXT NOT NULL DEFAULT '', data BLOB NOT NULL,
+	   PRIMARY KEY (account_id, key_id, id));
+	 CREATE UNIQUE INDEX grants_id ON grants (id);
+	 CREATE INDEX grants_retiring ON grants (retiring, id);`,
 }
 
 // DB is a Store backed by one SQLite file.
@@ -418,6 +423,9 @@ func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return wrap("sqlite.DeleteKey", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
 		return wrap("sqlite.DeleteKey", err)
 	}
 	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)

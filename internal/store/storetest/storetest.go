@@ -17,6 +17,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("keys", func(t *testing.T) { keys(t, open(t)) })
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
+	t.Run("grants", func(t *testing.T) { grants(t, open(t)) })
 }
 
 var ctx = context.Background()

@@ -235,12 +235,19 @@ func (e *Encoder) Event(r *Record) *Event {
 	}
 	src := e.sources[r.TargetPrefix]
 	var req, resp map[string]any
+	var ids responseIDs
 	if src != nil {
 		ev.EventSource = src.eventSource
 		if op, ok := src.ops[r.Operation]; ok {
 			req = parseObject(r.Request)
 			if r.ErrorCode == "" {
-				resp = parseObject(r.Response)
+				if ev.ReadOnly {
+					// Not rendered: only the key ids are needed, and a typed
+					// decode skips the (large) blobs cheaply.
+					ids = parseIDs(r.Response)
+				} else {
+					resp = parseObject(r.Response)
+				}
 			}
 			var dropped []string
 			ev.RequestParameters = src.render(op.Input, req, &dropped)
@@ -251,7 +258,7 @@ func (e *Encoder) Event(r *Record) *Event {
 		}
 	}
 	if r.TargetPrefix == "TrentService" {
-		ev.Resources = e.keyResources(r, req, resp)
+		ev.Resources = e.keyResources(r, req, resp, ids)
 	}
 	ev.RecipientAccountID = r.Caller.AccountID
 	if len(ev.Resources) > 0 {
@@ -338,7 +345,20 @@ func identityOf(r *Record) UserIdentity {
 // (KeyId, KeyMetadata.Arn, SourceKeyId) and from the request's key ids when
 // they are ARNs or bare key ids (which name a key in the caller's account
 // and this region). Aliases are not resolved.
-func (e *Encoder) keyResources(r *Record, req, resp map[string]any) []Resource {
+// responseIDs are the members of a response that name keys.
+type responseIDs struct {
+	KeyId       string
+	SourceKeyId string
+	KeyMetadata struct{ Arn string }
+}
+
+func parseIDs(b []byte) responseIDs {
+	var ids responseIDs
+	json.Unmarshal(b, &ids)
+	return ids
+}
+
+func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids responseIDs) []Resource {
 	var out []Resource
 	seen := map[string]bool{}
 	add := func(v any, fromRequest bool) {
@@ -367,6 +387,9 @@ func (e *Encoder) keyResources(r *Record, req, resp map[string]any) []Resource {
 		add(resp["KeyId"], false)
 		add(resp["SourceKeyId"], false)
 	}
+	add(ids.KeyMetadata.Arn, false)
+	add(ids.KeyId, false)
+	add(ids.SourceKeyId, false)
 	if req != nil {
 		for _, m := range []string{"KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"} {
 			add(req[m], true)

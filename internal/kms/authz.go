@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/keyhold/keyhold/internal/policy"
@@ -32,7 +33,28 @@ func actionFrom(ctx context.Context) string {
 type authz struct {
 	identity IdentityPolicies
 	mu       sync.RWMutex
-	docs     map[string]*policy.Document // policy text -> parsed (key and identity)
+	docs     map[string]parsedPolicy // policy text -> parsed (key and identity)
+}
+
+// parsedPolicy is a parsed document and whether deciding it needs the
+// request's condition keys (conditions, or policy variables in resources).
+type parsedPolicy struct {
+	doc         *policy.Document
+	conditional bool
+}
+
+func conditional(d *policy.Document) bool {
+	for _, st := range d.Statements {
+		if len(st.Conditions) > 0 {
+			return true
+		}
+		for _, r := range append(append([]string(nil), st.Resource...), st.NotResource...) {
+			if strings.Contains(r, "${") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SetIdentityPolicies turns on authorization: from then on every operation
@@ -41,24 +63,25 @@ func (s *Service) SetIdentityPolicies(f IdentityPolicies) { s.authz.identity = f
 
 const maxCachedPolicies = 10000
 
-func (a *authz) parse(text string, kind policy.Kind) (*policy.Document, error) {
+func (a *authz) parse(text string, kind policy.Kind) (parsedPolicy, error) {
 	a.mu.RLock()
-	d := a.docs[text]
+	p, ok := a.docs[text]
 	a.mu.RUnlock()
-	if d != nil {
-		return d, nil
+	if ok {
+		return p, nil
 	}
 	d, err := policy.Parse(text, kind)
 	if err != nil {
-		return nil, err
+		return parsedPolicy{}, err
 	}
+	p = parsedPolicy{doc: d, conditional: conditional(d)}
 	a.mu.Lock()
 	if len(a.docs) >= maxCachedPolicies {
-		a.docs = make(map[string]*policy.Document)
+		a.docs = make(map[string]parsedPolicy)
 	}
-	a.docs[text] = d
+	a.docs[text] = p
 	a.mu.Unlock()
-	return d, nil
+	return p, nil
 }
 
 func (s *Service) principal(c Caller) policy.Principal {
@@ -91,6 +114,9 @@ func (s *Service) authorize(ctx context.Context, c Caller, k *store.Key, extra f
 }
 
 func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, k *store.Key, extra func(policy.Context)) error {
+	if err := s.checkGrantTokens(ctx); err != nil {
+		return err
+	}
 	if s.authz.identity == nil {
 		return nil // authorization is off (domain unit tests)
 	}
@@ -98,33 +124,17 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 		return internal("authorize", errNoAction)
 	}
 	p := s.principal(c)
-	pc := s.requestContext(c, p)
-	in := policy.Input{Request: policy.Request{Principal: p, Action: action, Resource: "*", Context: pc}, KeyAccount: c.AccountID}
+	in := policy.Input{Request: policy.Request{Principal: p, Action: action, Resource: "*"}, KeyAccount: c.AccountID}
 	resource := "*"
+	needContext := false
 	if k != nil {
 		resource = s.keyARN(k.AccountID, k.ID)
 		in.Request.Resource, in.KeyAccount = resource, k.AccountID
-		pc.Set(policy.KeyKeyOrigin, k.Origin)
-		pc.Set(policy.KeyKeySpec, k.KeySpec)
-		pc.Set(policy.KeyCustomerMasterKeySpec, k.KeySpec)
-		pc.Set(policy.KeyKeyUsage, k.KeyUsage)
-		pc.Set("kms:CustomerMasterKeyUsage", k.KeyUsage)
-		pc.SetBool(policy.KeyMultiRegion, false)
-		if len(k.Tags) > 0 {
-			tags := make(map[string]string, len(k.Tags))
-			for _, t := range k.Tags {
-				tags[t.Key] = t.Value
-			}
-			pc.SetResourceTags(tags)
-		}
 		kp, err := s.authz.parse(k.Policy, policy.KeyPolicy)
 		if err != nil {
 			return internal("authorize: stored key policy", err)
 		}
-		in.KeyPolicy = kp
-	}
-	if extra != nil {
-		extra(pc)
+		in.KeyPolicy, needContext = kp.doc, kp.conditional
 	}
 	texts, err := s.authz.identity(ctx, c)
 	if err != nil {
@@ -136,22 +146,62 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 			s.log.Warn("ignoring an identity policy that does not parse", "principal", c.ARN, "err", err)
 			continue
 		}
-		in.IdentityPolicies = append(in.IdentityPolicies, d)
+		in.IdentityPolicies = append(in.IdentityPolicies, d.doc)
+		needContext = needContext || d.conditional
 	}
-	if k != nil {
-		in.GrantAllows = s.grantAllows(ctx, c, action, k, pc)
+	// Building the condition keys costs more than deciding; policies
+	// without conditions (the default key policy, most identity policies)
+	// are decided on the principal alone. Grants always see the context.
+	var pc policy.Context
+	buildContext := func() policy.Context {
+		if pc != nil {
+			return pc
+		}
+		pc = s.requestContext(c, p)
+		if k != nil {
+			pc.Set(policy.KeyKeyOrigin, k.Origin)
+			pc.Set(policy.KeyKeySpec, k.KeySpec)
+			pc.Set(policy.KeyCustomerMasterKeySpec, k.KeySpec)
+			pc.Set(policy.KeyKeyUsage, k.KeyUsage)
+			pc.Set("kms:CustomerMasterKeyUsage", k.KeyUsage)
+			pc.SetBool(policy.KeyMultiRegion, false)
+			if len(k.Tags) > 0 {
+				tags := make(map[string]string, len(k.Tags))
+				for _, t := range k.Tags {
+					tags[t.Key] = t.Value
+				}
+				pc.SetResourceTags(tags)
+			}
+		}
+		if extra != nil {
+			extra(pc)
+		}
+		return pc
+	}
+	if needContext {
+		in.Request.Context = buildContext()
 	}
 	res := policy.Decide(in)
+	if !res.Allowed && k != nil && s.grantAllows(ctx, c, action, k, buildContext()) {
+		in.GrantAllows = true
+		in.Request.Context = buildContext()
+		res = policy.Decide(in)
+	}
 	if !res.Allowed {
 		return errorf(AccessDenied, "%s", res.Message(action, c.ARN, resource))
 	}
 	return nil
 }
 
-// grantAllows reports whether a grant on k gives c the action (grants are
-// not implemented yet: none exist).
+// grantAllows reports whether a grant on k gives c the action (grants.go).
+// A key without grants costs one cache lookup.
 func (s *Service) grantAllows(ctx context.Context, c Caller, action string, k *store.Key, pc policy.Context) bool {
-	return false
+	gs, err := s.keyGrants(ctx, k.AccountID, k.ID)
+	if err != nil {
+		s.log.Error("reading grants; none apply", "key", s.keyARN(k.AccountID, k.ID), "err", err)
+		return false
+	}
+	return len(gs) > 0 && s.grantAllowsAction(ctx, gs, c, action, pc)
 }
 
 func encryptionContext(ec map[string]string) func(policy.Context) {

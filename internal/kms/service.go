@@ -71,6 +71,7 @@ type Service struct {
 	mu      sync.RWMutex
 	keys    map[string]store.Key // account/id -> key, a write-through cache
 	aliases map[string]string    // account/alias name -> key id
+	grants  grantCache           // account/id -> the key's grants (grants.go)
 
 	cks   *customKeyStores
 	authz authz
@@ -94,7 +95,7 @@ func New(cfg Config) *Service {
 		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.authz.docs = make(map[string]*policy.Document)
+	s.authz.docs = make(map[string]parsedPolicy)
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)
 	return s

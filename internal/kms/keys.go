@@ -78,21 +78,7 @@ func newKeyID() (string, error) {
 
 // DefaultPolicy is the key policy AWS gives a key created without one: the
 // account root may do everything, which delegates to IAM policies.
-func DefaultPolicy(account string) string {
-	return `{
-  "Version" : "2012-10-17",
-  "Id" : "key-default-1",
-  "Statement" : [ {
-    "Sid" : "Enable IAM User Permissions",
-    "Effect" : "Allow",
-    "Principal" : {
-      "AWS" : "arn:aws:iam::` + account + `:root"
-    },
-    "Action" : "kms:*",
-    "Resource" : "*"
-  } ]
-}`
-}
+func DefaultPolicy(account string) string { return policy.DefaultKeyPolicy(account) }
 
 // CreateKey creates a key. For keys in custom key stores see
 // customKeyStores.createKey.

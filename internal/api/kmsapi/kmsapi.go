@@ -75,6 +75,9 @@ func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context
 			return nil, err
 		}
 		ctx = kms.WithOperation(ctx, name)
+		if g, ok := any(&in).(grantTokened); ok {
+			ctx = kms.WithGrantTokens(ctx, g.grantTokenList())
+		}
 		return fn(ctx, caller(c), &in)
 	}
 }

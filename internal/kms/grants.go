@@ -112,23 +112,26 @@ type GrantEntry struct {
 // with no grants costs authorization one map lookup.
 type grantCache struct {
 	mu    sync.RWMutex
-	byKey map[string][]store.Grant // cacheKey -> grants; slices are never changed in place
+	byKey map[grantKey][]store.Grant // slices are never changed in place
 	// wmu serializes grant writes and cache fills, so a fill never installs
 	// a list older than a write, and Name idempotency and the quota hold.
 	wmu sync.Mutex
 }
 
-func (gc *grantCache) get(ck string) ([]store.Grant, bool) {
+// grantKey names a key in the cache (a struct: no string to build per lookup).
+type grantKey struct{ account, id string }
+
+func (gc *grantCache) get(ck grantKey) ([]store.Grant, bool) {
 	gc.mu.RLock()
 	gs, ok := gc.byKey[ck]
 	gc.mu.RUnlock()
 	return gs, ok
 }
 
-func (gc *grantCache) set(ck string, gs []store.Grant) {
+func (gc *grantCache) set(ck grantKey, gs []store.Grant) {
 	gc.mu.Lock()
 	if gc.byKey == nil {
-		gc.byKey = make(map[string][]store.Grant)
+		gc.byKey = make(map[grantKey][]store.Grant)
 	}
 	gc.byKey[ck] = gs
 	gc.mu.Unlock()
@@ -136,7 +139,7 @@ func (gc *grantCache) set(ck string, gs []store.Grant) {
 
 // keyGrants returns the grants of k through the cache.
 func (s *Service) keyGrants(ctx context.Context, account, keyID string) ([]store.Grant, error) {
-	ck := cacheKey(account, keyID)
+	ck := grantKey{account, keyID}
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
@@ -147,7 +150,7 @@ func (s *Service) keyGrants(ctx context.Context, account, keyID string) ([]store
 
 // keyGrantsLocked is keyGrants with grants.wmu held.
 func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([]store.Grant, error) {
-	ck := cacheKey(account, keyID)
+	ck := grantKey{account, keyID}
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
@@ -378,7 +381,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in CreateGrantInput
 	case err != nil:
 		return CreateGrantOutput{}, internal("CreateGrant", err)
 	}
-	s.grants.set(cacheKey(k.AccountID, k.ID), append(slices.Clip(existing), g))
+	s.grants.set(grantKey{k.AccountID, k.ID}, append(slices.Clip(existing), g))
 	t, err := s.grantToken(g)
 	return CreateGrantOutput{GrantToken: t, GrantID: g.ID}, err
 }
@@ -588,7 +591,7 @@ func (s *Service) deleteGrant(ctx context.Context, g store.Grant) error {
 	if err != nil {
 		return internal("deleteGrant", err)
 	}
-	ck := cacheKey(g.AccountID, g.KeyID)
+	ck := grantKey{g.AccountID, g.KeyID}
 	if gs, ok := s.grants.get(ck); ok {
 		s.grants.set(ck, slices.DeleteFunc(slices.Clone(gs), func(x store.Grant) bool { return x.ID == g.ID }))
 	}

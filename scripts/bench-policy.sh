@@ -20,7 +20,7 @@ ROOT="arn:aws:iam::$ACCT:root"
 cat > "$WORK/policy.json" <<JSON
 {"Version":"2012-10-17","Id":"ten-statements","Statement":[
  {"Sid":"Admin","Effect":"Allow","Principal":{"AWS":"$ROOT"},"Action":"kms:*","Resource":"*"},
- {"Sid":"DenyOtherRegions","Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringNotEquals":{"aws:RequestedRegion":"us-east-1"}}},
+ {"Sid":"DenyOtherRegions","Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringNotEqualsIfExists":{"aws:RequestedRegion":"us-east-1"}}},
  {"Sid":"DenyInsecureUnlessLocal","Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"},"NotIpAddress":{"aws:SourceIp":["127.0.0.0/8","::1/128"]}}},
  {"Sid":"TenantA","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::$ACCT:role/tenant-a"},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"a"}}},
  {"Sid":"TenantB","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::$ACCT:role/tenant-b"},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"b"}}},

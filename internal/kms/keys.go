@@ -140,7 +140,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	}
 	keyPolicy := DefaultPolicy(c.AccountID)
 	if in.Policy != nil {
-		if err := s.checkKeyPolicy(c, *in.Policy, in.BypassPolicyLockoutSafetyCheck); err != nil {
+		if err := s.checkKeyPolicy(ctx, c, *in.Policy, in.BypassPolicyLockoutSafetyCheck, c.AccountID, s.keyARN(c.AccountID, "00000000-0000-0000-0000-000000000000")); err != nil {
 			return KeyMetadata{}, err
 		}
 		keyPolicy = *in.Policy
@@ -366,13 +366,30 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, des
 }
 
 // checkKeyPolicy validates a key policy and, unless bypassed, makes sure
-// it still lets the caller change it later (the lockout safety check).
-func (s *Service) checkKeyPolicy(c Caller, text string, bypass bool) error {
+// it still lets the caller change it later (the lockout safety check): the
+// new policy must allow this caller, with its identity policies and this
+// request's context, to call PutKeyPolicy on the key.
+func (s *Service) checkKeyPolicy(ctx context.Context, c Caller, text string, bypass bool, keyAccount, keyARN string) error {
 	doc, err := policy.Parse(text, policy.KeyPolicy)
 	if err != nil {
 		return errorf(MalformedPolicyDocument, "%v", err)
 	}
-	if !bypass && s.authz.identity != nil && !policy.LockoutSafe(doc, s.principal(c)) {
+	if bypass || s.authz.identity == nil {
+		return nil
+	}
+	p := s.principal(c)
+	in := policy.Input{KeyPolicy: doc, KeyAccount: keyAccount,
+		Request: policy.Request{Principal: p, Action: "kms:PutKeyPolicy", Resource: keyARN, Context: s.requestContext(c, p)}}
+	texts, err := s.authz.identity(ctx, c)
+	if err != nil {
+		return internal("checkKeyPolicy", err)
+	}
+	for _, t := range texts {
+		if d, err := s.authz.parse(t, policy.IdentityPolicy); err == nil {
+			in.IdentityPolicies = append(in.IdentityPolicies, d.doc)
+		}
+	}
+	if !policy.Decide(in).Allowed {
 		return errorf(MalformedPolicyDocument, "The new key policy will not allow you to update the key policy in the future.")
 	}
 	return nil
@@ -410,7 +427,7 @@ func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text 
 	if err != nil {
 		return err
 	}
-	if err := s.checkKeyPolicy(c, text, bypass); err != nil {
+	if err := s.checkKeyPolicy(ctx, c, text, bypass, k.AccountID, s.keyARN(k.AccountID, k.ID)); err != nil {
 		return err
 	}
 	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {

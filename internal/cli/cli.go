@@ -23,6 +23,7 @@ Usage:
   keyhold hsm activate|create-user|delete-user|change-password|subnets|pkcs11-bench ...
   keyhold xks-proxy --config FILE
   keyhold xks-proxy init --dir DIR [--addr 127.0.0.1:PORT] [--prefix PREFIX]
+  keyhold admin create-account|create-user|create-role|create-access-key|attach-policy|detach-policy ...
   keyhold vpce register|list|remove --data-dir DIR ...   (VPC endpoint services for external key stores)
 
 Run "keyhold COMMAND --help" for a command's flags.
@@ -52,6 +53,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = hsm.DaemonCommand(ctx, args[1:], stdout, stderr)
 	case "xks-proxy":
 		err = proxy.Command(ctx, args[1:], stdout, stderr)
+	case "admin":
+		err = Admin(ctx, args[1:], stdout, stderr)
 	case "vpce":
 		err = VPCE(ctx, args[1:], stdout, stderr)
 	default:

@@ -352,10 +352,31 @@ type responseIDs struct {
 	KeyMetadata struct{ Arn string }
 }
 
+// parseIDs finds the key ids of a response keyhold itself encoded
+// (encoding/json, no whitespace, ARNs need no escaping) by looking for the
+// members instead of decoding the whole body: for a crypto response most of
+// the body is a blob. keyResources checks every value it uses.
 func parseIDs(b []byte) responseIDs {
 	var ids responseIDs
-	json.Unmarshal(b, &ids)
+	ids.KeyId = memberString(b, `"KeyId":"`)
+	ids.SourceKeyId = memberString(b, `"SourceKeyId":"`)
+	if i := bytes.Index(b, []byte(`"KeyMetadata":{`)); i >= 0 {
+		ids.KeyMetadata.Arn = memberString(b[i:], `"Arn":"`)
+	}
 	return ids
+}
+
+func memberString(b []byte, prefix string) string {
+	i := bytes.Index(b, []byte(prefix))
+	if i < 0 {
+		return ""
+	}
+	rest := b[i+len(prefix):]
+	j := bytes.IndexAny(rest, `"\`)
+	if j < 0 || rest[j] != '"' {
+		return ""
+	}
+	return string(rest[:j])
 }
 
 func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids responseIDs) []Resource {

@@ -68,6 +68,7 @@ type Writer struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // broadcast when durable, err or pending change
 	pending  []byte     // accepted, not yet written
+	spare    []byte     // the last written batch, reused as the next pending buffer
 	accepted uint64     // events accepted
 	durable  uint64     // events written and fsynced
 	err      error      // last write/fsync failure, cleared by a success
@@ -214,7 +215,9 @@ func (w *Writer) flusher() {
 			return
 		}
 		batch, n := w.pending, w.accepted
-		w.pending = nil
+		// Double buffering: writers append into the buffer the last batch
+		// used, so the steady state allocates nothing.
+		w.pending, w.spare = w.spare[:0], nil
 		w.cond.Broadcast() // wake writers blocked on maxPending
 		w.mu.Unlock()
 
@@ -240,6 +243,9 @@ func (w *Writer) flusher() {
 			continue
 		}
 		w.durable, w.err = n, nil
+		if cap(batch) <= maxPending {
+			w.spare = batch[:0]
+		}
 		w.cond.Broadcast()
 		w.mu.Unlock()
 	}

@@ -6,6 +6,7 @@
 # (cli_follow_urlparam = false) and v2 if installed, connect, create-key
 # with an XksKeyId, encrypt/decrypt/generate-data-key, a proxy outage and
 # recovery, credential rotation, and one curl --aws-sigv4 call to the proxy.
+# With KEYHOLD_E2E_BENCH=1 it also measures Encrypt end to end and the proxy alone.
 # Usage: e2e/xks.sh PATH_TO_KEYHOLD_BINARY
 BIN=$(realpath "$1")
 . "$(dirname "$0")/lib.sh"
@@ -106,6 +107,16 @@ DK=$(kms generate-data-key --key-id "$KEY" --key-spec AES_256 --output json)
 jq -r .CiphertextBlob <<<"$DK" | base64 -d >"$WORK/dk.bin"
 [ "$(kms decrypt --ciphertext-blob "fileb://$WORK/dk.bin" --query Plaintext --output text)" = "$(jq -r .Plaintext <<<"$DK")" ] || fail "data key"
 echo "aws CLI v1: ok"
+
+if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
+  # The issue's measurement, in one run: Encrypt through the XKS key end to
+  # end (keyhold -> proxy -> SoftHSM2), then the proxy alone.
+  echo "== keyhold bench: end to end (XKS key), then the proxy alone"
+  "$BIN" bench --endpoint "$EP" --credentials-file "$DATA/credentials" --op encrypt --key-id "$KEY" \
+    --concurrency 16 --duration 10s --size 32
+  AWS_ACCESS_KEY_ID=$AKID AWS_SECRET_ACCESS_KEY=$SECRET "$BIN" bench --endpoint "$XEP$XPATH" --ca-file "$CA" \
+    --op xks-encrypt --key-id "$XKEY" --concurrency 16 --duration 10s --size 32
+fi
 
 echo "== proxy outage and recovery"
 stop_proxy

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/keyhold/keyhold/internal/api/hsmapi"
+	"github.com/keyhold/keyhold/internal/api/iamapi"
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
+	"github.com/keyhold/keyhold/internal/awsquery"
 	"github.com/keyhold/keyhold/internal/cli"
+	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
 
@@ -389,4 +394,71 @@ func wantDenied(t *testing.T, err error) string {
 		t.Fatalf("got %v, want AccessDeniedException", err)
 	}
 	return ae.ErrorMessage()
+}
+
+// TestEveryControlPlaneOperationIsAuthorized walks the CloudHSM, IAM and STS
+// tables: they are identity-policy only, so a principal with no policy is
+// denied every operation and the admin none (except the two STS calls
+// every principal may make: GetCallerIdentity, and AssumeRole, which the
+// role's trust policy decides).
+func TestEveryControlPlaneOperationIsAuthorized(t *testing.T) {
+	dir := t.TempDir()
+	e := startWith(t, dir, func(c *cli.ServeConfig) {
+		c.Extra = cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(dir, "hsm"), Region: "us-east-1"})
+	})
+	nak, nsk := e.newUser(t, e.iam(t, e.AccessKey, e.Secret), "nobody")
+	hsmTable := hsmapi.New(nil, "us-east-1", e.Account)
+	iamTable, stsTable := iamapi.New(nil, nil, nil)
+	if len(hsmTable.Operations()) < 10 || len(iamTable.Operations()) < 20 || len(stsTable.Operations()) != 2 {
+		t.Fatalf("tables too small: %d cloudhsm, %d iam, %d sts operations", len(hsmTable.Operations()), len(iamTable.Operations()), len(stsTable.Operations()))
+	}
+	for _, op := range hsmTable.Operations() {
+		nobody := &sigv4.Signer{AccessKeyID: nak, SecretAccessKey: nsk, Region: "us-east-1", Service: "cloudhsm"}
+		st, resp, _ := e.raw(t, nobody, "BaldrApiService."+op.Name, `{}`)
+		if st != 400 || resp["__type"] != "AccessDeniedException" || !strings.Contains(resp["message"], op.Action) {
+			t.Errorf("%s by nobody: %d %v", op.Name, st, resp)
+		}
+		adm := &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "us-east-1", Service: "cloudhsm"}
+		if _, resp, _ := e.raw(t, adm, "BaldrApiService."+op.Name, `{}`); resp["__type"] == "AccessDeniedException" {
+			t.Errorf("%s by the admin: %v", op.Name, resp)
+		}
+	}
+	for _, svc := range []*awsquery.Service{iamTable, stsTable} {
+		for _, op := range svc.Operations() {
+			open := op.Action == "sts:GetCallerIdentity" || op.Action == "sts:AssumeRole"
+			code := queryCode(t, e, nak, nsk, svc.SigningName, op.Name)
+			if open == (code == "AccessDenied") {
+				t.Errorf("%s by nobody: error %q", op.Action, code)
+			}
+			if code := queryCode(t, e, e.AccessKey, e.Secret, svc.SigningName, op.Name); code == "AccessDenied" && op.Name != "AssumeRole" {
+				t.Errorf("%s by the admin: AccessDenied", op.Action)
+			}
+		}
+	}
+}
+
+// queryCode sends a Query-protocol call with only its Action and returns
+// the error code ("" on success).
+func queryCode(t *testing.T, e *env, ak, sk, service, action string) string {
+	t.Helper()
+	body := "Action=" + action + "&Version=2010-05-08"
+	req, _ := http.NewRequest(http.MethodPost, e.Endpoint+"/", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	(&sigv4.Signer{AccessKeyID: ak, SecretAccessKey: sk, Region: "us-east-1", Service: service}).Sign(req, []byte(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 {
+		return ""
+	}
+	var er struct {
+		Code string `xml:"Error>Code"`
+	}
+	if err := xml.Unmarshal(b, &er); err != nil {
+		t.Fatalf("%s: error body is not XML: %s", action, b)
+	}
+	return er.Code
 }

@@ -23,6 +23,8 @@ type Call struct {
 	Caller    Caller
 	SourceIP  string
 	UserAgent string
+	// SecureTransport is whether the request came over TLS.
+	SecureTransport bool
 }
 
 // Operation is one row of a service's operation table.

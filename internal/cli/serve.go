@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -173,6 +174,8 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
+	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -182,6 +185,9 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	in, err := Open(ctx, cfg)
 	if err != nil {
@@ -196,11 +202,25 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopBG()
 	go in.Service.RunDeletion(bg, *delInterval)
 	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if *tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
 	abs, _ := filepath.Abs(*dataDir)
-	log.Info("keyhold serving", "endpoint", "http://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
+	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if scheme == "https" {
+			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {

@@ -176,7 +176,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		return
 	}
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
-	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller,
+	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: r.TLS != nil,
 		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {

@@ -60,7 +60,7 @@ func mapError(err error) *awsjson.Error {
 }
 
 func caller(c *awsjson.Call) kms.Caller {
-	return kms.Caller{AccountID: c.Caller.AccountID, ARN: c.Caller.ARN, RequestID: c.RequestID, RoleARN: c.Caller.RoleARN, SourceIP: c.SourceIP}
+	return kms.Caller{AccountID: c.Caller.AccountID, ARN: c.Caller.ARN, RequestID: c.RequestID, RoleARN: c.Caller.RoleARN, SourceIP: c.SourceIP, SecureTransport: c.SecureTransport}
 }
 
 // handler adapts a typed function to an operation: decode and validate the

@@ -502,13 +502,16 @@ func (m *Manager) finishDeleteCluster(id string) {
 	if !m.pause() {
 		return
 	}
-	rec, err := m.reg.UpdateCluster(context.Background(), id, func(r *ClusterRecord) error {
+	// The token goes first, so that DELETED means its keys are gone.
+	if rec, err := m.reg.GetCluster(context.Background(), id); err == nil && rec.TokenDir != "" {
+		if err := os.RemoveAll(rec.TokenDir); err != nil {
+			m.log.Warn("removing a deleted cluster's token", "cluster", id, "err", err)
+		}
+	}
+	m.reg.UpdateCluster(context.Background(), id, func(r *ClusterRecord) error {
 		r.State, r.StateMessage, r.Deleted = ClusterDeleted, "", m.now()
 		return nil
 	})
-	if err == nil && rec.TokenDir != "" {
-		os.RemoveAll(rec.TokenDir)
-	}
 }
 
 // CreateBackup copies the cluster's token, users and certificate into a new

@@ -135,8 +135,16 @@ func TestFaults(t *testing.T) {
 			}
 			p.SetFault(xkstest.None)
 			c.CloseIdleConnections()
-			if _, err := c.Health(ctx, md); err != nil {
-				t.Fatalf("no recovery after the fault cleared: %v", err)
+			// Recovery may take one more call: a connection the faulty
+			// server was still closing can fail once, as on a real network.
+			var herr error
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if _, herr = c.Health(ctx, md); herr == nil {
+					break
+				}
+			}
+			if herr != nil {
+				t.Fatalf("no recovery within 2s after the fault cleared: %v", herr)
 			}
 		})
 	}

@@ -462,3 +462,25 @@ func queryCode(t *testing.T, e *env, ak, sk, service, action string) string {
 	}
 	return er.Code
 }
+
+// TestResourceAliasesCondition: an identity policy that allows Encrypt only
+// on keys that carry a given alias (kms:ResourceAliases), whatever id the
+// caller names the key by.
+func TestResourceAliasesCondition(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	admin := e.iam(t, e.AccessKey, e.Secret)
+	ak, sk := e.newUser(t, admin, "alias-user", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+		"Condition":{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}}]}`)
+	c := e.client(t, ak, sk)
+	tagged, _ := e.KMS.CreateKey(ctx, &kms.CreateKeyInput{})
+	other, _ := e.KMS.CreateKey(ctx, &kms.CreateKeyInput{})
+	if _, err := e.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/app-payments"), TargetKeyId: tagged.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: tagged.KeyMetadata.Arn, Plaintext: []byte("x")}); err != nil {
+		t.Fatalf("key with a matching alias: %v", err)
+	}
+	_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: other.KeyMetadata.Arn, Plaintext: []byte("x")})
+	wantDenied(t, err)
+}

@@ -172,6 +172,14 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 				}
 				pc.SetResourceTags(tags)
 			}
+			// kms:ResourceAliases: only read when a policy has conditions.
+			if as, err := s.st.ListAliases(ctx, k.AccountID, k.ID, "", 50); err == nil && len(as) > 0 {
+				names := make([]string, len(as))
+				for i, a := range as {
+					names[i] = a.Name
+				}
+				pc.Set(policy.KeyResourceAliases, names...)
+			}
 		}
 		if extra != nil {
 			extra(pc)

@@ -115,3 +115,10 @@ func trustDocument(text string) (*policy.Document, error) {
 	}
 	return policy.Parse(string(b), policy.KeyPolicy)
 }
+
+// principalTags adapts the directory to the domain's tag lookup.
+func principalTags(dir *identity.Directory) kms.PrincipalTags {
+	return func(ctx context.Context, c kms.Caller) (map[string]string, error) {
+		return dir.PrincipalTags(ctx, identity.Principal{AccountID: c.AccountID, ARN: c.ARN, RoleARN: c.RoleARN})
+	}
+}

@@ -140,6 +140,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	svc.SetIdentityPolicies(identityPolicies(dir))
+	svc.SetPrincipalTags(principalTags(dir))
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := trustDocument(doc)

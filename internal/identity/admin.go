@@ -430,3 +430,70 @@ func (a *Admin) GetPrincipalByARN(ctx context.Context, arn string) (store.Princi
 	}
 	return p, err
 }
+
+// TagPrincipal adds or replaces tags on a user or role (at most 50).
+func (a *Admin) TagPrincipal(ctx context.Context, account, typ, name string, tags []store.Tag) error {
+	p, err := a.GetPrincipal(ctx, account, typ, name)
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		if t.Key == "" || len(t.Key) > 128 || len(t.Value) > 256 || strings.HasPrefix(strings.ToLower(t.Key), "aws:") {
+			return idErr("InvalidInput", 400, "Tag key %q is not valid: 1-128 characters, not beginning with aws:.", t.Key)
+		}
+		replaced := false
+		for i := range p.Tags {
+			if p.Tags[i].Key == t.Key {
+				p.Tags[i].Value, replaced = t.Value, true
+			}
+		}
+		if !replaced {
+			p.Tags = append(p.Tags, t)
+		}
+	}
+	if len(p.Tags) > 50 {
+		return idErr("LimitExceeded", 409, "A %s can have at most 50 tags.", typ)
+	}
+	return a.st.UpdatePrincipal(ctx, p)
+}
+
+// UntagPrincipal removes tags by key.
+func (a *Admin) UntagPrincipal(ctx context.Context, account, typ, name string, keys []string) error {
+	p, err := a.GetPrincipal(ctx, account, typ, name)
+	if err != nil {
+		return err
+	}
+	var kept []store.Tag
+	for _, t := range p.Tags {
+		drop := false
+		for _, k := range keys {
+			drop = drop || k == t.Key
+		}
+		if !drop {
+			kept = append(kept, t)
+		}
+	}
+	p.Tags = kept
+	return a.st.UpdatePrincipal(ctx, p)
+}
+
+// PrincipalTags returns the tags of the principal behind a caller (a
+// session gets its role's), for aws:PrincipalTag conditions.
+func (d *Directory) PrincipalTags(ctx context.Context, p Principal) (map[string]string, error) {
+	arn := p.ARN
+	if p.RoleARN != "" {
+		arn = p.RoleARN
+	}
+	rec, err := d.st.GetPrincipal(ctx, arn)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tags := make(map[string]string, len(rec.Tags))
+	for _, t := range rec.Tags {
+		tags[t.Key] = t.Value
+	}
+	return tags, nil
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -482,5 +483,35 @@ func TestResourceAliasesCondition(t *testing.T) {
 		t.Fatalf("key with a matching alias: %v", err)
 	}
 	_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: other.KeyMetadata.Arn, Plaintext: []byte("x")})
+	wantDenied(t, err)
+}
+
+// TestAttributeBasedAccess: aws:PrincipalTag against aws:ResourceTag, the
+// ABAC pattern — a user may encrypt with keys tagged with its own team.
+func TestAttributeBasedAccess(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	admin := e.iam(t, e.AccessKey, e.Secret)
+	ak, sk := e.newUser(t, admin, "abac", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+		"Condition":{"StringEquals":{"aws:ResourceTag/team":"${aws:PrincipalTag/team}"}}}]}`)
+	if _, err := admin.TagUser(ctx, &iam.TagUserInput{UserName: aws.String("abac"), Tags: []iamtypes.Tag{{Key: aws.String("team"), Value: aws.String("payments")}}}); err != nil {
+		t.Fatal(err)
+	}
+	tags, err := admin.ListUserTags(ctx, &iam.ListUserTagsInput{UserName: aws.String("abac")})
+	if err != nil || len(tags.Tags) != 1 || *tags.Tags[0].Value != "payments" {
+		t.Fatalf("ListUserTags = %+v, %v", tags, err)
+	}
+	mine, _ := e.KMS.CreateKey(ctx, &kms.CreateKeyInput{Tags: []types.Tag{{TagKey: aws.String("team"), TagValue: aws.String("payments")}}})
+	theirs, _ := e.KMS.CreateKey(ctx, &kms.CreateKeyInput{Tags: []types.Tag{{TagKey: aws.String("team"), TagValue: aws.String("search")}}})
+	c := e.client(t, ak, sk)
+	if _, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: mine.KeyMetadata.Arn, Plaintext: []byte("x")}); err != nil {
+		t.Fatalf("own team's key: %v", err)
+	}
+	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: theirs.KeyMetadata.Arn, Plaintext: []byte("x")})
+	wantDenied(t, err)
+	if _, err := admin.UntagUser(ctx, &iam.UntagUserInput{UserName: aws.String("abac"), TagKeys: []string{"team"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: mine.KeyMetadata.Arn, Plaintext: []byte("x")})
 	wantDenied(t, err)
 }

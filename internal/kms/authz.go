@@ -16,6 +16,12 @@ const AccessDenied Code = "AccessDeniedException"
 // session gets its role's). Errors are internal.
 type IdentityPolicies func(ctx context.Context, c Caller) ([]string, error)
 
+// PrincipalTags returns the tags of a caller's user or role.
+type PrincipalTags func(ctx context.Context, c Caller) (map[string]string, error)
+
+// SetPrincipalTags lets conditions see aws:PrincipalTag/*.
+func (s *Service) SetPrincipalTags(f PrincipalTags) { s.authz.tags = f }
+
 type actionKey struct{}
 
 // WithAction names the policy action of the operation being served; the
@@ -32,6 +38,7 @@ func actionFrom(ctx context.Context) string {
 // authz holds the policy side of the domain.
 type authz struct {
 	identity IdentityPolicies
+	tags     PrincipalTags
 	mu       sync.RWMutex
 	docs     map[string]parsedPolicy // policy text -> parsed (key and identity)
 }
@@ -158,6 +165,11 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 			return pc
 		}
 		pc = s.requestContext(c, p)
+		if s.authz.tags != nil {
+			if tags, err := s.authz.tags(ctx, c); err == nil && len(tags) > 0 {
+				pc.SetPrincipalTags(tags)
+			}
+		}
 		if k != nil {
 			pc.Set(policy.KeyKeyOrigin, k.Origin)
 			pc.Set(policy.KeyKeySpec, k.KeySpec)

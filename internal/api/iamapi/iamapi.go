@@ -71,6 +71,12 @@ func New(admin *identity.Admin, isSuperAdmin func(awsjson.Caller) bool, trust id
 		op("iam", "DeleteRolePolicy", a.deletePolicy("role")),
 		op("iam", "ListUserPolicies", a.listPolicies("user")),
 		op("iam", "ListRolePolicies", a.listPolicies("role")),
+		op("iam", "TagUser", a.tag("user")),
+		op("iam", "TagRole", a.tag("role")),
+		op("iam", "UntagUser", a.untag("user")),
+		op("iam", "UntagRole", a.untag("role")),
+		op("iam", "ListUserTags", a.listTags("user")),
+		op("iam", "ListRoleTags", a.listTags("role")),
 		op("iam", "CreateAccount", a.createAccount),
 	)
 	sts = awsquery.NewService("sts", STSNamespace, mapError,
@@ -481,4 +487,74 @@ func (a *API) getCallerIdentity(ctx context.Context, c *awsjson.Call, f url.Valu
 		Account string
 		Arn     string
 	}{UserId: c.Caller.UserID, Account: c.Caller.AccountID, Arn: c.Caller.ARN}, nil
+}
+
+// formList reads a Query-protocol list: Name.member.1, Name.member.2, ...
+func formList(f url.Values, name string) []string {
+	var out []string
+	for i := 1; ; i++ {
+		v, ok := f[name+".member."+strconv.Itoa(i)]
+		if !ok || len(v) == 0 {
+			return out
+		}
+		out = append(out, v[0])
+	}
+}
+
+func (a *API) tag(typ string) func(context.Context, *awsjson.Call, url.Values) (any, error) {
+	return func(ctx context.Context, c *awsjson.Call, f url.Values) (any, error) {
+		name, err := required(f, principalParam(typ))
+		if err != nil {
+			return nil, err
+		}
+		var tags []store.Tag
+		for i := 1; ; i++ {
+			k, ok := f["Tags.member."+strconv.Itoa(i)+".Key"]
+			if !ok || len(k) == 0 {
+				break
+			}
+			tags = append(tags, store.Tag{Key: k[0], Value: f.Get("Tags.member." + strconv.Itoa(i) + ".Value")})
+		}
+		if len(tags) == 0 {
+			return nil, &awsquery.Error{Code: "ValidationError", Status: 400, Sender: true, Message: "Tags is required."}
+		}
+		return nil, a.admin.TagPrincipal(ctx, c.Caller.AccountID, typ, name, tags)
+	}
+}
+
+func (a *API) untag(typ string) func(context.Context, *awsjson.Call, url.Values) (any, error) {
+	return func(ctx context.Context, c *awsjson.Call, f url.Values) (any, error) {
+		name, err := required(f, principalParam(typ))
+		if err != nil {
+			return nil, err
+		}
+		return nil, a.admin.UntagPrincipal(ctx, c.Caller.AccountID, typ, name, formList(f, "TagKeys"))
+	}
+}
+
+type iamTag struct {
+	Key   string
+	Value string
+}
+
+func (a *API) listTags(typ string) func(context.Context, *awsjson.Call, url.Values) (any, error) {
+	return func(ctx context.Context, c *awsjson.Call, f url.Values) (any, error) {
+		name, err := required(f, principalParam(typ))
+		if err != nil {
+			return nil, err
+		}
+		p, err := a.admin.GetPrincipal(ctx, c.Caller.AccountID, typ, name)
+		if err != nil {
+			return nil, err
+		}
+		out := struct {
+			XMLName     xml.Name `xml:"R"`
+			Tags        members[iamTag]
+			IsTruncated bool
+		}{}
+		for _, t := range p.Tags {
+			out.Tags.Member = append(out.Tags.Member, iamTag{Key: t.Key, Value: t.Value})
+		}
+		return out, nil
+	}
 }

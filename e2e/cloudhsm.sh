@@ -256,6 +256,15 @@ kms decrypt --ciphertext-blob "fileb://$WORK/cipher.bin" --encryption-context pu
   --query Plaintext --output text | base64 -d | cmp - "$WORK/plain.bin" || fail "old ciphertext after reconnect"
 echo "reconnected; the old ciphertext decrypts"
 
+echo "== kill -9 keyhold, restart: the store reconnects by itself (at ${SECONDS}s)"
+kill -9 "$KEYHOLD_PID"; wait "$KEYHOLD_PID" 2>/dev/null || true
+start_keyhold "$DATA" "$PORT"
+wait_for "$KS CONNECTED after restart" 60 connected "$KS"
+kms decrypt --ciphertext-blob "fileb://$WORK/cipher.bin" --encryption-context purpose=e2e \
+  --query Plaintext --output text | base64 -d | cmp - "$WORK/plain.bin" || fail "old ciphertext after kill -9 and restart"
+kms encrypt --key-id "$KEY" --plaintext "fileb://$WORK/plain.bin" --query KeyId --output text >/dev/null || fail "encrypt after restart"
+echo "restarted; the store is CONNECTED again and the old ciphertext decrypts"
+
 # The key store password is never returned, by either CLI, nor logged.
 for out in "$(kms describe-custom-key-stores --output json)" "$(kms2 describe-custom-key-stores --output json)" \
            "$(desc_ks "$KS")" "$(api kms TrentService.DescribeKey "{\"KeyId\":\"$KEY\"}")"; do

@@ -140,6 +140,21 @@ expect_error XksProxyUriInUseException kms create-custom-key-store --custom-key-
   --xks-proxy-authentication-credential "AccessKeyId=$AKID, RawSecretAccessKey=$SECRET"
 echo "rotation: ok"
 
+echo "== kill -9 keyhold, restart: the store reconnects with the rotated credential"
+cp "$WORK/cipher.bin" "$WORK/before-kill.bin"
+kill -9 "$KEYHOLD_PID"; wait "$KEYHOLD_PID" 2>/dev/null || true
+KEYHOLD_XKS_CA_FILE=$CA start_keyhold "$DATA" "$PORT"
+state=""
+for _ in $(seq 1 100); do
+  state=$(kms describe-custom-key-stores --custom-key-store-id "$CKS" --query 'CustomKeyStores[0].ConnectionState' --output text)
+  [ "$state" = CONNECTED ] && break
+  sleep 0.1
+done
+[ "$state" = CONNECTED ] || fail "after restart the store is $state, want CONNECTED"
+kms decrypt --ciphertext-blob "fileb://$WORK/before-kill.bin" --encryption-context app=e2e \
+  --query Plaintext --output text | base64 -d | cmp - "$WORK/plain.bin" || fail "ciphertext from before kill -9"
+echo "restart: ok"
+
 if [ -x /usr/bin/aws ]; then
   echo "== aws CLI v2: $(/usr/bin/aws --version 2>&1)"
   v2() { /usr/bin/aws --endpoint-url "$EP" kms "$@"; }

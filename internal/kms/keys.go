@@ -285,7 +285,17 @@ func (s *Service) DisableKey(ctx context.Context, c Caller, keyID string) error 
 }
 
 func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
+		k.State = state
+		return nil
+	})
+}
+
+// changeLiveKey resolves and authorizes a key, then applies fn to it unless
+// the key is pending deletion (KMSInvalidStateException, as AWS answers
+// every management call on such a key but cancellation).
+func (s *Service) changeLiveKey(ctx context.Context, c Caller, keyID string, o resolveOpts, fn func(k *store.Key) error) error {
+	k, err := s.resolveKey(ctx, c, keyID, o)
 	if err != nil {
 		return err
 	}
@@ -293,8 +303,7 @@ func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string)
 		if k.State == StatePendingDeletion {
 			return s.pendingDeletion(*k)
 		}
-		k.State = state
-		return nil
+		return fn(k)
 	})
 	return err
 }
@@ -351,18 +360,10 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string)
 
 // UpdateKeyDescription replaces a key's description.
 func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, desc string) error {
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
-	if err != nil {
-		return err
-	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
-			return s.pendingDeletion(*k)
-		}
+	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
 		k.Description = desc
 		return nil
 	})
-	return err
 }
 
 // checkKeyPolicy validates a key policy and, unless bypassed, makes sure
@@ -477,14 +478,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { setRequestTags(pc, tags) }})
-	if err != nil {
-		return err
-	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
-			return s.pendingDeletion(*k)
-		}
+	return s.changeLiveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { setRequestTags(pc, tags) }}, func(k *store.Key) error {
 		next := append([]store.Tag(nil), k.Tags...)
 		for _, t := range tags {
 			replaced := false
@@ -503,19 +497,11 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 		k.Tags = next
 		return nil
 	})
-	return err
 }
 
 // UntagResource removes tags by key.
 func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tagKeys []string) error {
-	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.Set(policy.KeyTagKeys, tagKeys...) }})
-	if err != nil {
-		return err
-	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
-			return s.pendingDeletion(*k)
-		}
+	return s.changeLiveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.Set(policy.KeyTagKeys, tagKeys...) }}, func(k *store.Key) error {
 		drop := map[string]bool{}
 		for _, t := range tagKeys {
 			drop[t] = true
@@ -529,7 +515,6 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tag
 		k.Tags = next
 		return nil
 	})
-	return err
 }
 
 // ListResourceTags lists a key's tags, sorted as stored, with paging.

@@ -131,9 +131,6 @@ func openFile(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Path is the file the writer appends to.
-func (w *Writer) Path() string { return w.path }
-
 // Write appends line (one JSON event, without newline). In GroupCommit mode
 // it returns before the line is durable; in SyncEach mode after.
 func (w *Writer) Write(line []byte) error {

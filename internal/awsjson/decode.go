@@ -14,23 +14,6 @@ import (
 	"unicode/utf8"
 )
 
-// Decode strictly decodes body into v without a model: malformed JSON, wrong
-// types and unknown members give a SerializationException. An empty body is {}.
-func Decode(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return serializationError(err)
-	}
-	if dec.More() {
-		return Errorf(SerializationException, 400, "Unexpected content after the end of the JSON document.")
-	}
-	return nil
-}
-
 func serializationError(err error) *Error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
@@ -118,9 +101,6 @@ func LoadModel(data []byte) (*Model, error) {
 
 // HasOperation reports whether the model defines op.
 func (m *Model) HasOperation(op string) bool { _, ok := m.ops[op]; return ok }
-
-// Errors lists the exceptions the model documents for op.
-func (m *Model) Errors(op string) []string { return m.ops[op].Errors }
 
 // DecodeInput validates body against op's input shape (types, unknown
 // members, required members, lengths, ranges, enums, patterns) and then

@@ -64,12 +64,3 @@ func subnetByID(region, id string) (Subnet, bool) {
 	}
 	return Subnet{}, false
 }
-
-func subnetByAZ(region, az string) (Subnet, bool) {
-	for _, s := range Subnets(region) {
-		if s.AvailabilityZone == az {
-			return s, true
-		}
-	}
-	return Subnet{}, false
-}

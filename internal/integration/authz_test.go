@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -86,7 +87,7 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct := b64(enc.CiphertextBlob)
+	ct := base64.StdEncoding.EncodeToString(enc.CiphertextBlob)
 	pol := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + e.Account + `:root"},"Action":"kms:*","Resource":"*"}]}`
 	polJSON := strings.ReplaceAll(strings.ReplaceAll(pol, `\`, `\\`), `"`, `\"`)
 	samples := map[string]string{
@@ -149,29 +150,6 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 			t.Errorf("%s by the admin: %d %v", op.Name, st, resp)
 		}
 	}
-}
-
-func b64(b []byte) string {
-	const enc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	var sb strings.Builder
-	for i := 0; i < len(b); i += 3 {
-		var n uint32
-		rem := len(b) - i
-		for j := 0; j < 3; j++ {
-			n <<= 8
-			if j < rem {
-				n |= uint32(b[i+j])
-			}
-		}
-		for j := 0; j < 4; j++ {
-			if j <= rem {
-				sb.WriteByte(enc[(n>>(18-6*j))&63])
-			} else {
-				sb.WriteByte('=')
-			}
-		}
-	}
-	return sb.String()
 }
 
 func TestEncryptOnlyWithContextCondition(t *testing.T) {

@@ -2,6 +2,7 @@ package kmsapi
 
 import (
 	"context"
+	"encoding/hex"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -289,12 +290,7 @@ func hexp(b []byte) *string {
 	if len(b) == 0 {
 		return nil
 	}
-	const digits = "0123456789abcdef"
-	out := make([]byte, 2*len(b))
-	for i, v := range b {
-		out[2*i], out[2*i+1] = digits[v>>4], digits[v&15]
-	}
-	s := string(out)
+	s := hex.EncodeToString(b)
 	return &s
 }
 

@@ -274,19 +274,14 @@ func (c *customKeyStores) connectCloudHSM(ctx context.Context, rec store.CustomK
 }
 
 func (c *customKeyStores) saveSecret(ctx context.Context, rec store.CustomKeyStore, sec cksSecret) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := c.s.st.GetCustomKeyStore(ctx, rec.AccountID, rec.ID)
-		if err != nil {
-			return err
-		}
-		if cur.SealedSecret, err = c.sealSecret(rec.AccountID, rec.ID, sec); err != nil {
-			return err
-		}
-		if _, err = c.s.st.UpdateCustomKeyStore(ctx, cur); !errors.Is(err, store.ErrConflict) {
-			return err
-		}
+	sealed, err := c.sealSecret(rec.AccountID, rec.ID, sec)
+	if err != nil {
+		return err
 	}
-	return errors.New("too many concurrent updates")
+	return c.updateRecord(ctx, rec.AccountID, rec.ID, func(cur *store.CustomKeyStore) error {
+		cur.SealedSecret = sealed
+		return nil
+	})
 }
 
 func (c *customKeyStores) prepareCloudHSMKey(ctx context.Context, k *store.Key, cfg cksConfig) error {

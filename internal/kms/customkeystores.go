@@ -252,7 +252,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	}
 	for _, r := range all {
 		if r.Name == in.Name {
-			return "", errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", in.Name)
+			return "", nameInUse(in.Name)
 		}
 	}
 	if len(all) >= maxCustomKeyStores {
@@ -272,7 +272,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	}
 	if err := s.st.CreateCustomKeyStore(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return "", errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", in.Name)
+			return "", nameInUse(in.Name)
 		}
 		return "", internal("CreateCustomKeyStore", err)
 	}
@@ -319,8 +319,7 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Caller, id
 }
 
 func (c *customKeyStores) describe(r store.CustomKeyStore) CustomKeyStore {
-	var cfg cksConfig
-	json.Unmarshal(r.Config, &cfg)
+	cfg := c.config(r)
 	st, code := c.connState(r)
 	d := CustomKeyStore{ID: r.ID, Name: r.Name, Type: r.Type, Created: r.Created, ConnectionState: st}
 	if st == Failed {
@@ -382,7 +381,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	if in.NewName != nil && *in.NewName != rec.Name {
 		for _, r := range all {
 			if r.Name == *in.NewName {
-				return errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", *in.NewName)
+				return nameInUse(*in.NewName)
 			}
 		}
 		rec.Name = *in.NewName
@@ -406,7 +405,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	}
 	if _, err := s.st.UpdateCustomKeyStore(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", rec.Name)
+			return nameInUse(rec.Name)
 		}
 		if errors.Is(err, store.ErrConflict) {
 			return err
@@ -423,10 +422,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 // never touches the cluster, the proxy or any backing key.
 func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
-	if err := s.authorize(ctx, caller, nil, nil); err != nil {
-		return err
-	}
-	rec, _, err := c.load(ctx, caller.AccountID, id)
+	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
 		return err
 	}
@@ -456,10 +452,7 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id st
 // CONNECTED or FAILED with a ConnectionErrorCode.
 func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
-	if err := s.authorize(ctx, caller, nil, nil); err != nil {
-		return err
-	}
-	rec, cfg, err := c.load(ctx, caller.AccountID, id)
+	rec, cfg, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
 		return err
 	}
@@ -499,19 +492,44 @@ func (c *customKeyStores) setConn(rec store.CustomKeyStore, state, code string, 
 
 // persistState records the connection state so a restart resumes it.
 func (c *customKeyStores) persistState(ctx context.Context, account, id, state, code string) {
+	err := c.updateRecord(ctx, account, id, func(rec *store.CustomKeyStore) error {
+		rec.ConnectionState, rec.ConnectionErrorCode = state, code
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		c.s.log.Error("saving custom key store state", "store", id, "err", err)
+	}
+}
+
+// updateRecord applies fn to the stored record and writes it, reading
+// again when a concurrent writer (a connect finishing, an update) won.
+func (c *customKeyStores) updateRecord(ctx context.Context, account, id string, fn func(*store.CustomKeyStore) error) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		rec, err := c.s.st.GetCustomKeyStore(ctx, account, id)
 		if err != nil {
-			return
+			return err
 		}
-		rec.ConnectionState, rec.ConnectionErrorCode = state, code
-		if _, err := c.s.st.UpdateCustomKeyStore(ctx, rec); !errors.Is(err, store.ErrConflict) {
-			if err != nil {
-				c.s.log.Error("saving custom key store state", "store", id, "err", err)
-			}
-			return
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		if _, err = c.s.st.UpdateCustomKeyStore(ctx, rec); !errors.Is(err, store.ErrConflict) {
+			return err
 		}
 	}
+	return fmt.Errorf("custom key store %s: %w", id, store.ErrConflict)
+}
+
+// authorizedStore authorizes the current operation (custom key store
+// operations are identity-policy only) and loads the caller's store.
+func (s *Service) authorizedStore(ctx context.Context, caller Caller, id string) (store.CustomKeyStore, cksConfig, error) {
+	if err := s.authorize(ctx, caller, nil, nil); err != nil {
+		return store.CustomKeyStore{}, cksConfig{}, err
+	}
+	return s.cks.load(ctx, caller.AccountID, id)
+}
+
+func nameInUse(name string) error {
+	return errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", name)
 }
 
 func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyStore) error {
@@ -570,10 +588,7 @@ func (c *customKeyStores) current(rec store.CustomKeyStore, gen int) bool {
 // DisconnectCustomKeyStore logs out and makes the store's keys unavailable.
 func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
 	c := s.cks
-	if err := s.authorize(ctx, caller, nil, nil); err != nil {
-		return err
-	}
-	rec, _, err := c.load(ctx, caller.AccountID, id)
+	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
 		return err
 	}

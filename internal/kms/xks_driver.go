@@ -261,7 +261,7 @@ func (d *xksDrv) validateCreate(ctx context.Context, caller Caller, in CreateCus
 	// Local rules first: a name or quota problem should not wait for a proxy.
 	for _, r := range all {
 		if r.Name == in.Name {
-			return cksConfig{}, cksSecret{}, errorf(CustomKeyStoreNameInUse, "A custom key store with the name %s already exists in this account and Region.", in.Name)
+			return cksConfig{}, cksSecret{}, nameInUse(in.Name)
 		}
 	}
 	if len(all) >= maxCustomKeyStores {

@@ -25,17 +25,27 @@ func checkAliasName(name string) error {
 	return nil
 }
 
-// CreateAlias points a new alias at a key (key id or key ARN).
-func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string) error {
+// aliasTarget checks an alias name and resolves (and authorizes) the key it
+// is to point at, which must not be pending deletion.
+func (s *Service) aliasTarget(ctx context.Context, c Caller, name, target string) (store.Key, error) {
 	if err := checkAliasName(name); err != nil {
-		return err
+		return store.Key{}, err
 	}
 	k, err := s.resolveKey(ctx, c, target, resolveOpts{})
 	if err != nil {
-		return err
+		return store.Key{}, err
 	}
 	if k.State == StatePendingDeletion {
-		return s.pendingDeletion(k)
+		return store.Key{}, s.pendingDeletion(k)
+	}
+	return k, nil
+}
+
+// CreateAlias points a new alias at a key (key id or key ARN).
+func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string) error {
+	k, err := s.aliasTarget(ctx, c, name, target)
+	if err != nil {
+		return err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	err = s.st.CreateAlias(ctx, store.Alias{AccountID: c.AccountID, Name: name, KeyID: k.ID, Created: now, Updated: now})
@@ -52,15 +62,9 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string
 
 // UpdateAlias points an existing alias at another key.
 func (s *Service) UpdateAlias(ctx context.Context, c Caller, name, target string) error {
-	if err := checkAliasName(name); err != nil {
-		return err
-	}
-	k, err := s.resolveKey(ctx, c, target, resolveOpts{})
+	k, err := s.aliasTarget(ctx, c, name, target)
 	if err != nil {
 		return err
-	}
-	if k.State == StatePendingDeletion {
-		return s.pendingDeletion(k)
 	}
 	old, err := s.st.GetAlias(ctx, c.AccountID, name)
 	if errors.Is(err, store.ErrNotFound) {

@@ -67,8 +67,8 @@ func serverAuthorizer(dir *identity.Directory) func(ctx context.Context, c awsjs
 // trustCheck decides sts:AssumeRole: the role's trust policy is the
 // resource policy; naming the caller allows it, naming the caller's
 // account delegates to the caller's identity policies.
-func trustCheck(ctx context.Context, dir *identity.Directory) identity.TrustCheck {
-	return func(trust string, roleARN string, caller identity.Principal) bool {
+func trustCheck(dir *identity.Directory) identity.TrustCheck {
+	return func(ctx context.Context, trust, roleARN string, caller identity.Principal) bool {
 		doc, err := trustDocument(trust)
 		if err != nil {
 			return false

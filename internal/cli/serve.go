@@ -150,7 +150,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return err
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
-	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(context.Background(), dir))
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(dir))
 	auditHook, closeAudit, err := AuditHook(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger)
 	if err != nil {
 		in.Close()

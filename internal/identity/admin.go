@@ -318,7 +318,7 @@ func (c SessionCredentials) String() string {
 
 // TrustCheck decides whether caller may assume a role under its trust
 // policy (the policy engine plugs in); nil allows same-account callers only.
-type TrustCheck func(trustPolicy, roleARN string, caller Principal) bool
+type TrustCheck func(ctx context.Context, trustPolicy, roleARN string, caller Principal) bool
 
 // AssumeRole issues temporary credentials for role roleARN to caller.
 func (a *Admin) AssumeRole(ctx context.Context, caller Principal, roleARN, sessionName string, duration time.Duration, trust TrustCheck) (SessionCredentials, error) {
@@ -337,7 +337,7 @@ func (a *Admin) AssumeRole(ctx context.Context, caller Principal, roleARN, sessi
 	}
 	allowed := caller.AccountID == role.AccountID
 	if trust != nil {
-		allowed = trust(role.TrustPolicy, role.ARN, caller)
+		allowed = trust(ctx, role.TrustPolicy, role.ARN, caller)
 	}
 	if !allowed {
 		return SessionCredentials{}, idErr("AccessDenied", 403, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller.ARN, roleARN)

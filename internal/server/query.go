@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
@@ -15,24 +14,10 @@ import (
 
 const queryBodyLimit = 64 << 10
 
-// claimedService is the service named in a SigV4 credential scope.
-func claimedService(auth string) string {
-	_, rest, ok := strings.Cut(auth, "Credential=")
-	if !ok {
-		return ""
-	}
-	scope, _, _ := strings.Cut(rest, ",")
-	parts := strings.Split(scope, "/")
-	if len(parts) != 5 {
-		return ""
-	}
-	return parts[3]
-}
-
 // serveQuery handles Query-protocol requests (IAM and STS).
 func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditRecord) {
 	reqID := rec.RequestID
-	name := claimedService(r.Header.Get("Authorization"))
+	_, name := claimedCredential(r.Header.Get("Authorization"))
 	var svc *awsquery.Service
 	for _, s := range h.cfg.QueryServices {
 		if s.SigningName == name {

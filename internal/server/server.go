@@ -202,15 +202,26 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 // claimedAccessKey extracts the access key id from a SigV4 Authorization
 // header without trusting it (for the audit trail of failed requests).
 func claimedAccessKey(auth string) string {
+	id, _ := claimedCredential(auth)
+	return id
+}
+
+// claimedCredential reads the access key id and service of a SigV4
+// Authorization header's Credential without trusting them.
+func claimedCredential(auth string) (accessKeyID, service string) {
 	_, rest, ok := strings.Cut(auth, "Credential=")
 	if !ok {
-		return ""
+		return "", ""
 	}
-	id, _, _ := strings.Cut(rest, "/")
-	if len(id) > 128 {
-		return ""
+	scope, _, _ := strings.Cut(rest, ",")
+	parts := strings.Split(scope, "/")
+	if len(parts[0]) > 128 {
+		return "", ""
 	}
-	return id
+	if len(parts) == 5 {
+		service = parts[3]
+	}
+	return parts[0], service
 }
 
 func remoteIP(r *http.Request) string {

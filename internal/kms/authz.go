@@ -143,19 +143,12 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 		}
 		in.KeyPolicy, needContext = kp.doc, kp.conditional
 	}
-	texts, err := s.authz.identity(ctx, c)
+	docs, conditional, err := s.identityDocs(ctx, c)
 	if err != nil {
-		return internal("authorize: identity policies", err)
+		return err
 	}
-	for _, t := range texts {
-		d, err := s.authz.parse(t, policy.IdentityPolicy)
-		if err != nil {
-			s.log.Warn("ignoring an identity policy that does not parse", "principal", c.ARN, "err", err)
-			continue
-		}
-		in.IdentityPolicies = append(in.IdentityPolicies, d.doc)
-		needContext = needContext || d.conditional
-	}
+	in.IdentityPolicies = docs
+	needContext = needContext || conditional
 	// Building the condition keys costs more than deciding; policies
 	// without conditions (the default key policy, most identity policies)
 	// are decided on the principal alone. Grants always see the context.
@@ -211,6 +204,27 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 		return errorf(AccessDenied, "%s", res.Message(action, c.ARN, resource))
 	}
 	return nil
+}
+
+// identityDocs returns the caller's parsed identity policies and whether
+// any of them needs the request's condition keys.
+func (s *Service) identityDocs(ctx context.Context, c Caller) ([]*policy.Document, bool, error) {
+	texts, err := s.authz.identity(ctx, c)
+	if err != nil {
+		return nil, false, internal("authorize: identity policies", err)
+	}
+	var docs []*policy.Document
+	conditional := false
+	for _, t := range texts {
+		d, err := s.authz.parse(t, policy.IdentityPolicy)
+		if err != nil {
+			s.log.Warn("ignoring an identity policy that does not parse", "principal", c.ARN, "err", err)
+			continue
+		}
+		docs = append(docs, d.doc)
+		conditional = conditional || d.conditional
+	}
+	return docs, conditional, nil
 }
 
 // grantAllows reports whether a grant on k gives c the action (grants.go).

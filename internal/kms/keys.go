@@ -152,7 +152,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	k := store.Key{
 		AccountID: c.AccountID, ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
-		State: StateEnabled, Policy: keyPolicy, Tags: dedupTags(in.Tags),
+		State: StateEnabled, Policy: keyPolicy, Tags: copyTags(in.Tags),
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
@@ -381,14 +381,8 @@ func (s *Service) checkKeyPolicy(ctx context.Context, c Caller, text string, byp
 	p := s.principal(c)
 	in := policy.Input{KeyPolicy: doc, KeyAccount: keyAccount,
 		Request: policy.Request{Principal: p, Action: "kms:PutKeyPolicy", Resource: keyARN, Context: s.requestContext(c, p)}}
-	texts, err := s.authz.identity(ctx, c)
-	if err != nil {
-		return internal("checkKeyPolicy", err)
-	}
-	for _, t := range texts {
-		if d, err := s.authz.parse(t, policy.IdentityPolicy); err == nil {
-			in.IdentityPolicies = append(in.IdentityPolicies, d.doc)
-		}
+	if in.IdentityPolicies, _, err = s.identityDocs(ctx, c); err != nil {
+		return err
 	}
 	if !policy.Decide(in).Allowed {
 		return errorf(MalformedPolicyDocument, "The new key policy will not allow you to update the key policy in the future.")
@@ -463,7 +457,7 @@ func validateTags(tags []store.Tag) error {
 	return nil
 }
 
-func dedupTags(tags []store.Tag) []store.Tag {
+func copyTags(tags []store.Tag) []store.Tag {
 	if len(tags) == 0 {
 		return nil
 	}

@@ -44,7 +44,7 @@ func policyPrincipal(arn, roleARN, account string) policy.Principal {
 // that the KMS domain does not decide itself: the CloudHSM control plane
 // and IAM. They are identity-policy only and never cross-account. KMS
 // operations are authorized in the domain, where the key is known.
-func serverAuthorizer(dir *identity.Directory) func(ctx context.Context, c awsjson.Caller, op awsjson.Operation, body []byte) error {
+func serverAuthorizer(svc *kms.Service) func(ctx context.Context, c awsjson.Caller, op awsjson.Operation, body []byte) error {
 	return func(ctx context.Context, c awsjson.Caller, op awsjson.Operation, body []byte) error {
 		switch {
 		case strings.HasPrefix(op.Action, "kms:"):
@@ -54,13 +54,11 @@ func serverAuthorizer(dir *identity.Directory) func(ctx context.Context, c awsjs
 			// against the role's trust policy.
 			return nil
 		}
-		p := policyPrincipal(c.ARN, c.RoleARN, c.AccountID)
-		in := policy.Input{KeyAccount: c.AccountID, IdentityPolicies: parsedIdentityPolicies(ctx, dir, identity.Principal{ARN: c.ARN, RoleARN: c.RoleARN}),
-			Request: policy.Request{Principal: p, Action: op.Action, Resource: "*", Context: policy.NewContext().SetPrincipal(p)}}
-		if res := policy.Decide(in); !res.Allowed {
-			return &awsjson.Error{Type: awsjson.AccessDeniedException, Status: 400, Message: res.Message(op.Action, c.ARN, "*")}
+		err := svc.AuthorizeIdentityOnly(ctx, kms.Caller{AccountID: c.AccountID, ARN: c.ARN, RoleARN: c.RoleARN}, op.Action)
+		if e, ok := kms.AsError(err); ok && e.Code == kms.AccessDenied {
+			return &awsjson.Error{Type: awsjson.AccessDeniedException, Status: 400, Message: e.Message}
 		}
-		return nil
+		return err
 	}
 }
 

@@ -158,7 +158,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	in.closers = append(in.closers, func() { closeAudit() })
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(dir), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
 	return in, nil
 }
 

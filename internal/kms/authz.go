@@ -206,6 +206,13 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 	return nil
 }
 
+// AuthorizeIdentityOnly decides an operation on no KMS key, outside the
+// KMS table (the CloudHSM control plane, IAM), by the caller's identity
+// policies, with the same parsed-policy cache as KMS operations.
+func (s *Service) AuthorizeIdentityOnly(ctx context.Context, c Caller, action string) error {
+	return s.authorizeAction(ctx, action, c, nil, nil)
+}
+
 // identityDocs returns the caller's parsed identity policies and whether
 // any of them needs the request's condition keys.
 func (s *Service) identityDocs(ctx context.Context, c Caller) ([]*policy.Document, bool, error) {

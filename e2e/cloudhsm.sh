@@ -34,7 +34,13 @@ cleanup() {
 trap cleanup EXIT
 PORT=$(free_port)
 DATA=$WORK/data
-start_keyhold "$DATA" "$PORT"
+# The server runs with a relative --data-dir from $WORK; the owner's
+# commands below run from another directory with another relative path to
+# the same data directory. Every path keyhold stores is absolute, so they
+# find the same tokens.
+mkdir -p "$WORK/owner-cwd"
+serve_relative() { pushd "$WORK" >/dev/null; start_keyhold data "$PORT"; popd >/dev/null; }
+serve_relative
 export AWS_SHARED_CREDENTIALS_FILE=$DATA/credentials AWS_CONFIG_FILE=/dev/null AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
 EP=http://127.0.0.1:$PORT
@@ -49,7 +55,7 @@ else
   kms2() { kms "$@"; }
   V2="aws CLI v1 (no /usr/bin/aws)"
 fi
-owner() { "$BIN" hsm "$@" --data-dir "$DATA"; }
+owner() { (cd "$WORK/owner-cwd" && "$BIN" hsm "$@" --data-dir ../data); }
 # api SIGNING_NAME TARGET JSON: one signed JSON 1.1 call with curl, for the
 # polls and checks (each aws CLI run costs over a second of Python start-up;
 # the steps themselves use the CLI).
@@ -258,7 +264,7 @@ echo "reconnected; the old ciphertext decrypts"
 
 echo "== kill -9 keyhold, restart: the store reconnects by itself (at ${SECONDS}s)"
 kill -9 "$KEYHOLD_PID"; wait "$KEYHOLD_PID" 2>/dev/null || true
-start_keyhold "$DATA" "$PORT"
+serve_relative
 wait_for "$KS CONNECTED after restart" 60 connected "$KS"
 kms decrypt --ciphertext-blob "fileb://$WORK/cipher.bin" --encryption-context purpose=e2e \
   --query Plaintext --output text | base64 -d | cmp - "$WORK/plain.bin" || fail "old ciphertext after kill -9 and restart"

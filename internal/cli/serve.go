@@ -19,6 +19,7 @@ import (
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -78,10 +79,21 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	dataDir, err := datadir.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = dataDir
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	in := &Instance{Config: cfg}
+	// One server per data directory: a second one would run its own HSM
+	// daemons and keep its own connection states over the same database.
+	unlock, err := datadir.Lock(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Config: cfg, closers: []func(){unlock}}
 	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
 	if err != nil {
 		return nil, err
@@ -115,7 +127,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		xksOpts.RootCAs = pool
 	}
-	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts,
+		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.Service = svc
 	kmsTable, err := kmsapi.New(svc)
 	if err != nil {
@@ -139,8 +156,6 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	svc.SetIdentityPolicies(identityPolicies(dir))
-	svc.SetPrincipalTags(principalTags(dir))
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := trustDocument(doc)
@@ -182,6 +197,14 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Every path derived from the data directory (HSM token directories
+	// in the store, daemons' configs) is absolute, so owner commands run
+	// from another working directory find the same files.
+	abs, err := datadir.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	*dataDir = abs
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
@@ -211,7 +234,6 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	abs, _ := filepath.Abs(*dataDir)
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
 	errc := make(chan error, 1)

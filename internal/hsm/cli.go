@@ -64,7 +64,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *clusterID == "" {
 		return errors.New("hsm " + sub + ": --cluster-id is required")
 	}
-	reg, err := NewFileRegistry(filepath.Join(*dataDir, "hsm"))
+	// Token paths are derived from the data directory and handed to
+	// daemons: make it absolute so a relative --data-dir names the same
+	// files as the server's, whatever the working directory.
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	reg, err := NewFileRegistry(filepath.Join(dir, "hsm"))
 	if err != nil {
 		return err
 	}

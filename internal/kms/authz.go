@@ -40,8 +40,8 @@ type authz struct {
 	// exercise the rules of the seeds without policies; nothing outside
 	// the package can set it.
 	skip bool
-	mu       sync.RWMutex
-	docs     map[string]parsedPolicy // policy text -> parsed (key and identity)
+	mu   sync.RWMutex
+	docs map[string]parsedPolicy // policy text -> parsed (key and identity)
 }
 
 // parsedPolicy is a parsed document and whether deciding it needs the

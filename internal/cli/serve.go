@@ -26,6 +26,7 @@ import (
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
+	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
@@ -51,12 +52,13 @@ type ServeConfig struct {
 	XKSCAFile string
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
+	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
 	Config    ServeConfig
+	Store     store.Store
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -98,11 +100,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keyhold.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
 	if err != nil {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { db.Close() })
+	in.Store = db
 	dir := identity.New(db, root)
 	account, err := dir.Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
 	if err != nil {
@@ -110,7 +113,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{DataDir: cfg.DataDir}
+	xksOpts := kms.XKSOptions{}
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -141,7 +144,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, account)
+		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
 		if err != nil {
 			in.Close()
 			return nil, err

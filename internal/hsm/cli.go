@@ -25,9 +25,10 @@ import (
 //	pkcs11-bench     --cluster-id ID --password P [--duration 5s] [--concurrency N]
 //
 // They work whether or not the server runs: token work happens in a
-// short-lived HSM daemon of their own and records change under the
-// registry's file lock, which the server re-reads.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// short-lived HSM daemon of their own, and records change in keyhold's
+// store (opened by open, the composition root's) under the cluster's lock;
+// the server reads records from the store on every use and caches none.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open OpenRecords) error {
 	if len(args) == 0 {
 		return errors.New("usage: keyhold hsm activate|create-user|delete-user|change-password|backup|subnets|pkcs11-bench [flags]")
 	}
@@ -71,7 +72,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	reg, err := NewFileRegistry(filepath.Join(dir, "hsm"))
+	st, closeStore, err := open(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	reg, err := NewStoreRegistry(ctx, st, filepath.Join(dir, "hsm"))
 	if err != nil {
 		return err
 	}
@@ -119,6 +125,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	return err
 }
+
+// OpenRecords opens keyhold's store in an absolute data directory for an
+// owner command; the returned func closes it.
+type OpenRecords func(ctx context.Context, dataDir string) (Records, func(), error)
 
 // owner does an HSM owner's work on one cluster.
 type owner struct {

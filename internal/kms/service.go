@@ -64,8 +64,6 @@ type XKSOptions struct {
 	// RootCAs are the CAs trusted for proxies' TLS certificates, in addition
 	// to the system pool; verification is never skipped.
 	RootCAs *x509.CertPool
-	// DataDir holds keyhold's registry of VPC endpoint services.
-	DataDir string
 }
 
 // Service is the KMS domain. Safe for concurrent use.

@@ -43,6 +43,10 @@ type ServeConfig struct {
 	Logger           *slog.Logger
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
+	// AuditFailOpen answers requests even when their audit event cannot be
+	// written (--audit-fail-open); by default they fail with the service's
+	// internal error.
+	AuditFailOpen bool
 	// SessionNow is the clock temporary credentials expire by (tests).
 	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
@@ -157,6 +161,9 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { closeAudit() })
+	if cfg.AuditFailOpen {
+		auditHook = FailOpenAudit(auditHook, cfg.Logger)
+	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
 	return in, nil
@@ -175,6 +182,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
+	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
@@ -187,6 +195,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}
+	cfg.AuditFailOpen = *auditFailOpen
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}

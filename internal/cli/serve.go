@@ -22,6 +22,7 @@ import (
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
@@ -30,6 +31,9 @@ import (
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
 const DefaultAddr = "127.0.0.1:4599"
+
+// jsonContentType is the AWS JSON 1.1 media type of refusals.
+const jsonContentType = "application/x-amz-json-1.1"
 
 // DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
 const DefaultDataDir = "keyhold-data"
@@ -52,6 +56,9 @@ type ServeConfig struct {
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// Limits bound client connections: caps, timeouts, header size
+	// (zero fields take netlimit.Defaults).
+	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
 	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
@@ -186,11 +193,13 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
+	var limits netlimit.Limits
+	limits.RegisterFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
+	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA, Limits: limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
@@ -211,24 +220,23 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go in.Service.RunDeletion(bg, *delInterval)
-	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
+	var tc *tls.Config
 	if *tlsCert != "" {
-		if _, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
+	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	abs, _ := filepath.Abs(*dataDir)
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
 	errc := make(chan error, 1)
 	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
-			return
-		}
 		errc <- srv.Serve(ln)
 	}()
 	select {

@@ -19,6 +19,7 @@ import (
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -26,6 +27,7 @@ import (
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
+	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
@@ -61,12 +63,13 @@ type ServeConfig struct {
 	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
+	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
 	Config    ServeConfig
+	Store     store.Store
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -89,19 +92,31 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	dataDir, err := datadir.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = dataDir
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	in := &Instance{Config: cfg}
+	// One server per data directory: a second one would run its own HSM
+	// daemons and keep its own connection states over the same database.
+	unlock, err := datadir.Lock(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Config: cfg, closers: []func(){unlock}}
 	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keyhold.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
 	if err != nil {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { db.Close() })
+	in.Store = db
 	dir := identity.New(db, root)
 	account, err := dir.Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
 	if err != nil {
@@ -109,7 +124,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{DataDir: cfg.DataDir}
+	xksOpts := kms.XKSOptions{}
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -126,7 +141,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		xksOpts.RootCAs = pool
 	}
-	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts,
+		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.Service = svc
 	kmsTable, err := kmsapi.New(svc)
 	if err != nil {
@@ -135,7 +155,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, account)
+		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -150,8 +170,6 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	svc.SetIdentityPolicies(identityPolicies(dir))
-	svc.SetPrincipalTags(principalTags(dir))
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := trustDocument(doc)
@@ -199,6 +217,14 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Every path derived from the data directory (HSM token directories
+	// in the store, daemons' configs) is absolute, so owner commands run
+	// from another working directory find the same files.
+	abs, err := datadir.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	*dataDir = abs
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA, Limits: limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
@@ -232,7 +258,6 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 	}
 	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
-	abs, _ := filepath.Abs(*dataDir)
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
 	errc := make(chan error, 1)

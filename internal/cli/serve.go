@@ -23,6 +23,7 @@ import (
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/server"
 	"github.com/keyhold/keyhold/internal/store"
@@ -30,6 +31,9 @@ import (
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
 const DefaultAddr = "127.0.0.1:4599"
+
+// jsonContentType is the AWS JSON 1.1 media type of refusals.
+const jsonContentType = "application/x-amz-json-1.1"
 
 // DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
 const DefaultDataDir = "keyhold-data"
@@ -43,6 +47,10 @@ type ServeConfig struct {
 	Logger           *slog.Logger
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
+	// AuditFailOpen answers requests even when their audit event cannot be
+	// written (--audit-fail-open); by default they fail with the service's
+	// internal error.
+	AuditFailOpen bool
 	// SessionNow is the clock temporary credentials expire by (tests).
 	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
@@ -57,6 +65,9 @@ type ServeConfig struct {
 	// RootKeyFile is the root key's path; "" means DataDir/root.key.
 	// Replicas on PostgreSQL must all open the same key.
 	RootKeyFile string
+	// Limits bound client connections: caps, timeouts, header size
+	// (zero fields take netlimit.Defaults).
+	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
 	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
@@ -200,6 +211,9 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { closeAudit() })
+	if cfg.AuditFailOpen {
+		auditHook = FailOpenAudit(auditHook, cfg.Logger)
+	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
 		Ready: func() bool {
@@ -223,11 +237,14 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
+	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	dbURL := fs.String("database-url", os.Getenv(DatabaseURLEnv), "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory (env "+DatabaseURLEnv+")")
 	rootKey := fs.String("root-key", os.Getenv("KEYHOLD_ROOT_KEY"), "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key (env KEYHOLD_ROOT_KEY)")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
+	var limits netlimit.Limits
+	limits.RegisterFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -246,11 +263,12 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
-		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey,
+		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey, Limits: limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}
+	cfg.AuditFailOpen = *auditFailOpen
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -266,23 +284,22 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go in.Service.RunDeletion(bg, *delInterval)
-	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
+	var tc *tls.Config
 	if *tlsCert != "" {
-		if _, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
+	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+in.Config.RootKeyFile, "database", in.databaseName())
 	errc := make(chan error, 1)
 	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
-			return
-		}
 		errc <- srv.Serve(ln)
 	}()
 	select {

@@ -195,6 +195,10 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	if err := in.followReplicas(dir); err != nil {
+		in.Close()
+		return nil, err
+	}
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := trustDocument(doc)
@@ -283,7 +287,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go in.Service.RunDeletion(bg, *delInterval)
+	go in.RunBackground(bg, *delInterval)
 	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
 	var tc *tls.Config

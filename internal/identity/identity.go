@@ -289,3 +289,24 @@ func (d *Directory) CheckRootKey(ctx context.Context, account string) error {
 	}
 	return nil
 }
+
+// Invalidate drops what the directory caches about a row another replica
+// changed (tables access_keys, principals, principal_policies; a and b as
+// postgres.Change names them).
+func (d *Directory) Invalidate(table, a, b string) {
+	switch table {
+	case "access_keys":
+		d.Forget(b)
+	case "principals":
+		d.Forget()
+		d.forgetPolicies()
+	case "principal_policies":
+		d.forgetPolicies()
+	}
+}
+
+// ForgetAll drops every cached access key and policy list.
+func (d *Directory) ForgetAll() {
+	d.Forget()
+	d.forgetPolicies()
+}

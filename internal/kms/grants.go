@@ -154,6 +154,7 @@ func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
+	e := s.epoch.Load()
 	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: account, KeyID: keyID})
 	if err != nil {
 		return nil, err
@@ -161,7 +162,9 @@ func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([
 	if gs == nil {
 		gs = []store.Grant{}
 	}
-	s.grants.set(ck, gs)
+	if s.epoch.Load() == e {
+		s.grants.set(ck, gs)
+	}
 	return gs, nil
 }
 

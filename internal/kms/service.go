@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
@@ -80,6 +81,9 @@ type Service struct {
 	keys    map[string]store.Key // account/id -> key, a write-through cache
 	aliases map[string]string    // account/alias name -> key id
 	grants  grantCache           // account/id -> the key's grants (grants.go)
+	// epoch bumps on every invalidation from another replica; a cache fill
+	// that read the store in an older epoch is not installed (replicas.go).
+	epoch atomic.Uint64
 
 	cks   *customKeyStores
 	authz authz
@@ -138,12 +142,15 @@ func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, er
 	if ok {
 		return k, nil
 	}
+	e := s.epoch.Load()
 	k, err := s.st.GetKey(ctx, account, id)
 	if err != nil {
 		return k, err
 	}
 	s.mu.Lock()
-	s.keys[ck] = k
+	if s.epoch.Load() == e {
+		s.keys[ck] = k
+	}
 	s.mu.Unlock()
 	return k, nil
 }
@@ -299,6 +306,7 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 		id, ok := s.aliases[ak]
 		s.mu.RUnlock()
 		if !ok {
+			e := s.epoch.Load()
 			a, err := s.st.GetAlias(ctx, account, name)
 			if errors.Is(err, store.ErrNotFound) {
 				return store.Key{}, errorf(NotFound, "Alias %s is not found.", s.aliasARN(account, name))
@@ -308,7 +316,9 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 			}
 			id = a.KeyID
 			s.mu.Lock()
-			s.aliases[ak] = id
+			if s.epoch.Load() == e {
+				s.aliases[ak] = id
+			}
 			s.mu.Unlock()
 		}
 		k, err := s.getKey(ctx, account, id)

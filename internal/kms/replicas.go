@@ -1,0 +1,154 @@
+package kms
+
+import (
+	"context"
+	"errors"
+
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Several replicas share one store; each keeps its own caches and its own
+// custom key store sessions. The composition root tells the domain about
+// changes other writers committed (PostgreSQL LISTEN/NOTIFY) through
+// Invalidate, and about changes it may have missed through ForgetCaches.
+
+// Invalidate drops what the caches hold for one changed row: table is the
+// store's table ("keys", "aliases", "grants", "custom_key_stores"), a and
+// b the row's naming columns (account id and key id, alias name or store
+// id). A custom key store change also brings this replica's session in
+// line with the stored connection state. Safe for concurrent use.
+func (s *Service) Invalidate(table, a, b string) {
+	s.epoch.Add(1)
+	switch table {
+	case "keys":
+		s.cacheKeyDrop(a, b)
+		s.dropGrants(a, b)
+	case "aliases":
+		s.dropAlias(a, b)
+	case "grants":
+		s.dropGrants(a, b)
+	case "custom_key_stores":
+		s.cks.follow(a, b)
+	}
+}
+
+// ForgetCaches drops every cached key, alias and grant list and brings
+// every custom key store session in line with the store.
+func (s *Service) ForgetCaches() {
+	s.epoch.Add(1)
+	s.mu.Lock()
+	clear(s.keys)
+	clear(s.aliases)
+	s.mu.Unlock()
+	s.grants.wmu.Lock()
+	s.grants.mu.Lock()
+	clear(s.grants.byKey)
+	s.grants.mu.Unlock()
+	s.grants.wmu.Unlock()
+	s.cks.followAll()
+}
+
+func (s *Service) dropGrants(account, keyID string) {
+	s.grants.wmu.Lock()
+	s.grants.mu.Lock()
+	delete(s.grants.byKey, grantKey{account, keyID})
+	s.grants.mu.Unlock()
+	s.grants.wmu.Unlock()
+}
+
+// follow brings this replica's connection to a store in line with the
+// state another replica stored: a disconnect there logs this replica out
+// (its keys turn Unavailable here too); a connect there makes this replica
+// open its own session, without writing the state back.
+func (c *customKeyStores) follow(account, id string) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx := c.s.bg
+		rec, err := c.s.st.GetCustomKeyStore(ctx, account, id)
+		if errors.Is(err, store.ErrNotFound) {
+			c.mu.Lock()
+			delete(c.conns, c.key(account, id))
+			c.mu.Unlock()
+			return
+		}
+		if err != nil {
+			c.s.log.Warn("custom key store change from another replica", "store", id, "err", err)
+			return
+		}
+		c.followRecord(ctx, rec)
+	}()
+}
+
+func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyStore) {
+	c.mu.RLock()
+	cn := c.conns[c.key(rec.AccountID, rec.ID)]
+	local := Disconnected
+	if cn != nil {
+		local = cn.state
+	}
+	c.mu.RUnlock()
+	switch rec.ConnectionState {
+	case Disconnected, Disconnecting, "":
+		if local == Connected || local == Connecting || local == Failed {
+			c.setConn(rec, Disconnecting, "", true)
+			c.release(ctx, rec)
+			c.setConn(rec, Disconnected, "", false)
+			c.s.log.Info("custom key store disconnected through another replica", "store", rec.ID)
+		}
+	case Connected:
+		if local == Disconnected || local == Failed {
+			c.connectLocal(rec)
+		}
+	}
+}
+
+// connectLocal opens this replica's own session to a store another replica
+// connected; the stored state stays that replica's business.
+func (c *customKeyStores) connectLocal(rec store.CustomKeyStore) {
+	gen := c.setConn(rec, Connecting, "", true)
+	bg := c.s.bg
+	var code string
+	if rec.Type == TypeCloudHSM {
+		code = c.connectCloudHSM(bg, rec)
+	} else {
+		code = c.xks.connect(bg, rec)
+	}
+	state := Connected
+	if code != "" {
+		state = Failed
+	}
+	c.mu.Lock()
+	cn := c.conns[c.key(rec.AccountID, rec.ID)]
+	stale := cn == nil || cn.gen != gen
+	if !stale {
+		cn.state, cn.errCode = state, code
+	}
+	c.mu.Unlock()
+	if stale {
+		c.release(bg, rec)
+		return
+	}
+	c.s.log.Info("custom key store session of this replica", "store", rec.ID, "state", state, "error_code", code)
+}
+
+func (c *customKeyStores) followAll() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx := c.s.bg
+		accts, err := c.s.st.ListAccounts(ctx)
+		if err != nil {
+			return
+		}
+		for _, a := range accts {
+			all, err := c.s.st.ListCustomKeyStores(ctx, a.ID)
+			if err != nil {
+				return
+			}
+			for _, rec := range all {
+				c.followRecord(ctx, rec)
+			}
+		}
+	}()
+}

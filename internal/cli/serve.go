@@ -230,7 +230,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	*dataDir = abs
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA, Limits: limits,
 		Caches: kms.CacheSizes{Keys: *cacheSize, Aliases: *cacheSize, Grants: *cacheSize, Policies: *cacheSize},
-		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
+		Extra:  CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}

@@ -18,7 +18,9 @@ import (
 // id). A custom key store change also brings this replica's session in
 // line with the stored connection state. Safe for concurrent use.
 func (s *Service) Invalidate(table, a, b string) {
+	s.mu.Lock()
 	s.epoch.Add(1)
+	s.mu.Unlock()
 	switch table {
 	case "keys":
 		s.cacheKeyDrop(a, b)
@@ -35,24 +37,21 @@ func (s *Service) Invalidate(table, a, b string) {
 // ForgetCaches drops every cached key, alias and grant list and brings
 // every custom key store session in line with the store.
 func (s *Service) ForgetCaches() {
-	s.epoch.Add(1)
+	all := func(string, store.Key) bool { return true }
 	s.mu.Lock()
-	clear(s.keys)
-	clear(s.aliases)
+	s.epoch.Add(1)
+	s.keys.DeleteFunc(all)
+	s.aliases.DeleteFunc(func(string, string) bool { return true })
 	s.mu.Unlock()
 	s.grants.wmu.Lock()
-	s.grants.mu.Lock()
-	clear(s.grants.byKey)
-	s.grants.mu.Unlock()
+	s.grants.byKey.DeleteFunc(func(grantKey, []store.Grant) bool { return true })
 	s.grants.wmu.Unlock()
 	s.cks.followAll()
 }
 
 func (s *Service) dropGrants(account, keyID string) {
 	s.grants.wmu.Lock()
-	s.grants.mu.Lock()
-	delete(s.grants.byKey, grantKey{account, keyID})
-	s.grants.mu.Unlock()
+	s.grants.byKey.Delete(grantKey{account, keyID})
 	s.grants.wmu.Unlock()
 }
 

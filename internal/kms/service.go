@@ -21,6 +21,7 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
@@ -55,6 +56,29 @@ type Config struct {
 	IdentityPolicies IdentityPolicies
 	// PrincipalTags lets conditions see aws:PrincipalTag/* (optional).
 	PrincipalTags PrincipalTags
+	// Caches bounds the in-memory caches (zero fields take the defaults).
+	Caches CacheSizes
+}
+
+// CacheSizes bound the domain's caches, in entries. Each is least recently
+// used first out; what is not cached is read from the store.
+type CacheSizes struct {
+	Keys     int // key records (a few KB each): default 10,000
+	Aliases  int // alias name -> key id: default 10,000
+	Grants   int // one key's grant list: default 10,000
+	Policies int // parsed key and identity policies: default 10,000
+}
+
+// DefaultCacheSize is the default of every CacheSizes field.
+const DefaultCacheSize = 10000
+
+func (c CacheSizes) withDefaults() CacheSizes {
+	for _, f := range []*int{&c.Keys, &c.Aliases, &c.Grants, &c.Policies} {
+		if *f <= 0 {
+			*f = DefaultCacheSize
+		}
+	}
+	return c
 }
 
 // ErrNoPolicySource is New's error when Config.IdentityPolicies is nil.
@@ -78,11 +102,12 @@ type Service struct {
 	backends map[blob.Kind]keystore.Backend
 
 	mu      sync.RWMutex
-	keys    map[string]store.Key // account/id -> key, a write-through cache
-	aliases map[string]string    // account/alias name -> key id
-	grants  grantCache           // account/id -> the key's grants (grants.go)
-	// epoch bumps on every invalidation from another replica; a cache fill
-	// that read the store in an older epoch is not installed (replicas.go).
+	keys    *lru.Cache[string, store.Key] // account/id -> key, a write-through cache
+	aliases *lru.Cache[string, string]    // account/alias name -> key id
+	grants  grantCache                    // account/id -> the key's grants (grants.go)
+	// epoch bumps (under mu) on every invalidation from another replica; a
+	// cache fill that read the store in an older epoch is not installed
+	// (replicas.go).
 	epoch atomic.Uint64
 
 	cks   *customKeyStores
@@ -107,10 +132,13 @@ func New(cfg Config) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{region: cfg.Region, st: cfg.Store, root: cfg.Root, now: now, log: log,
-		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
+		soft: soft.New(cfg.Root)}
+	caches := cfg.Caches.withDefaults()
+	s.keys, s.aliases = lru.New[string, store.Key](caches.Keys), lru.New[string, string](caches.Aliases)
+	s.grants.byKey = lru.New[grantKey, []store.Grant](caches.Grants)
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.authz.docs = make(map[string]parsedPolicy)
+	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)
@@ -136,10 +164,7 @@ func cacheKey(account, id string) string { return account + "/" + id }
 // getKey reads a key through the cache.
 func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, error) {
 	ck := cacheKey(account, id)
-	s.mu.RLock()
-	k, ok := s.keys[ck]
-	s.mu.RUnlock()
-	if ok {
+	if k, ok := s.keys.Get(ck); ok {
 		return k, nil
 	}
 	e := s.epoch.Load()
@@ -149,27 +174,19 @@ func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, er
 	}
 	s.mu.Lock()
 	if s.epoch.Load() == e {
-		s.keys[ck] = k
+		s.keys.Put(ck, k)
 	}
 	s.mu.Unlock()
 	return k, nil
 }
 
 func (s *Service) cacheKeyPut(k store.Key) {
-	s.mu.Lock()
-	s.keys[cacheKey(k.AccountID, k.ID)] = k
-	s.mu.Unlock()
+	s.keys.Put(cacheKey(k.AccountID, k.ID), k)
 }
 
 func (s *Service) cacheKeyDrop(account, id string) {
-	s.mu.Lock()
-	delete(s.keys, cacheKey(account, id))
-	for a, kid := range s.aliases {
-		if kid == id && strings.HasPrefix(a, account+"/") {
-			delete(s.aliases, a)
-		}
-	}
-	s.mu.Unlock()
+	s.keys.Delete(cacheKey(account, id))
+	s.aliases.DeleteFunc(func(a, kid string) bool { return kid == id && strings.HasPrefix(a, account+"/") })
 }
 
 // updateKey writes k (read at k.Version) and refreshes the cache. A
@@ -302,9 +319,7 @@ func (s *Service) findKey(ctx context.Context, c Caller, keyID string, o resolve
 func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven string) (store.Key, error) {
 	if account != "" {
 		ak := account + "/" + name
-		s.mu.RLock()
-		id, ok := s.aliases[ak]
-		s.mu.RUnlock()
+		id, ok := s.aliases.Get(ak)
 		if !ok {
 			e := s.epoch.Load()
 			a, err := s.st.GetAlias(ctx, account, name)
@@ -317,7 +332,7 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 			id = a.KeyID
 			s.mu.Lock()
 			if s.epoch.Load() == e {
-				s.aliases[ak] = id
+				s.aliases.Put(ak, id)
 			}
 			s.mu.Unlock()
 		}

@@ -2,13 +2,10 @@ package keyspec
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"slices"
-
-	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
 func oaepHash(alg string) (crypto.Hash, bool) {
@@ -54,19 +51,14 @@ func Encrypt(spec string, pubDER []byte, alg string, plaintext []byte) ([]byte, 
 
 // Decrypt decrypts a raw OAEP ciphertext with an RSA private key.
 func Decrypt(spec string, privDER []byte, alg string, ciphertext []byte) ([]byte, error) {
-	h, err := checkEncryption(spec, alg)
+	if _, err := checkEncryption(spec, alg); err != nil {
+		return nil, err
+	}
+	p, err := Load(spec, privDER)
 	if err != nil {
 		return nil, err
 	}
-	k, err := ParsePrivate(spec, privDER)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := rsa.DecryptOAEP(h.New(), nil, k.(*rsa.PrivateKey), ciphertext, nil)
-	if err != nil {
-		return nil, errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key with %s.", alg)
-	}
-	return pt, nil
+	return p.Decrypt(alg, ciphertext)
 }
 
 // DeriveSharedSecret runs ECDH between a KEY_AGREEMENT private key and a
@@ -78,30 +70,11 @@ func DeriveSharedSecret(spec string, privDER []byte, alg string, peerDER []byte)
 	if !ok || !slices.Contains(info.Agreement, alg) {
 		return nil, errorf(InvalidKeyUsage, "Key agreement algorithm %s is incompatible with key spec %s.", alg, spec)
 	}
-	k, err := ParsePrivate(spec, privDER)
+	p, err := Load(spec, privDER)
 	if err != nil {
 		return nil, err
 	}
-	peer, err := ParsePublic(spec, peerDER)
-	if err != nil {
-		return nil, err
-	}
-	if spec == Secp256k1 {
-		return secp256k1.GenerateSharedSecret(k.(k256).PrivateKey, peer.(*secp256k1.PublicKey)), nil
-	}
-	priv, err := k.(*ecdsa.PrivateKey).ECDH()
-	if err != nil {
-		return nil, errorf(Internal, "keyspec: ecdh: %v", err)
-	}
-	pub, err := peer.(*ecdsa.PublicKey).ECDH()
-	if err != nil {
-		return nil, errorf(Validation, "The public key is not a valid point on %s.", spec)
-	}
-	secret, err := priv.ECDH(pub)
-	if err != nil {
-		return nil, errorf(Validation, "The public key is not valid for key agreement: %v", err)
-	}
-	return secret, nil
+	return p.DeriveSharedSecret(alg, peerDER)
 }
 
 func macHash(alg string) crypto.Hash {

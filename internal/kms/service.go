@@ -75,6 +75,7 @@ type Service struct {
 
 	cks   *customKeyStores
 	authz authz
+	usage usageTracker
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -95,6 +96,7 @@ func New(cfg Config) *Service {
 		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.usage.started = now().UTC().Truncate(time.Second)
 	s.authz.docs = make(map[string]parsedPolicy)
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)

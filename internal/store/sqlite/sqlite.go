@@ -333,23 +333,48 @@ func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]
 
 // keyData is the JSON form of the columns not needed for queries.
 type keyData struct {
-	CreationDate        time.Time   `json:"c"`
-	Description         string      `json:"d,omitempty"`
-	KeyUsage            string      `json:"u"`
-	KeySpec             string      `json:"s"`
-	Origin              string      `json:"o"`
-	DeletionDate        time.Time   `json:"dd,omitempty"`
-	PendingWindowInDays int         `json:"pw,omitempty"`
-	Policy              string      `json:"p"`
-	Tags                []store.Tag `json:"t,omitempty"`
-	CloudHsmClusterID   string      `json:"ch,omitempty"`
-	BackingKeyID        []byte      `json:"b,omitempty"`
-	SealedMaterial      []byte      `json:"m,omitempty"`
+	CreationDate        time.Time               `json:"c"`
+	Description         string                  `json:"d,omitempty"`
+	KeyUsage            string                  `json:"u"`
+	KeySpec             string                  `json:"s"`
+	Origin              string                  `json:"o"`
+	DeletionDate        time.Time               `json:"dd,omitempty"`
+	PendingWindowInDays int                     `json:"pw,omitempty"`
+	Policy              string                  `json:"p"`
+	Tags                []store.Tag             `json:"t,omitempty"`
+	CloudHsmClusterID   string                  `json:"ch,omitempty"`
+	BackingKeyID        []byte                  `json:"b,omitempty"`
+	SealedMaterial      []byte                  `json:"m,omitempty"`
+	Materials           []store.KeyMaterial     `json:"ms,omitempty"`
+	Rotation            store.Rotation          `json:"r"`
+	Import              *store.ImportParameters `json:"im,omitempty"`
+	KeyManager          string                  `json:"km,omitempty"`
+	// Due is when the rotation job must look at the key (unix ns, 0 =
+	// never): automatic rotation or imported material expiring.
+	Due int64 `json:"due,omitempty"`
+}
+
+// dueAt is the earliest time the background job has work on k.
+func dueAt(k store.Key) int64 {
+	var due time.Time
+	if k.Rotation.Enabled && !k.Rotation.Next.IsZero() {
+		due = k.Rotation.Next
+	}
+	for _, m := range k.Materials {
+		if !m.ValidTo.IsZero() && len(m.Sealed) > 0 && (due.IsZero() || m.ValidTo.Before(due)) {
+			due = m.ValidTo
+		}
+	}
+	if due.IsZero() {
+		return 0
+	}
+	return due.UnixNano()
 }
 
 func keyArgs(k store.Key) (data []byte, del int64, err error) {
 	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
-		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial})
+		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial,
+		k.Materials, k.Rotation, k.Import, k.KeyManager, dueAt(k)})
 	if !k.DeletionDate.IsZero() {
 		del = k.DeletionDate.UnixNano()
 	}
@@ -373,6 +398,7 @@ func scanKey(s scanner) (store.Key, error) {
 	k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin = kd.CreationDate, kd.Description, kd.KeyUsage, kd.KeySpec, kd.Origin
 	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
 	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
+	k.Materials, k.Rotation, k.Import, k.KeyManager = kd.Materials, kd.Rotation, kd.Import, kd.KeyManager
 	return k, nil
 }
 
@@ -453,6 +479,12 @@ func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.
 		out = append(out, k)
 	}
 	return out, wrap(op, rows.Err())
+}
+
+// KeysDueForRotation scans the key records' due time (a JSON field: no
+// schema change; the job runs every few seconds over a handful of keys).
+func (d *DB) KeysDueForRotation(ctx context.Context, t time.Time) ([]store.Key, error) {
+	return d.queryKeys(ctx, "sqlite.KeysDueForRotation", "SELECT "+keyCols+" FROM keys WHERE state != 'PendingDeletion' AND json_extract(data, '$.due') > 0 AND json_extract(data, '$.due') <= ?", t.UnixNano())
 }
 
 func (d *DB) ListKeys(ctx context.Context, accountID, after string, limit int) ([]store.Key, error) {

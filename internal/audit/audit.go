@@ -210,7 +210,11 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 
 // Marshal encodes r as one JSON line (without the newline).
 func (e *Encoder) Marshal(r *Record) ([]byte, error) {
-	return json.Marshal(e.Event(r))
+	ev := e.Event(r)
+	if b, ok := appendEvent(make([]byte, 0, 1024), ev); ok {
+		return b, nil
+	}
+	return json.Marshal(ev)
 }
 
 // Event builds the CloudTrail event for r.
@@ -249,10 +253,15 @@ func (e *Encoder) Event(r *Record) *Event {
 					resp = parseObject(r.Response)
 				}
 			}
+			// What is dropped matters only to scrub an error message.
 			var dropped []string
-			ev.RequestParameters = src.render(op.Input, req, &dropped)
+			var dp *[]string
+			if ev.ErrorMessage != "" {
+				dp = &dropped
+			}
+			ev.RequestParameters = src.render(op.Input, req, dp)
 			if !ev.ReadOnly && resp != nil {
-				ev.ResponseElements = src.render(op.Output, resp, &dropped)
+				ev.ResponseElements = src.render(op.Output, resp, dp)
 			}
 			ev.ErrorMessage = scrub(ev.ErrorMessage, dropped)
 		}
@@ -546,8 +555,11 @@ func (s *source) value(name string, v any, dropped *[]string) (any, bool) {
 	return nil, false
 }
 
-// collect adds the strings inside v to dropped.
+// collect adds the strings inside v to dropped (when not nil).
 func collect(v any, dropped *[]string) {
+	if dropped == nil {
+		return
+	}
 	switch t := v.(type) {
 	case string:
 		*dropped = append(*dropped, t)
@@ -594,6 +606,15 @@ func newUUID() string {
 	rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
 }

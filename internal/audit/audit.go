@@ -168,6 +168,9 @@ type shape struct {
 	Member    *shapeRef           `json:"member"`
 	Value     *shapeRef           `json:"value"`
 	Sensitive bool                `json:"sensitive"`
+	// lower maps a structure's member names to CloudTrail's
+	// (lowerCamelCase), computed once.
+	lower map[string]string
 }
 
 // extraSensitive are shapes the models do not mark sensitive but that hold
@@ -201,6 +204,12 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 			}
 			if revealed[name] {
 				sh.Sensitive = false
+			}
+			if len(sh.Members) > 0 {
+				sh.lower = make(map[string]string, len(sh.Members))
+				for m := range sh.Members {
+					sh.lower[m] = lowerFirst(m)
+				}
 			}
 		}
 		e.sources[s.TargetPrefix] = &source{eventSource: s.EventSource, ops: raw.Operations, shapes: raw.Shapes}
@@ -238,36 +247,42 @@ func (e *Encoder) Event(r *Record) *Event {
 		EventCategory:   "Management",
 	}
 	src := e.sources[r.TargetPrefix]
-	var req, resp map[string]any
+	var reqRefs, respRefs keyRefs
 	var ids responseIDs
 	if src != nil {
 		ev.EventSource = src.eventSource
 		if op, ok := src.ops[r.Operation]; ok {
-			req = parseObject(r.Request)
-			if r.ErrorCode == "" {
-				if ev.ReadOnly {
-					// Not rendered: only the key ids are needed, and a typed
-					// decode skips the (large) blobs cheaply.
-					ids = parseIDs(r.Response)
-				} else {
-					resp = parseObject(r.Response)
+			readResponse := r.ErrorCode == "" && !ev.ReadOnly
+			if r.ErrorCode == "" && ev.ReadOnly {
+				// Not rendered: only the key ids are needed, and they can
+				// be found without reading the (large) blobs.
+				ids = parseIDs(r.Response)
+			}
+			if ev.ErrorMessage == "" {
+				// The common case: read the bodies in place.
+				ev.RequestParameters, reqRefs = src.readBody(op.Input, r.Request)
+				if readResponse {
+					ev.ResponseElements, respRefs = src.readBody(op.Output, r.Response)
 				}
+			} else {
+				// An error message may echo a value the event drops or
+				// hides: collect those to scrub it.
+				var dropped []string
+				req := parseObject(r.Request)
+				ev.RequestParameters = src.render(op.Input, req, &dropped)
+				reqRefs = refsFromMap(req)
+				if readResponse {
+					if resp := parseObject(r.Response); resp != nil {
+						ev.ResponseElements = src.render(op.Output, resp, &dropped)
+						respRefs = refsFromMap(resp)
+					}
+				}
+				ev.ErrorMessage = scrub(ev.ErrorMessage, dropped)
 			}
-			// What is dropped matters only to scrub an error message.
-			var dropped []string
-			var dp *[]string
-			if ev.ErrorMessage != "" {
-				dp = &dropped
-			}
-			ev.RequestParameters = src.render(op.Input, req, dp)
-			if !ev.ReadOnly && resp != nil {
-				ev.ResponseElements = src.render(op.Output, resp, dp)
-			}
-			ev.ErrorMessage = scrub(ev.ErrorMessage, dropped)
 		}
 	}
 	if r.TargetPrefix == "TrentService" {
-		ev.Resources = e.keyResources(r, req, resp, ids)
+		ev.Resources = e.keyResources(r, reqRefs, respRefs, ids)
 	}
 	ev.RecipientAccountID = r.Caller.AccountID
 	if len(ev.Resources) > 0 {
@@ -350,10 +365,6 @@ func identityOf(r *Record) UserIdentity {
 	return id
 }
 
-// keyResources lists the keys an event touched: ARNs from the response
-// (KeyId, KeyMetadata.Arn, SourceKeyId) and from the request's key ids when
-// they are ARNs or bare key ids (which name a key in the caller's account
-// and this region). Aliases are not resolved.
 // responseIDs are the members of a response that name keys.
 type responseIDs struct {
 	KeyId       string
@@ -388,11 +399,13 @@ func memberString(b []byte, prefix string) string {
 	return string(rest[:j])
 }
 
-func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids responseIDs) []Resource {
+// keyResources lists the keys an event touched: ARNs from the response
+// (KeyId, KeyMetadata.Arn, SourceKeyId) and from the request's key ids when
+// they are ARNs or bare key ids (which name a key in the caller's account
+// and this region). Aliases are not resolved.
+func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []Resource {
 	var out []Resource
-	seen := map[string]bool{}
-	add := func(v any, fromRequest bool) {
-		s, _ := v.(string)
+	add := func(s string, fromRequest bool) {
 		if s == "" {
 			return
 		}
@@ -403,28 +416,28 @@ func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids response
 			}
 			arn = "arn:aws:kms:" + e.cfg.Region + ":" + r.Caller.AccountID + ":key/" + s
 		}
+		// arn:partition:kms:region:account:key/id
 		parts := strings.SplitN(arn, ":", 6)
-		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") || seen[arn] {
+		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") {
 			return
 		}
-		seen[arn] = true
+		for _, o := range out {
+			if o.ARN == arn {
+				return
+			}
+		}
 		out = append(out, Resource{AccountID: parts[4], Type: "AWS::KMS::Key", ARN: arn})
 	}
-	if resp != nil {
-		if md, ok := resp["KeyMetadata"].(map[string]any); ok {
-			add(md["Arn"], false)
-		}
-		add(resp["KeyId"], false)
-		add(resp["SourceKeyId"], false)
-	}
+	add(resp.MetadataArn, false)
+	add(resp.KeyId, false)
+	add(resp.SourceKeyId, false)
 	add(ids.KeyMetadata.Arn, false)
 	add(ids.KeyId, false)
 	add(ids.SourceKeyId, false)
-	if req != nil {
-		for _, m := range []string{"KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"} {
-			add(req[m], true)
-		}
-	}
+	add(req.KeyId, true)
+	add(req.SourceKeyId, true)
+	add(req.DestinationKeyId, true)
+	add(req.TargetKeyId, true)
 	return out
 }
 

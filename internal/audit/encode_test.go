@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -66,5 +67,60 @@ func FuzzValidNumber(f *testing.F) {
 		if s != "" && validNumber(s) != (err == nil) {
 			t.Fatalf("validNumber(%q) = %v, encoding/json error %v", s, validNumber(s), err)
 		}
+	})
+}
+
+// The streaming renderer must render what the map renderer renders.
+func checkStreaming(t *testing.T, e *Encoder, prefix, op string, body []byte) {
+	t.Helper()
+	src := e.sources[prefix]
+	o, ok := src.ops[op]
+	if !ok {
+		return
+	}
+	for _, shape := range []string{o.Input, o.Output, ""} {
+		want := src.render(shape, parseObject(body), nil)
+		got, refs := src.readBody(shape, body)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s %s: streaming render of %q:\n got %#v\nwant %#v", op, shape, body, got, want)
+		}
+		if want := refsFromMap(parseObject(body)); refs != want {
+			t.Fatalf("%s: key refs of %q: got %+v, want %+v", op, body, refs, want)
+		}
+	}
+}
+
+func TestStreamingRenderMatchesMapRender(t *testing.T) {
+	e := newTestEncoder(t)
+	for _, tc := range cases(t) {
+		prefix := tc.rec.TargetPrefix
+		if prefix == "" {
+			prefix = "TrentService"
+		}
+		checkStreaming(t, e, prefix, tc.rec.Operation, tc.rec.Request)
+		checkStreaming(t, e, prefix, tc.rec.Operation, tc.rec.Response)
+	}
+	for _, body := range []string{
+		`{"KeyId":"a","KeyId":null,"EncryptionContext":{"k":"v","k":1},"GrantTokens":["x",null,3]}`,
+		`{"KeyMetadata":{"Arn":"arn:aws:kms:us-east-1:111122223333:key/x","Arn":5,"CreationDate":1.5e9,"Enabled":true,"KeyId":"k\u00e9\"<"}}`,
+		`{"Tags":[{"TagKey":"a","TagValue":"\ud800"}],"Policy":"\u2028","Description":"\xff"}`,
+		`{"KeyId":"a"} }`, `[1]`, `null`, ` `, `{"KeyId":`, `{}`, `{"Plaintext":"QUJD","KeyId":"k","Extra":{"a":[1]}}`,
+	} {
+		for _, op := range []string{"Encrypt", "CreateKey", "DescribeKey", "TagResource", "ReEncrypt", "ListKeys"} {
+			checkStreaming(t, e, "TrentService", op, []byte(body))
+		}
+	}
+}
+
+func FuzzStreamingRender(f *testing.F) {
+	e, err := NewEncoder(Config{Region: "us-east-1", AccountID: account})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("CreateKey", []byte(`{"Description":"d","Tags":[{"TagKey":"k","TagValue":"v"}],"KeyUsage":"ENCRYPT_DECRYPT"}`))
+	f.Add("CreateCustomKeyStore", []byte(`{"CustomKeyStoreName":"n","KeyStorePassword":"secret","XksProxyAuthenticationCredential":{"AccessKeyId":"A","RawSecretAccessKey":"S"}}`))
+	f.Add("ReEncrypt", []byte(`{"CiphertextBlob":"QUJD","DestinationKeyId":"alias/x","SourceEncryptionContext":{"a":"b"}}`))
+	f.Fuzz(func(t *testing.T, op string, body []byte) {
+		checkStreaming(t, e, "TrentService", op, body)
 	})
 }

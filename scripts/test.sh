@@ -90,6 +90,10 @@ go vet ./...
 echo "== go test -race ($(elapsed))"
 go_rc=0
 go test -race -count=1 -timeout 15m ./... || go_rc=$?
+echo "== integration tests on PostgreSQL ($(elapsed))"
+# The same in-process tests with every keyhold on a throwaway PostgreSQL
+# (they skip, saying so, when initdb/postgres are not installed).
+KEYHOLD_TEST_DATABASE=postgres go test -race -count=1 -timeout 10m ./internal/integration/ || go_rc=$?
 echo "== go test done ($(elapsed))"
 
 e2e_rc=0

@@ -56,7 +56,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		err = bench.Command(ctx, args[1:], stdout, stderr)
 	case "hsm":
-		err = hsm.Command(ctx, args[1:], stdout, stderr)
+		err = hsm.Command(ctx, args[1:], stdout, stderr, OpenRecords)
 	case "hsm-daemon":
 		err = hsm.DaemonCommand(ctx, args[1:], stdout, stderr)
 	case "xks-proxy":

@@ -19,17 +19,21 @@ import (
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
-	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
+	"github.com/keyhold/keyhold/internal/store"
 )
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
 const DefaultAddr = "127.0.0.1:4599"
+
+// jsonContentType is the AWS JSON 1.1 media type of refusals.
+const jsonContentType = "application/x-amz-json-1.1"
 
 // DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
 const DefaultDataDir = "keyhold-data"
@@ -43,19 +47,39 @@ type ServeConfig struct {
 	Logger           *slog.Logger
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
+	// AuditFailOpen answers requests even when their audit event cannot be
+	// written (--audit-fail-open); by default they fail with the service's
+	// internal error.
+	AuditFailOpen bool
 	// SessionNow is the clock temporary credentials expire by (tests).
 	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// Caches bounds the domain's in-memory caches (--cache-size).
+	Caches kms.CacheSizes
+	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
+	// "" keeps the embedded SQLite database in DataDir.
+	DatabaseURL string
+	// DatabaseRetry is how often an unreachable database is retried at
+	// start (0: fail at once).
+	DatabaseRetry time.Duration
+	// RootKeyFile is the root key's path; "" means DataDir/root.key.
+	// Replicas on PostgreSQL must all open the same key.
+	RootKeyFile string
+	// Limits bound client connections: caps, timeouts, header size
+	// (zero fields take netlimit.Defaults).
+	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
+	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
 	Config    ServeConfig
+	Store     store.Store
+	Database  *Database
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -78,27 +102,56 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	dataDir, err := datadir.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = dataDir
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	in := &Instance{Config: cfg}
-	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
+	// One server per data directory: a second one would run its own HSM
+	// daemons and keep its own connection states over the same database.
+	unlock, err := datadir.Lock(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keyhold.db"))
+	in := &Instance{Config: cfg, closers: []func(){unlock}}
+	if cfg.RootKeyFile == "" {
+		cfg.RootKeyFile = filepath.Join(cfg.DataDir, "root.key")
+	}
+	root, err := loadRootKey(cfg.RootKeyFile, cfg.DatabaseURL != "")
 	if err != nil {
+		in.Close()
 		return nil, err
 	}
+	database, err := OpenDatabase(ctx, cfg.DatabaseURL, cfg.DataDir, cfg.DatabaseRetry, cfg.Logger)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	var db store.Store = database
 	in.closers = append(in.closers, func() { db.Close() })
+	in.Store, in.Database = db, database
 	dir := identity.New(db, root)
-	account, err := dir.Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+	// Replicas starting together on an empty database: the first
+	// bootstraps the account, the others wait for its transaction and find
+	// it.
+	var account string
+	err = db.Tx(ctx, func(tx store.Store) error {
+		var err error
+		account, err = identity.New(tx, root).Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+		return err
+	})
+	if err == nil {
+		err = checkRootKey(ctx, dir, account)
+	}
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{DataDir: cfg.DataDir}
+	xksOpts := kms.XKSOptions{}
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -115,7 +168,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		xksOpts.RootCAs = pool
 	}
-	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts, Caches: cfg.Caches,
+		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.Service = svc
 	kmsTable, err := kmsapi.New(svc)
 	if err != nil {
@@ -124,7 +182,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, account)
+		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -139,8 +197,6 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	svc.SetIdentityPolicies(identityPolicies(dir))
-	svc.SetPrincipalTags(principalTags(dir))
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := trustDocument(doc)
@@ -157,8 +213,16 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { closeAudit() })
+	if cfg.AuditFailOpen {
+		auditHook = FailOpenAudit(auditHook, cfg.Logger)
+	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
+		Ready: func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return database.Ping(ctx) == nil
+		}})
 	return in, nil
 }
 
@@ -175,18 +239,40 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
+	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	dbURL := fs.String("database-url", os.Getenv(DatabaseURLEnv), "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory (env "+DatabaseURLEnv+")")
+	rootKey := fs.String("root-key", os.Getenv("KEYHOLD_ROOT_KEY"), "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key (env KEYHOLD_ROOT_KEY)")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
+	var limits netlimit.Limits
+	limits.RegisterFlags(fs, "")
+	cacheSize := fs.Int("cache-size", kms.DefaultCacheSize, "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Every path derived from the data directory (HSM token directories
+	// in the store, daemons' configs) is absolute, so owner commands run
+	// from another working directory find the same files.
+	abs, err := datadir.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	*dataDir = abs
+	if *rootKey != "" {
+		if *rootKey, err = filepath.Abs(*rootKey); err != nil {
+			return err
+		}
+	}
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
-		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
+		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey, Limits: limits,
+		Caches: kms.CacheSizes{Keys: *cacheSize, Aliases: *cacheSize, Grants: *cacheSize, Policies: *cacheSize},
+		Extra:  CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}
+	cfg.AuditFailOpen = *auditFailOpen
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -202,24 +288,22 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go in.Service.RunDeletion(bg, *delInterval)
-	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
+	var tc *tls.Config
 	if *tlsCert != "" {
-		if _, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
-	abs, _ := filepath.Abs(*dataDir)
+	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
-		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
+		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+in.Config.RootKeyFile, "database", in.databaseName())
 	errc := make(chan error, 1)
 	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
-			return
-		}
 		errc <- srv.Serve(ln)
 	}()
 	select {

@@ -2,6 +2,8 @@ package hsm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +26,11 @@ type Config struct {
 	Exe     string
 	ExeArgs []string
 	Logger  *slog.Logger
-	// Registry stores records; default a FileRegistry in Dir.
+	// Records is keyhold's store, where cluster and backup records live
+	// (a StoreRegistry over it, with token directories under Dir). It is
+	// required unless Registry is given.
+	Records Records
+	// Registry replaces the StoreRegistry (tests).
 	Registry Registry
 	// TransitionDelay is how long asynchronous state changes take
 	// (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS, ...); default 500ms.
@@ -37,6 +43,13 @@ func (c *Config) defaults() error {
 	if c.Dir == "" {
 		return errors.New("hsm: Config.Dir is required")
 	}
+	// Token paths in records and daemons' configs derive from Dir: they
+	// must not depend on the working directory.
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	c.Dir = dir
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
@@ -96,13 +109,16 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		fr, err := NewFileRegistry(cfg.Dir)
+		if cfg.Records == nil {
+			return nil, errors.New("hsm.Open: Config.Records (the store) is required")
+		}
+		sr, err := NewStoreRegistry(ctx, cfg.Records, cfg.Dir)
 		if err != nil {
 			return nil, err
 		}
-		reg = fr
+		reg = sr
 	}
-	sockDir, err := os.MkdirTemp("", "khsm-")
+	sockDir, err := socketDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("hsm.Open: %w", err)
 	}
@@ -151,6 +167,36 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m.async(m.janitor)
 	return m, nil
+}
+
+// socketDir is where the HSM daemons of the data directory dir listen:
+// DIR/run when the socket paths fit a unix socket address, else a directory
+// of the system temp dir named after DIR. Either way it is emptied and made
+// afresh on start (one server per data directory), so that a kill -9 leaves
+// nothing behind beyond the next start.
+func socketDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", err
+	}
+	run := filepath.Join(abs, "run")
+	// The longest name inside: a temporary daemon's "/tNNNNNNNNNN/d.sock"
+	// or "/hsm-xxxxxxxxxxx.sock"; sun_path holds 107 bytes.
+	if len(run)+24 > 100 {
+		sum := sha256.Sum256([]byte(abs))
+		run = filepath.Join(os.TempDir(), "khsm-"+hex.EncodeToString(sum[:8]))
+	}
+	if err := os.RemoveAll(run); err != nil {
+		return "", err
+	}
+	// Mkdir, not MkdirAll: never adopt a directory someone else made.
+	if err := os.Mkdir(run, 0o700); err != nil {
+		return "", err
+	}
+	return run, nil
 }
 
 // Close stops every HSM daemon and background task.
@@ -203,7 +249,7 @@ func (m *Manager) now() time.Time { return m.cfg.Now().UTC() }
 
 func (m *Manager) spec(rec ClusterRecord) spawnSpec {
 	sp := spawnSpec{exe: m.cfg.Exe, exeArgs: m.cfg.ExeArgs, module: m.cfg.ModulePath, label: rec.TokenLabel,
-		logger: m.log, cluster: rec.ID}
+		logger: m.log, cluster: rec.ID, sockDir: m.sockDir}
 	if rec.ModulePath != "" {
 		sp.module = rec.ModulePath
 	}

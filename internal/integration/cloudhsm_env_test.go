@@ -66,6 +66,11 @@ func startCloudHSM(t *testing.T) *hsmEnv {
 		c.Extra = cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(dir, "hsm"), Region: "us-east-1",
 			TransitionDelay: 20 * time.Millisecond, Logger: log})
 	})
+	if onPostgres {
+		// Owner commands (cli.OpenRecords) find the database as an
+		// operator's shell would.
+		t.Setenv(cli.DatabaseURLEnv, e.Instance.Config.DatabaseURL)
+	}
 	h := &hsmEnv{env: e, t: t, dataDir: dir, rec: &recorder{}, ca: newTestCA(t)}
 	h.KMS = e.client(t, e.AccessKey, e.Secret, func(o *kms.Options) {
 		next := o.HTTPClient
@@ -142,7 +147,7 @@ func (r *recorder) assertNeverReturned(t *testing.T, secrets ...string) {
 // owner runs `keyhold hsm ARGS --data-dir DIR`, the crypto officer's tools.
 func (h *hsmEnv) owner(args ...string) error {
 	var out, errb bytes.Buffer
-	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb)
+	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, cli.OpenRecords)
 	if err != nil {
 		return fmt.Errorf("keyhold hsm %s: %w (%s)", args[0], err, strings.TrimSpace(errb.String()))
 	}
@@ -151,8 +156,13 @@ func (h *hsmEnv) owner(args ...string) error {
 
 // registry is the cluster records, as another client of the cluster
 // (cloudhsm_mgmt_util, a second KMS) would change them.
-func (h *hsmEnv) registry() *hsm.FileRegistry {
-	r, err := hsm.NewFileRegistry(filepath.Join(h.dataDir, "hsm"))
+func (h *hsmEnv) registry() *hsm.StoreRegistry {
+	st, closeStore, err := cli.OpenRecords(context.Background(), h.dataDir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(closeStore)
+	r, err := hsm.NewStoreRegistry(context.Background(), st, filepath.Join(h.dataDir, "hsm"))
 	if err != nil {
 		h.t.Fatal(err)
 	}

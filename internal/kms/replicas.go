@@ -64,6 +64,7 @@ func (c *customKeyStores) follow(account, id string) {
 	go func() {
 		defer c.wg.Done()
 		ctx := c.s.bg
+		gen := c.gen(account, id)
 		rec, err := c.s.st.GetCustomKeyStore(ctx, account, id)
 		if errors.Is(err, store.ErrNotFound) {
 			c.mu.Lock()
@@ -75,37 +76,58 @@ func (c *customKeyStores) follow(account, id string) {
 			c.s.log.Warn("custom key store change from another replica", "store", id, "err", err)
 			return
 		}
-		c.followRecord(ctx, rec)
+		c.followRecord(ctx, rec, gen)
 	}()
 }
 
-func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyStore) {
+// gen is the store's connect/disconnect generation on this replica.
+func (c *customKeyStores) gen(account, id string) int {
 	c.mu.RLock()
-	cn := c.conns[c.key(rec.AccountID, rec.ID)]
-	local := Disconnected
-	if cn != nil {
-		local = cn.state
+	defer c.mu.RUnlock()
+	if cn := c.conns[c.key(account, id)]; cn != nil {
+		return cn.gen
 	}
-	c.mu.RUnlock()
-	switch rec.ConnectionState {
-	case Disconnected, Disconnecting, "":
-		if local == Connected || local == Connecting || local == Failed {
-			c.setConn(rec, Disconnecting, "", true)
-			c.release(ctx, rec)
-			c.setConn(rec, Disconnected, "", false)
-			c.s.log.Info("custom key store disconnected through another replica", "store", rec.ID)
-		}
-	case Connected:
-		if local == Disconnected || local == Failed {
-			c.connectLocal(rec)
-		}
+	return 0
+}
+
+// followRecord acts on rec, read when this replica's generation was gen: if
+// this replica connected or disconnected the store since, its own action
+// is newer than rec and stands.
+func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyStore, gen int) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil {
+		cn = &conn{state: Disconnected}
+		c.conns[k] = cn
+	}
+	if cn.gen != gen {
+		c.mu.Unlock()
+		return
+	}
+	switch {
+	case (rec.ConnectionState == Disconnected || rec.ConnectionState == Disconnecting || rec.ConnectionState == "") &&
+		(cn.state == Connected || cn.state == Connecting || cn.state == Failed):
+		cn.state, cn.errCode = Disconnecting, ""
+		cn.gen++
+		c.mu.Unlock()
+		c.release(ctx, rec)
+		c.setConn(rec, Disconnected, "", false)
+		c.s.log.Info("custom key store disconnected through another replica", "store", rec.ID)
+	case rec.ConnectionState == Connected && (cn.state == Disconnected || cn.state == Failed || cn.state == ""):
+		cn.state, cn.errCode = Connecting, ""
+		cn.gen++
+		gen := cn.gen
+		c.mu.Unlock()
+		c.connectLocal(rec, gen)
+	default:
+		c.mu.Unlock()
 	}
 }
 
 // connectLocal opens this replica's own session to a store another replica
 // connected; the stored state stays that replica's business.
-func (c *customKeyStores) connectLocal(rec store.CustomKeyStore) {
-	gen := c.setConn(rec, Connecting, "", true)
+func (c *customKeyStores) connectLocal(rec store.CustomKeyStore, gen int) {
 	bg := c.s.bg
 	var code string
 	if rec.Type == TypeCloudHSM {
@@ -136,6 +158,12 @@ func (c *customKeyStores) followAll() {
 	go func() {
 		defer c.wg.Done()
 		ctx := c.s.bg
+		gens := make(map[string]int)
+		c.mu.RLock()
+		for k, cn := range c.conns {
+			gens[k] = cn.gen
+		}
+		c.mu.RUnlock()
 		accts, err := c.s.st.ListAccounts(ctx)
 		if err != nil {
 			return
@@ -146,7 +174,7 @@ func (c *customKeyStores) followAll() {
 				return
 			}
 			for _, rec := range all {
-				c.followRecord(ctx, rec)
+				c.followRecord(ctx, rec, gens[c.key(rec.AccountID, rec.ID)])
 			}
 		}
 	}()

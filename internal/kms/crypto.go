@@ -102,7 +102,7 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 		return nil, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
 	hdr := h.Bytes()
-	payload, err := b.Encrypt(withCaller(ctx, c), s.keyRef(k), plaintext, blob.AAD(hdr, ec))
+	payload, err := b.Encrypt(ctx, s.keyRef(k), call(ctx, c, "Encrypt"), plaintext, blob.AAD(hdr, ec))
 	if err != nil {
 		return nil, s.backendErr("Encrypt", k, err)
 	}
@@ -115,6 +115,10 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 func (s *Service) backendErr(op string, k store.Key, err error) error {
 	if e, ok := AsError(err); ok {
 		return e
+	}
+	var ke *keystore.Error
+	if errors.As(err, &ke) {
+		return &Error{Code: Code(ke.Code), Message: ke.Message, Cause: ke.Cause}
 	}
 	if errors.Is(err, keystore.ErrInvalidCiphertext) {
 		return errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key and encryption context.")
@@ -190,7 +194,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if !ok {
 		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
-	pt, err := b.Decrypt(withCaller(ctx, c), s.keyRef(k), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
+	pt, err := b.Decrypt(ctx, s.keyRef(k), call(ctx, c, "Decrypt"), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
@@ -324,20 +328,6 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKey
 		return nil, internal("GenerateRandom", err)
 	}
 	return b, nil
-}
-
-type callerKey struct{}
-
-// withCaller passes the caller to key store backends (the XKS proxy wants
-// the principal ARN and request id in its requestMetadata).
-func withCaller(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
-}
-
-// CallerFrom returns the caller a backend call is made for.
-func CallerFrom(ctx context.Context) (Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(Caller)
-	return c, ok
 }
 
 // materialID is the key material id AWS reports (only for AWS_KMS keys).

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
@@ -194,7 +195,7 @@ func BenchmarkGrantAllowsNoGrants(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		b.Fatal(err)
 	}

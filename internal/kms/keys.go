@@ -157,10 +157,11 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewMaterial(id)
+		m, err := s.soft.NewMaterial(id)
 		if err != nil {
 			return KeyMetadata{}, internal("CreateKey", err)
 		}
+		k.SealedMaterial, k.BackingKeyID = m.SealedMaterial, m.BackingKeyID
 	default:
 		if err := s.cks.prepareKey(ctx, c, &k, in); err != nil {
 			return KeyMetadata{}, err

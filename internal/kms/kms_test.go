@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
@@ -40,7 +41,7 @@ func newService(t *testing.T) (*Service, *clock, store.Store) {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestAuthorizationDeniesWithoutAPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ package kms
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
-	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
@@ -45,8 +43,12 @@ type Config struct {
 	Root   *rootkey.Key
 	Now    func() time.Time // nil = time.Now
 	Logger *slog.Logger
-	// XKS configures how keyhold reaches external key store proxies.
-	XKS XKSOptions
+	// Default is the default key store's driver (keyhold-held material);
+	// required.
+	Default keystore.Default
+	// Drivers are the custom key store drivers, one per type; a type
+	// without one answers UnsupportedOperationException.
+	Drivers []keystore.Driver
 	// IdentityPolicies is where the caller's identity policies come from.
 	// It is required: a Service without a policy source refuses to start
 	// (New fails), so a composition root that forgets it cannot serve
@@ -59,12 +61,8 @@ type Config struct {
 // ErrNoPolicySource is New's error when Config.IdentityPolicies is nil.
 var ErrNoPolicySource = errors.New("kms.New: no identity policy source (Config.IdentityPolicies); refusing to run with authorization off")
 
-// XKSOptions configures the KMS side of external key stores.
-type XKSOptions struct {
-	// RootCAs are the CAs trusted for proxies' TLS certificates, in addition
-	// to the system pool; verification is never skipped.
-	RootCAs *x509.CertPool
-}
+// ErrNoDefaultStore is New's error when Config.Default is nil.
+var ErrNoDefaultStore = errors.New("kms.New: no default key store driver (Config.Default)")
 
 // Service is the KMS domain. Safe for concurrent use.
 type Service struct {
@@ -73,7 +71,7 @@ type Service struct {
 	root     *rootkey.Key
 	now      func() time.Time
 	log      *slog.Logger
-	soft     *soft.Backend
+	soft     keystore.Default
 	backends map[blob.Kind]keystore.Backend
 
 	mu      sync.RWMutex
@@ -94,6 +92,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.IdentityPolicies == nil {
 		return nil, ErrNoPolicySource
 	}
+	if cfg.Default == nil {
+		return nil, ErrNoDefaultStore
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -103,21 +104,20 @@ func New(cfg Config) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{region: cfg.Region, st: cfg.Store, root: cfg.Root, now: now, log: log,
-		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
-	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
+		soft: cfg.Default, keys: make(map[string]store.Key), aliases: make(map[string]string)}
+	s.backends = map[blob.Kind]keystore.Backend{cfg.Default.Kind(): cfg.Default}
+	for _, d := range cfg.Drivers {
+		s.backends[d.Kind()] = d
+	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.authz.docs = make(map[string]parsedPolicy)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
-	s.cks = newCustomKeyStores(s)
-	s.cks.xks = newXKSDriver(s, cfg.XKS)
+	s.cks = newCustomKeyStores(s, cfg.Drivers)
 	return s, nil
 }
 
 // Region is the service's region.
 func (s *Service) Region() string { return s.region }
-
-// RegisterBackend adds the backend for a custom key store kind.
-func (s *Service) RegisterBackend(b keystore.Backend) { s.backends[b.Kind()] = b }
 
 func (s *Service) keyARN(account, id string) string {
 	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,13 +15,18 @@ import (
 // AuditHook opens the audit trail, DATADIR/audit/cloudtrail.jsonl, and
 // returns the server.Config.Audit hook that appends one CloudTrail event
 // per request (also to mirror when it is not nil: --audit-stdout), and the
-// function that flushes and closes the file.
+// function that flushes and closes the file. account is the recipient
+// account of events whose caller is unknown (failed authentication).
 //
-// Events are encoded off the request path and group-committed: the hook
-// returns before its event is written, and the event is durable within one
-// fsync after it is encoded (see audit.GroupCommit); Close drains the queue. account is the recipient account of events whose
-// caller is unknown (failed authentication).
-func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logger) (func(context.Context, server.AuditRecord), func() error, error) {
+// The hook encodes the event on the request's goroutine and returns once it
+// is written to the OS, grouped with concurrent requests' events: the
+// server writes its answer only after that, so a crash never loses the
+// event of an answered request. fsync is grouped and off the request path
+// (audit.GroupCommit): an event is durable within two fsyncs, and requests
+// wait when the disk falls behind. An error from the hook (the file cannot
+// be written, or fsync is failing or stalled) makes the server answer with
+// its internal error rather than unrecorded; FailOpenAudit turns that off.
+func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logger) (func(context.Context, server.AuditRecord) error, func() error, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -40,54 +44,39 @@ func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logg
 	}
 	w, err := audit.Open(filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath)), audit.WriterOptions{
 		Copy:    mirror,
-		OnError: func(err error) { logErr("audit trail write failed; retrying", err) },
+		OnError: func(err error) { logErr("audit trail write failed", err) },
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	// Encoding walks both bodies against the service model; it runs on its
-	// own goroutine so that requests do not wait for it. The queue is
-	// bounded: when it is full, requests wait (no event is dropped).
-	queue := make(chan server.AuditRecord, 4096)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for r := range queue {
-			rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
-				SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-				Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
-			if r.Service != nil {
-				rec.TargetPrefix = r.Service.TargetPrefix
-			}
-			line, err := enc.Marshal(&rec)
-			if err == nil {
-				err = w.Write(line)
-			}
-			if err != nil {
-				logErr("audit event lost", err)
-			}
+	hook := func(_ context.Context, r server.AuditRecord) error {
+		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
+			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+		if r.Service != nil {
+			rec.TargetPrefix = r.Service.TargetPrefix
 		}
-	}()
-	var mu sync.RWMutex // guards closed against sends racing the close
-	closed := false
-	hook := func(_ context.Context, r server.AuditRecord) {
-		mu.RLock()
-		defer mu.RUnlock()
-		if !closed {
-			queue <- r
+		line, err := enc.Marshal(&rec)
+		if err != nil {
+			return err
 		}
+		return w.Write(line)
 	}
-	closeFn := func() error {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			return nil
+	return hook, w.Close, nil
+}
+
+// FailOpenAudit wraps an audit hook so that a request whose event cannot be
+// written is still answered (the failure is logged), like a Vault audit
+// device that is not required. The default is to fail closed.
+func FailOpenAudit(hook func(context.Context, server.AuditRecord) error, log *slog.Logger) func(context.Context, server.AuditRecord) error {
+	var lastLogged atomic.Int64
+	return func(ctx context.Context, r server.AuditRecord) error {
+		if err := hook(ctx, r); err != nil {
+			now := time.Now().Unix()
+			if prev := lastLogged.Load(); prev != now && lastLogged.CompareAndSwap(prev, now) {
+				log.Error("audit event lost (fail-open audit)", "request_id", r.RequestID, "err", err)
+			}
 		}
-		closed = true
-		close(queue)
-		mu.Unlock()
-		<-done
-		return w.Close()
+		return nil
 	}
-	return hook, closeFn, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
@@ -36,6 +37,9 @@ import (
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
 const DefaultAddr = "127.0.0.1:4599"
+
+// jsonContentType is the AWS JSON 1.1 media type of refusals.
+const jsonContentType = "application/x-amz-json-1.1"
 
 // DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
 const DefaultDataDir = "keyhold-data"
@@ -49,11 +53,18 @@ type ServeConfig struct {
 	Logger           *slog.Logger
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
+	// AuditFailOpen answers requests even when their audit event cannot be
+	// written (--audit-fail-open); by default they fail with the service's
+	// internal error.
+	AuditFailOpen bool
 	// SessionNow is the clock temporary credentials expire by (tests).
 	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// Limits bound client connections: caps, timeouts, header size
+	// (zero fields take netlimit.Defaults).
+	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may give the CloudHSM driver its clusters.
 	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
@@ -197,6 +208,9 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { closeAudit() })
+	if cfg.AuditFailOpen {
+		auditHook = FailOpenAudit(auditHook, cfg.Logger)
+	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
 	return in, nil
@@ -215,9 +229,12 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", "us-east-1", "the region this endpoint serves")
 	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
 	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
+	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
+	var limits netlimit.Limits
+	limits.RegisterFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -230,11 +247,12 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	*dataDir = abs
-	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
+	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA, Limits: limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}
+	cfg.AuditFailOpen = *auditFailOpen
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -250,23 +268,22 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go in.Service.RunDeletion(bg, *delInterval)
-	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
+	var tc *tls.Config
 	if *tlsCert != "" {
-		if _, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
+	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
 	errc := make(chan error, 1)
 	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
-			return
-		}
 		errc <- srv.Serve(ln)
 	}()
 	select {

@@ -194,14 +194,14 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
-			_, err := trustDocument(doc)
+			_, err := kms.ParseTrustPolicy(doc)
 			return err
 		}
 		_, err := policy.Parse(doc, policy.IdentityPolicy)
 		return err
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
-	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(dir))
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
 	auditHook, closeAudit, err := AuditHook(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger)
 	if err != nil {
 		in.Close()

@@ -167,8 +167,12 @@ func driverErr(op string, err error) error {
 }
 
 // call is what a driver is told about the request it serves.
-func call(ctx context.Context, caller Caller, def string) keystore.Call {
-	return keystore.Call{PrincipalARN: caller.ARN, Operation: operationFrom(ctx, def), RequestID: caller.RequestID}
+func call(ctx context.Context, caller Request, def string) keystore.Call {
+	op := caller.Operation
+	if op == "" {
+		op = def
+	}
+	return keystore.Call{PrincipalARN: caller.ARN, Operation: op, RequestID: caller.RequestID}
 }
 
 func (c *customKeyStores) key(account, id string) string { return account + "/" + id }
@@ -248,7 +252,7 @@ func (c *customKeyStores) sealSecret(account, id string, sec cksSecret) ([]byte,
 }
 
 // CreateCustomKeyStore creates a DISCONNECTED store.
-func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in CreateCustomKeyStoreInput) (string, error) {
+func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in CreateCustomKeyStoreInput) (string, error) {
 	c := s.cks
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return "", err
@@ -329,7 +333,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 }
 
 // DescribeCustomKeyStores lists stores, or the one named by id or name.
-func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Caller, id, name string, limit int, marker string) ([]CustomKeyStore, Page, error) {
+func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Request, id, name string, limit int, marker string) ([]CustomKeyStore, Page, error) {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return nil, Page{}, err
 	}
@@ -392,7 +396,7 @@ func invalidState(id, state, what string) error {
 // UpdateCustomKeyStore changes a store's properties. The name (and, for an
 // external key store, the credential and URI path) may change while
 // CONNECTED; everything else needs DISCONNECTED.
-func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
+func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return err
 	}
@@ -409,7 +413,7 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	}
 }
 
-func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
+func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	c := s.cks
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
 	if err != nil {
@@ -484,7 +488,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 
 // DeleteCustomKeyStore deletes a DISCONNECTED store that has no keys. It
 // never touches the cluster, the proxy or any backing key.
-func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -514,7 +518,7 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id st
 
 // ConnectCustomKeyStore starts connecting; Describe shows CONNECTING, then
 // CONNECTED or FAILED with a ConnectionErrorCode.
-func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, cfg, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -589,7 +593,7 @@ func (c *customKeyStores) updateRecord(ctx context.Context, account, id string, 
 
 // authorizedStore authorizes the current operation (custom key store
 // operations are identity-policy only) and loads the caller's store.
-func (s *Service) authorizedStore(ctx context.Context, caller Caller, id string) (store.CustomKeyStore, cksConfig, error) {
+func (s *Service) authorizedStore(ctx context.Context, caller Request, id string) (store.CustomKeyStore, cksConfig, error) {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return store.CustomKeyStore{}, cksConfig{}, err
 	}
@@ -653,7 +657,7 @@ func (c *customKeyStores) current(rec store.CustomKeyStore, gen int) bool {
 }
 
 // DisconnectCustomKeyStore logs out and makes the store's keys unavailable.
-func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -741,7 +745,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 // prepareKey fills a new key's custom key store fields and creates its
 // backing material through the store's driver.
-func (c *customKeyStores) prepareKey(ctx context.Context, caller Caller, k *store.Key, in CreateKeyInput) error {
+func (c *customKeyStores) prepareKey(ctx context.Context, caller Request, k *store.Key, in CreateKeyInput) error {
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.CustomKeyStoreID)
 	if err != nil {
 		return err
@@ -826,7 +830,7 @@ func (c *customKeyStores) failureMessage(k store.Key) string {
 	return fmt.Sprintf("%s is unavailable.", c.s.keyARN(k.AccountID, k.ID))
 }
 
-func (c *customKeyStores) generateRandom(ctx context.Context, caller Caller, id string, n int) ([]byte, error) {
+func (c *customKeyStores) generateRandom(ctx context.Context, caller Request, id string, n int) ([]byte, error) {
 	rec, _, err := c.load(ctx, caller.AccountID, id)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
@@ -52,7 +53,7 @@ func newService(t *testing.T) (*Service, *clock, store.Store) {
 	return s, clk, st
 }
 
-func noPolicies(context.Context, Caller) ([]string, error) { return nil, nil }
+func noPolicies(context.Context, Request) ([]string, error) { return nil, nil }
 
 func TestNewRefusesWithoutPolicySource(t *testing.T) {
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
@@ -82,8 +83,8 @@ func TestAuthorizationDeniesWithoutAPolicy(t *testing.T) {
 	}
 	defer s.Close()
 	// A user with no identity policy may not create keys.
-	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}
-	_, err = s.CreateKey(WithAction(context.Background(), "kms:CreateKey"), c, CreateKeyInput{})
+	c := NewRequest(principal.Principal{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}, "CreateKey")
+	_, err = s.CreateKey(context.Background(), c, CreateKeyInput{})
 	if code(err) != AccessDenied {
 		t.Fatalf("CreateKey without any policy: %v, want AccessDeniedException", err)
 	}
@@ -99,7 +100,7 @@ func code(err error) Code {
 func TestDeletionJobDeletesOnlyDueKeys(t *testing.T) {
 	s, clk, st := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	doomed, err := s.CreateKey(ctx, c, CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestDeletionJobDeletesOnlyDueKeys(t *testing.T) {
 func TestConcurrentUpdatesAreNotLost(t *testing.T) {
 	s, _, _ := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	k, _ := s.CreateKey(ctx, c, CreateKeyInput{})
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {

@@ -3,8 +3,15 @@
 // rules AWS KMS documents. It decides; internal/api/kmsapi translates the
 // wire protocol to these calls and back.
 //
-// It never imports net/http or wire structs, never returns key material it
-// does not mean to return (data keys), and never puts a secret in an error.
+// Key stores are drivers behind internal/keystore's interfaces, picked by
+// store type; the domain keeps the connection state machine and the rules
+// of the seeds that are not a driver's (names, quotas, key states,
+// authorization). Every method takes one explicit Request; nothing about a
+// request travels in context values.
+//
+// It never imports net/http, wire structs or a key store driver, never
+// returns key material it does not mean to return (data keys), and never
+// puts a secret in an error.
 package kms
 
 import (
@@ -19,19 +26,40 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/policy"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
-// Caller is the authenticated principal making a request.
-type Caller struct {
-	AccountID string
-	ARN       string
-	RequestID string
-	// RoleARN is the role of an assumed-role session.
-	RoleARN         string
+// Request is one domain call's explicit facts: who calls (the one
+// principal type), which operation and policy action it is, its grant
+// tokens and request id, and the transport facts conditions may test.
+// Every domain method takes it; nothing about a request travels in
+// context values.
+type Request struct {
+	principal.Principal
+	RequestID       string
 	SourceIP        string
 	SecureTransport bool
+	// Operation is the KMS operation (Encrypt, GenerateDataKey, ...): XKS
+	// proxies receive it as requestMetadata.kmsOperation.
+	Operation string
+	// Action is the policy action the operation table registered
+	// (kms:Encrypt); authorization decides it and nothing else.
+	Action string
+	// GrantTokens are the request's GrantTokens.
+	GrantTokens []string
+
+	// grant is CreateGrant's own request, for the grant-constraint
+	// condition keys (grants.go).
+	grant *grantRequest
+}
+
+// NewRequest builds a Request for p with the policy action of operation op (as
+// the operation table declares it).
+func NewRequest(p principal.Principal, op string) Request {
+	acts := Actions(op)
+	return Request{Principal: p, Operation: op, Action: acts[0]}
 }
 
 var errNoAction = errors.New("operation has no policy action")
@@ -228,7 +256,7 @@ type resolveOpts struct {
 // current operation on it. Key ids, key ARNs and (where allowed) alias names
 // and alias ARNs are accepted; another account's key only by ARN and only
 // where AWS allows cross-account use.
-func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, error) {
+func (s *Service) resolveKey(ctx context.Context, c Request, keyID string, o resolveOpts) (store.Key, error) {
 	k, alias, err := s.findKey(ctx, c, keyID, o)
 	if err != nil {
 		return k, err
@@ -251,7 +279,7 @@ func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o reso
 	return k, nil
 }
 
-func (s *Service) findKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, string, error) {
+func (s *Service) findKey(ctx context.Context, c Request, keyID string, o resolveOpts) (store.Key, string, error) {
 	account := c.AccountID
 	id := keyID
 	if strings.HasPrefix(keyID, "arn:") {

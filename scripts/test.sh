@@ -12,6 +12,10 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+echo "== integration tests on PostgreSQL"
+# The same in-process tests with every keyhold on a throwaway PostgreSQL
+# (they skip, saying so, when initdb/postgres are not installed).
+KEYHOLD_TEST_DATABASE=postgres go test -race -count=1 -timeout 10m ./internal/integration/
 echo "== build"
 BIN=$(mktemp -d)/keyhold
 go build -o "$BIN" ./cmd/keyhold

@@ -29,10 +29,8 @@ import (
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
-	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
 	"github.com/keyhold/keyhold/internal/store"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
@@ -62,6 +60,15 @@ type ServeConfig struct {
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
+	// "" keeps the embedded SQLite database in DataDir.
+	DatabaseURL string
+	// DatabaseRetry is how often an unreachable database is retried at
+	// start (0: fail at once).
+	DatabaseRetry time.Duration
+	// RootKeyFile is the root key's path; "" means DataDir/root.key.
+	// Replicas on PostgreSQL must all open the same key.
+	RootKeyFile string
 	// Limits bound client connections: caps, timeouts, header size
 	// (zero fields take netlimit.Defaults).
 	Limits netlimit.Limits
@@ -81,8 +88,9 @@ type Extras struct {
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
-	Config ServeConfig
-	Store  store.Store
+	Config   ServeConfig
+	Store    store.Store
+	Database *Database
 	// CloudHSM is the CloudHSM key store driver the domain uses.
 	CloudHSM  *hsmstore.Driver
 	Service   *kms.Service
@@ -122,18 +130,35 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{Config: cfg, closers: []func(){unlock}}
-	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
+	if cfg.RootKeyFile == "" {
+		cfg.RootKeyFile = filepath.Join(cfg.DataDir, "root.key")
+	}
+	root, err := loadRootKey(cfg.RootKeyFile, cfg.DatabaseURL != "")
 	if err != nil {
+		in.Close()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	database, err := OpenDatabase(ctx, cfg.DatabaseURL, cfg.DataDir, cfg.DatabaseRetry, cfg.Logger)
 	if err != nil {
+		in.Close()
 		return nil, err
 	}
+	var db store.Store = database
 	in.closers = append(in.closers, func() { db.Close() })
-	in.Store = db
+	in.Store, in.Database = db, database
 	dir := identity.New(db, root)
-	account, err := dir.Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+	// Replicas starting together on an empty database: the first
+	// bootstraps the account, the others wait for its transaction and find
+	// it.
+	var account string
+	err = db.Tx(ctx, func(tx store.Store) error {
+		var err error
+		account, err = identity.New(tx, root).Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+		return err
+	})
+	if err == nil {
+		err = checkRootKey(ctx, dir, account)
+	}
 	if err != nil {
 		in.Close()
 		return nil, err
@@ -212,7 +237,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		auditHook = FailOpenAudit(auditHook, cfg.Logger)
 	}
 	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
+		Ready: func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return database.Ping(ctx) == nil
+		}})
 	return in, nil
 }
 
@@ -232,6 +262,8 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
 	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	dbURL := fs.String("database-url", os.Getenv(DatabaseURLEnv), "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory (env "+DatabaseURLEnv+")")
+	rootKey := fs.String("root-key", os.Getenv("KEYHOLD_ROOT_KEY"), "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key (env KEYHOLD_ROOT_KEY)")
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
 	var limits netlimit.Limits
 	limits.RegisterFlags(fs, "")
@@ -247,7 +279,13 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	*dataDir = abs
-	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA, Limits: limits,
+	if *rootKey != "" {
+		if *rootKey, err = filepath.Abs(*rootKey); err != nil {
+			return err
+		}
+	}
+	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
+		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey, Limits: limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
@@ -281,7 +319,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
-		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+filepath.Join(abs, "root.key"))
+		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+in.Config.RootKeyFile, "database", in.databaseName())
 	errc := make(chan error, 1)
 	go func() {
 		errc <- srv.Serve(ln)

@@ -1,6 +1,6 @@
 // Package store defines keyhold's durable state: accounts, access keys, KMS
 // keys with their wrapped material, aliases and custom key stores. Backends
-// (sqlite/, later postgres/) implement Store; storetest/ is the conformance
+// (sqlite/, postgres/, sharing sqlstore/) implement Store; storetest/ is the conformance
 // suite every backend must pass.
 //
 // A Store never sees plaintext key material or plaintext secrets: callers
@@ -28,6 +28,10 @@ var (
 	// another store already has the BackupHistory (a UNIQUE constraint:
 	// one store per cluster backup history).
 	ErrBackupHistoryInUse = errors.New("store: a custom key store already uses this cluster backup history")
+	// ErrUnavailable is returned when the database cannot be reached (a
+	// networked store that is down or too slow): the write may or may
+	// not have happened, and a later retry may succeed.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Account is an AWS-style account (12-digit id).

@@ -60,6 +60,8 @@ type ServeConfig struct {
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// Caches bounds the domain's in-memory caches (--cache-size).
+	Caches kms.CacheSizes
 	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
 	// "" keeps the embedded SQLite database in DataDir.
 	DatabaseURL string
@@ -187,7 +189,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	cloudHSM := hsmstore.New(cfg.Logger)
 	in.CloudHSM = cloudHSM
 	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
-	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger,
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
 		Default: defaultStore, Drivers: []keystore.Driver{cloudHSM, external},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
@@ -267,6 +269,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
 	var limits netlimit.Limits
 	limits.RegisterFlags(fs, "")
+	cacheSize := fs.Int("cache-size", kms.DefaultCacheSize, "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -286,7 +289,8 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
 		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey, Limits: limits,
-		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
+		Caches: kms.CacheSizes{Keys: *cacheSize, Aliases: *cacheSize, Grants: *cacheSize, Policies: *cacheSize},
+		Extra:  CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
 	if *auditStdout {
 		cfg.AuditStdout = stdout
 	}

@@ -88,9 +88,7 @@ func (s *Service) UpdateAlias(ctx context.Context, c Request, name, target strin
 }
 
 func (s *Service) dropAlias(account, name string) {
-	s.mu.Lock()
-	delete(s.aliases, account+"/"+name)
-	s.mu.Unlock()
+	s.aliases.Delete(account + "/" + name)
 }
 
 // DeleteAlias removes an alias; the key is untouched.

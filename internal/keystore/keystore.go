@@ -7,11 +7,11 @@
 // keeps the connection state machine (DISCONNECTED, CONNECTING, CONNECTED,
 // FAILED, DISCONNECTING) itself.
 //
-// A driver does symmetric AES-GCM only, because AWS custom key stores only
-// do that. Further capabilities (signing, MAC, key agreement, import,
-// public keys) are optional interfaces below, found by type assertion, so
-// the default store can grow new key specs without custom key stores
-// pretending to.
+// A custom key store driver does symmetric AES-GCM only, because AWS
+// custom key stores only do that. Further capabilities (signing, MAC, key
+// agreement, import, public keys) are optional interfaces
+// (capabilities.go), found by type assertion, which the default store
+// implements.
 //
 // Drivers never see key policies, grants or key states (the domain decides
 // whether a call may run before a driver is asked), never log or return a
@@ -53,6 +53,8 @@ type KeyRef struct {
 	SealedMaterial   []byte
 	CustomKeyStoreID string
 	XksKeyID         string
+	// KeySpec is the key's spec (SYMMETRIC_DEFAULT, RSA_2048, HMAC_256, ...).
+	KeySpec string
 }
 
 // Call says on whose behalf, in which KMS operation, a driver is called.
@@ -85,11 +87,15 @@ type Material struct {
 	SealedMaterial []byte
 }
 
-// Default is the default key store's driver (Origin AWS_KMS): keyhold
-// generates the material and holds it sealed by the root key.
+// Default is the default key store's driver (Origin AWS_KMS and
+// EXTERNAL): keyhold generates (or imports) the material and holds it
+// sealed by the root key. The optional capabilities of other key specs
+// (capabilities.go) are found on it by type assertion.
 type Default interface {
 	Backend
-	// NewMaterial makes fresh material for key id.
+	MaterialMaker
+	// NewMaterial makes fresh SYMMETRIC_DEFAULT material for key id (the
+	// inner layer of external key store keys).
 	NewMaterial(keyID string) (Material, error)
 	// Forget drops whatever the driver caches for a deleted key.
 	Forget(keyID string)
@@ -244,50 +250,6 @@ type Repeater interface {
 // bytes (GenerateRandom with CustomKeyStoreId: CloudHSM).
 type Randomness interface {
 	GenerateRandom(ctx context.Context, storeID string, n int) ([]byte, error)
-}
-
-// The optional capabilities of key specs beyond SYMMETRIC_DEFAULT. A
-// driver implements the ones its keys can do; the domain asks with a type
-// assertion and answers UnsupportedOperationException otherwise. Custom
-// key store drivers implement none, as AWS's do not.
-
-// Signer signs and verifies with asymmetric (RSA, ECC, ML-DSA) keys.
-type Signer interface {
-	Sign(ctx context.Context, k KeyRef, call Call, spec, algorithm string, message []byte, digest bool) ([]byte, error)
-	Verify(ctx context.Context, k KeyRef, call Call, spec, algorithm string, message []byte, digest bool, signature []byte) (bool, error)
-}
-
-// MACer generates and verifies HMACs with HMAC keys.
-type MACer interface {
-	GenerateMac(ctx context.Context, k KeyRef, call Call, spec, algorithm string, message []byte) ([]byte, error)
-	VerifyMac(ctx context.Context, k KeyRef, call Call, spec, algorithm string, message, mac []byte) (bool, error)
-}
-
-// KeyAgreer derives shared secrets with ECC key agreement keys.
-type KeyAgreer interface {
-	DeriveSharedSecret(ctx context.Context, k KeyRef, call Call, spec, algorithm string, publicKey []byte) ([]byte, error)
-}
-
-// PublicKeyer returns an asymmetric key's public key (DER, SubjectPublicKeyInfo).
-type PublicKeyer interface {
-	PublicKey(ctx context.Context, k KeyRef, spec string) ([]byte, error)
-}
-
-// Asymmetric makes material for key specs other than SYMMETRIC_DEFAULT
-// (RSA_*, ECC_*, HMAC_*, ML_DSA_*, ...), sealed as NewMaterial's is.
-type Asymmetric interface {
-	NewKeyMaterial(keyID, spec string) (Material, error)
-}
-
-// Importer takes customer key material (Origin EXTERNAL) and seals it.
-type Importer interface {
-	ImportMaterial(keyID, spec string, material []byte) (Material, error)
-}
-
-// AsymmetricDecrypter decrypts with RSA encryption keys (Encrypt with an
-// RSA public key happens in the domain or the client).
-type AsymmetricDecrypter interface {
-	DecryptAsymmetric(ctx context.Context, k KeyRef, call Call, spec, algorithm string, ciphertext []byte) ([]byte, error)
 }
 
 // Error is a driver's client-safe failure: Code is the AWS exception name

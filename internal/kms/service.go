@@ -133,6 +133,7 @@ type Service struct {
 
 	cks   *customKeyStores
 	authz authz
+	usage usageTracker
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -165,6 +166,7 @@ func New(cfg Config) (*Service, error) {
 		s.backends[d.Kind()] = d
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.usage.started = now().UTC().Truncate(time.Second)
 	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s, cfg.Drivers)

@@ -27,8 +27,12 @@ func (s *Service) keyRef(k store.Key) keystore.KeyRef {
 
 // usable checks that a key may do cryptography now.
 func (s *Service) usable(k store.Key) error {
+	st := s.effectiveState(k)
+	if st == StateEnabled && k.KeyUsage == UsageEncryptDecrypt {
+		return nil
+	}
 	arn := s.keyARN(k.AccountID, k.ID)
-	switch s.effectiveState(k) {
+	switch st {
 	case StateEnabled:
 	case StateDisabled:
 		return errorf(Disabled, "%s is disabled.", arn)
@@ -39,10 +43,7 @@ func (s *Service) usable(k store.Key) error {
 	default:
 		return errorf(InvalidState, "%s is not in a valid state for this operation.", arn)
 	}
-	if k.KeyUsage != UsageEncryptDecrypt {
-		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arn, k.KeyUsage)
-	}
-	return nil
+	return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arn, k.KeyUsage)
 }
 
 func checkAlgorithm(alg string) error {

@@ -16,8 +16,13 @@ type AliasEntry struct {
 }
 
 func checkAliasName(name string) error {
+	// AWS answers a malformed name with ValidationException (the
+	// InvalidAliasNameException is for reserved names).
 	if !strings.HasPrefix(name, "alias/") || len(name) <= len("alias/") {
-		return errorf(InvalidAliasName, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+		return errorf(Validation, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+	}
+	if strings.Contains(name, ":") {
+		return errorf(Validation, "Alias name %s must not contain ':'.", name)
 	}
 	if strings.HasPrefix(name, "alias/aws/") {
 		return errorf(InvalidAliasName, "Alias %s must not begin with alias/aws/, which is reserved for AWS managed keys.", name)

@@ -107,6 +107,7 @@ type Service struct {
 
 	cks   *customKeyStores
 	authz authz
+	usage usageTracker
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -133,6 +134,7 @@ func New(cfg Config) (*Service, error) {
 	s.grants.byKey = lru.New[grantKey, []store.Grant](caches.Grants)
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.usage.started = now().UTC().Truncate(time.Second)
 	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s)

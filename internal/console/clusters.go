@@ -90,7 +90,7 @@ func (c clusterInfo) Zones() []string {
 
 func (h *Handler) clusters(r *http.Request, s *session) ([]clusterInfo, *awsjson.Error) {
 	var all []clusterInfo
-	in := map[string]any{"MaxResults": 100}
+	in := map[string]any{"MaxResults": 25}
 	for {
 		var out struct {
 			Clusters  []clusterInfo

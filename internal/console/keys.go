@@ -345,7 +345,20 @@ func (h *Handler) keyAction(w http.ResponseWriter, r *http.Request, s *session) 
 	case "description":
 		ae, msg = h.call(r, s, kmsAPI, "UpdateKeyDescription", map[string]any{"KeyId": id, "Description": r.PostFormValue("description")}, nil), "The description is saved."
 	case "policy":
-		ae, msg = h.call(r, s, kmsAPI, "PutKeyPolicy", map[string]any{"KeyId": id, "PolicyName": "default", "Policy": r.PostFormValue("policy")}, nil), "The key policy is saved."
+		doc := r.PostFormValue("policy")
+		if ae = h.call(r, s, kmsAPI, "PutKeyPolicy", map[string]any{"KeyId": id, "PolicyName": "default", "Policy": doc}, nil); ae != nil {
+			// The error is shown in place, over the text as it was typed.
+			d, lae := h.loadKey(r, s, id)
+			if lae != nil {
+				h.redirect(w, r, s, back, "", ae)
+				return
+			}
+			d.Policy = doc
+			w.WriteHeader(ae.Status)
+			h.render(w, r, s, "key", "Key "+d.Key.KeyId, "keys", d, ae)
+			return
+		}
+		msg = "The key policy is saved."
 	case "tag":
 		ae, msg = h.call(r, s, kmsAPI, "TagResource", map[string]any{"KeyId": id, "Tags": []tag{{TagKey: r.PostFormValue("tag_key"), TagValue: r.PostFormValue("tag_value")}}}, nil), "The tag is saved."
 	case "untag":

@@ -164,7 +164,10 @@ func (h *Handler) createStorePage(w http.ResponseWriter, r *http.Request, s *ses
 		}
 	}
 	if f.Type == "AWS_CLOUDHSM" {
-		f.Clusters, _ = h.clusters(r, s)
+		var cae *awsjson.Error
+		if f.Clusters, cae = h.clusters(r, s); ae == nil {
+			ae = cae
+		}
 	}
 	title := "Create an AWS CloudHSM key store"
 	if f.Type == "EXTERNAL_KEY_STORE" {

@@ -231,7 +231,7 @@ func customKeyStores(t *testing.T, s store.Store) {
 func keysDueForRotation(t *testing.T, s store.Store) {
 	base := time.Unix(1700000000, 0).UTC()
 	rotating := store.Key{AccountID: "111122223333", ID: "k-rotating", State: "Enabled", CreationDate: base, Policy: "{}",
-		Rotation: store.Rotation{Enabled: true, PeriodDays: 90, Next: base.Add(time.Hour)},
+		Rotation:  store.Rotation{Enabled: true, PeriodDays: 90, Next: base.Add(time.Hour)},
 		Materials: []store.KeyMaterial{{ID: []byte{1}, Sealed: []byte{2}, Created: base}}}
 	expiring := store.Key{AccountID: "111122223333", ID: "k-expiring", State: "Enabled", CreationDate: base, Policy: "{}",
 		Materials: []store.KeyMaterial{{ID: []byte{3}, Sealed: []byte{4}, Created: base, ValidTo: base.Add(2 * time.Hour), ExpirationModel: "KEY_MATERIAL_EXPIRES"}}}

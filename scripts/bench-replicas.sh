@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Throughput of keyhold on its two stores, measured in one run: Encrypt and
+# CreateKey req/s and p99 with 1 replica on SQLite, 1 replica on PostgreSQL
+# and 2 replicas on PostgreSQL (the load split evenly, same total
+# concurrency). PostgreSQL runs durably (fsync on, synchronous_commit on),
+# as keyhold's "acknowledged means durable" needs.
+# Usage: scripts/bench-replicas.sh path/to/keyhold [seconds per run, default 5]
+set -euo pipefail
+BIN=$(realpath "$1"); SECS=${2:-5}; CONC=${CONC:-16}
+. "$(dirname "$0")/../e2e/lib.sh"
+pgbin=""
+if command -v initdb >/dev/null 2>&1; then pgbin=$(dirname "$(readlink -f "$(command -v initdb)")")
+else for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do [ -x "$d/initdb" ] && { pgbin=$d; break; }; done; fi
+[ -n "$pgbin" ] || fail "PostgreSQL binaries not found"
+WORK=$(mktemp -d); chmod 755 "$WORK"; PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [ -f "$WORK/pg/data/postmaster.pid" ] && kill -INT "$(head -1 "$WORK/pg/data/postmaster.pid")" 2>/dev/null || true
+  sleep 1; wait 2>/dev/null || true; rm -rf "$WORK"
+}
+trap cleanup EXIT
+as_pg() { "$@"; }
+mkdir -p "$WORK/pg"
+if [ "$(id -u)" = 0 ]; then u=postgres; id -u postgres >/dev/null 2>&1 || u=nobody; as_pg() { runuser -u "$u" -- "$@"; }; chown "$u" "$WORK/pg"; fi
+as_pg "$pgbin/initdb" -D "$WORK/pg/data" -U keyhold --auth=trust -E UTF8 --locale=C --no-instructions >/dev/null
+PGPORT=$(free_port)
+as_pg "$pgbin/postgres" -D "$WORK/pg/data" -p "$PGPORT" -k "$WORK/pg" -c listen_addresses=127.0.0.1 >"$WORK/postgres.log" 2>&1 &
+for _ in $(seq 1 100); do "$pgbin/pg_isready" -h 127.0.0.1 -p "$PGPORT" -q && break; sleep 0.1; done
+(umask 077; head -c 32 /dev/urandom > "$WORK/root.key")
+
+serve() { # NAME PORT [serve flags...]
+  local name=$1 port=$2; shift 2
+  "$BIN" serve --data-dir "$WORK/$name" --addr "127.0.0.1:$port" "$@" >>"$WORK/$name.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "$name did not start"
+}
+bench() { # OP CREDS CONCURRENCY ENDPOINT -> JSON
+  "$BIN" bench --op "$1" --credentials-file "$2" --concurrency "$3" --duration "${SECS}s" --endpoint "$4" --json
+}
+report() { # LABEL OP JSON...
+  local label=$1 op=$2; shift 2
+  python3 - "$label" "$op" "$@" <<'PY'
+import json, sys
+label, op, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
+rps = sum(r["requests_per_second"] for r in runs)
+p99 = max(r["latency_ms"]["p99"] for r in runs)
+errs = sum(r["errors"] for r in runs)
+print(f"{label:<24} {op:<11} {rps:>9.0f} req/s   p99 {p99:>7.2f} ms   errors {errs}")
+PY
+}
+echo "keyhold bench, ${SECS}s per run, total concurrency $CONC, $(nproc) cores"
+P1=$(free_port); serve sqlite "$P1"
+for op in encrypt create-key; do report "1 replica, SQLite" "$op" "$(bench "$op" "$WORK/sqlite/credentials" "$CONC" "http://127.0.0.1:$P1")"; done
+kill -9 "${PIDS[0]}"
+DB="postgres://keyhold@127.0.0.1:$PGPORT/postgres?sslmode=disable"
+P2=$(free_port); P3=$(free_port)
+serve pg1 "$P2" --database-url "$DB" --root-key "$WORK/root.key"
+for op in encrypt create-key; do report "1 replica, PostgreSQL" "$op" "$(bench "$op" "$WORK/pg1/credentials" "$CONC" "http://127.0.0.1:$P2")"; done
+serve pg2 "$P3" --database-url "$DB" --root-key "$WORK/root.key"
+for op in encrypt create-key; do
+  bench "$op" "$WORK/pg1/credentials" $((CONC / 2)) "http://127.0.0.1:$P2" > "$WORK/a.json" &
+  a=$!
+  bench "$op" "$WORK/pg1/credentials" $((CONC / 2)) "http://127.0.0.1:$P3" > "$WORK/b.json"
+  wait $a
+  report "2 replicas, PostgreSQL" "$op" "$(cat "$WORK/a.json")" "$(cat "$WORK/b.json")"
+done

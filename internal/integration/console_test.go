@@ -304,6 +304,11 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Fatalf("key stores page: %s", got)
 		}
 		b.screenshot("08-cloudhsm-stores")
+		// The cluster menu no longer offers the cluster.
+		b.open("/console/keystores/create?type=cloudhsm")
+		if got := b.text("#store-form"); !strings.Contains(got, "already used by the key store ExampleCloudHSMKeyStore") {
+			t.Fatalf("the cluster menu after the store's creation:\n%s", got)
+		}
 	})
 
 	var keyID string

@@ -140,3 +140,59 @@ func timePage(t *testing.T, cl *http.Client, u string) (time.Duration, int) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return ds[len(ds)/2].Round(100 * time.Microsecond), n
 }
+
+// TestConsoleOverHTTP runs console actions against a real keyhold without a
+// browser (so it runs where chromium is not installed): the wizard's Finish
+// creates the key with the reviewed policy and alias through the API's
+// pipeline, and the API sees the console's user agent in the audit trail.
+func TestConsoleOverHTTP(t *testing.T) {
+	dir := t.TempDir()
+	e := startWith(t, dir, nil)
+	cl := consoleSession(t, e)
+	_, page := fetch(t, cl, e.Endpoint+"/console/keys/create")
+	tok := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
+	policy := `{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + e.Account + `:root"},"Action":"kms:*","Resource":"*"},{"Sid":"reviewed","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + e.Account + `:root"},"Action":"kms:Encrypt","Resource":"*"}]}`
+	form := url.Values{"csrf": {tok}, "step": {"5"}, "go": {"finish"}, "key_type": {"SYMMETRIC"}, "key_usage": {"ENCRYPT_DECRYPT"},
+		"key_spec": {"SYMMETRIC_DEFAULT"}, "origin": {"AWS_KMS"}, "alias": {"console-http"}, "description": {"from the console"},
+		"tag_key": {"team"}, "tag_value": {"kms"}, "policy": {policy}}
+	resp, err := cl.PostForm(e.Endpoint+"/console/keys/create", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.Path == "/console/keys/create" {
+		t.Fatalf("Finish stayed on the wizard:\n%s", body)
+	}
+	ctx := context.Background()
+	dk, err := e.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/console-http")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(dk.KeyMetadata.Description) != "from the console" {
+		t.Fatalf("description %q", aws.ToString(dk.KeyMetadata.Description))
+	}
+	pol, err := e.KMS.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: dk.KeyMetadata.KeyId, PolicyName: aws.String("default")})
+	if err != nil || !regexp.MustCompile(`"Sid":\s*"reviewed"`).MatchString(aws.ToString(pol.Policy)) {
+		t.Fatalf("the key's policy is not the reviewed one: %v %s", err, aws.ToString(pol.Policy))
+	}
+	// A malformed policy comes back as the API's own error, in place.
+	form.Set("policy", "{not json")
+	form.Set("alias", "console-http-2")
+	resp, err = cl.PostForm(e.Endpoint+"/console/keys/create", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`MalformedPolicyDocumentException`).Match(body) {
+		t.Fatalf("a malformed policy does not show MalformedPolicyDocumentException:\n%.2000s", body)
+	}
+	b, err := os.ReadFile(dir + "/audit/cloudtrail.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`"eventName":"CreateKey"[^\n]*"userAgent":"keyhold-console/1.0"|"userAgent":"keyhold-console/1.0"[^\n]*"eventName":"CreateKey"`).Match(b) {
+		t.Fatal("no CreateKey event with the console's user agent in the audit trail")
+	}
+}

@@ -141,7 +141,12 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		h.serveQuery(w, r, rec)
 		return
 	}
-	prefix, opName, _ := strings.Cut(target, ".")
+	// The operation follows the last dot: CloudTrail's prefix has dots
+	// (com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101).
+	prefix, opName := target, ""
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		prefix, opName = target[:i], target[i+1:]
+	}
 	svc := h.byPrefix[prefix]
 	var op awsjson.Operation
 	ok := false

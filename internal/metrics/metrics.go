@@ -1,0 +1,209 @@
+// Package metrics holds keyhold's Prometheus metrics (client_golang) and the
+// small hooks that feed them: a request observer, a backend-call timer, an
+// http.RoundTripper decorator for XKS proxy calls, audit queue and write
+// figures, store call latency and custom key store connection states.
+//
+// Labels are bounded: service and operation come from the operation tables
+// (an unknown operation is "unknown"), error codes from AWS's error names,
+// store ids from the custom key stores that exist. It never records
+// request bodies, key ids of data or anything secret.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is one process's registry and its collectors. Safe for
+// concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	backendCalls  *prometheus.HistogramVec
+	backendErrors *prometheus.CounterVec
+	auditWrite    prometheus.Histogram
+	auditDepth    prometheus.GaugeFunc
+	storeLatency  *prometheus.HistogramVec
+	stores        *storeCollector
+	auditQueue    func() int
+}
+
+// Buckets for API latencies: 100µs to ~10s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 13)
+
+// New builds the registry with Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_requests_total",
+		Help: "API requests by service (signing name), operation and error code (\"\" when it succeeded).",
+	}, []string{"service", "operation", "code"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyhold_request_duration_seconds",
+		Help:    "API request latency by service and operation, from the request's arrival to its response.",
+		Buckets: latencyBuckets,
+	}, []string{"service", "operation"})
+	m.backendCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyhold_backend_call_duration_seconds",
+		Help:    "Latency of calls to key store backends: backend is hsm (PKCS#11 via an HSM process) or xks (an XKS proxy).",
+		Buckets: latencyBuckets,
+	}, []string{"backend", "call"})
+	m.backendErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_backend_call_errors_total",
+		Help: "Failed calls to key store backends.",
+	}, []string{"backend", "call"})
+	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "keyhold_audit_write_duration_seconds",
+		Help:    "Time to encode and append one audit event (group commit: the fsync is shared).",
+		Buckets: latencyBuckets,
+	})
+	m.auditDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyhold_audit_queue_depth",
+		Help: "Audit events accepted and not yet encoded.",
+	}, func() float64 {
+		if m.auditQueue == nil {
+			return 0
+		}
+		return float64(m.auditQueue())
+	})
+	m.storeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyhold_store_call_duration_seconds",
+		Help:    "Latency of metadata store calls by method.",
+		Buckets: latencyBuckets,
+	}, []string{"method"})
+	m.stores = &storeCollector{desc: prometheus.NewDesc("keyhold_custom_key_store_connection_state",
+		"1 for the state each custom key store is in (label state), 0 for the others.",
+		[]string{"account", "custom_key_store_id", "type", "state"}, nil)}
+	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.auditWrite, m.auditDepth,
+		m.storeLatency, m.stores,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// ObserveRequest records one API request. code is the AWS error name, ""
+// on success.
+func (m *Metrics) ObserveRequest(service, operation, code string, d time.Duration) {
+	if operation == "" {
+		operation = "unknown"
+	}
+	if service == "" {
+		service = "unknown"
+	}
+	m.requests.WithLabelValues(service, operation, code).Inc()
+	m.latency.WithLabelValues(service, operation).Observe(d.Seconds())
+}
+
+// ObserveBackend records one key store backend call.
+func (m *Metrics) ObserveBackend(backend, call string, d time.Duration, err error) {
+	m.backendCalls.WithLabelValues(backend, call).Observe(d.Seconds())
+	if err != nil {
+		m.backendErrors.WithLabelValues(backend, call).Inc()
+	}
+}
+
+// ObserveStore records one store call.
+func (m *Metrics) ObserveStore(method string, d time.Duration) {
+	m.storeLatency.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// ObserveAuditWrite records the time one audit event took to encode and
+// append.
+func (m *Metrics) ObserveAuditWrite(d time.Duration) { m.auditWrite.Observe(d.Seconds()) }
+
+// SetAuditQueue gives the gauge its source: the number of queued events.
+func (m *Metrics) SetAuditQueue(depth func() int) { m.auditQueue = depth }
+
+// StoreState is one custom key store's connection state.
+type StoreState struct {
+	AccountID, ID, Type, State string
+}
+
+// ConnectionStates are the states a custom key store can report.
+var ConnectionStates = []string{"CONNECTED", "CONNECTING", "DISCONNECTED", "DISCONNECTING", "FAILED"}
+
+// SetCustomKeyStores gives the connection-state gauge its source, called
+// at each scrape.
+func (m *Metrics) SetCustomKeyStores(list func(ctx context.Context) []StoreState) {
+	m.stores.list = list
+}
+
+type storeCollector struct {
+	desc *prometheus.Desc
+	list func(ctx context.Context) []StoreState
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.list == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range c.list(ctx) {
+		for _, st := range ConnectionStates {
+			v := 0.0
+			if st == s.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s.AccountID, s.ID, s.Type, st)
+		}
+	}
+}
+
+// RoundTripper times every HTTP call to a backend (the XKS proxy client's
+// transport): call is the last path segment (encrypt, decrypt, health,
+// metadata); a transport error or a 5xx counts as an error.
+func (m *Metrics) RoundTripper(backend string, next http.RoundTripper) http.RoundTripper {
+	return roundTripper{m: m, backend: backend, next: next}
+}
+
+type roundTripper struct {
+	m       *Metrics
+	backend string
+	next    http.RoundTripper
+}
+
+func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	call := lastSegment(r.URL.Path)
+	failed := err
+	if err == nil && resp.StatusCode >= 500 {
+		failed = errStatus
+	}
+	t.m.ObserveBackend(t.backend, call, time.Since(start), failed)
+	return resp, err
+}
+
+type statusError struct{}
+
+func (statusError) Error() string { return "server error status" }
+
+var errStatus error = statusError{}
+
+func lastSegment(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			p = p[i+1:]
+			break
+		}
+	}
+	if p == "" || len(p) > 32 {
+		return "other"
+	}
+	return p
+}

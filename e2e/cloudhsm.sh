@@ -34,7 +34,13 @@ cleanup() {
 trap cleanup EXIT
 PORT=$(free_port)
 DATA=$WORK/data
-start_keyhold "$DATA" "$PORT"
+# The server runs with a relative --data-dir from $WORK; the owner's
+# commands below run from another directory with another relative path to
+# the same data directory. Every path keyhold stores is absolute, so they
+# find the same tokens.
+mkdir -p "$WORK/owner-cwd"
+serve_relative() { pushd "$WORK" >/dev/null; start_keyhold data "$PORT"; popd >/dev/null; }
+serve_relative
 export AWS_SHARED_CREDENTIALS_FILE=$DATA/credentials AWS_CONFIG_FILE=/dev/null AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
 EP=http://127.0.0.1:$PORT
@@ -49,7 +55,7 @@ else
   kms2() { kms "$@"; }
   V2="aws CLI v1 (no /usr/bin/aws)"
 fi
-owner() { "$BIN" hsm "$@" --data-dir "$DATA"; }
+owner() { (cd "$WORK/owner-cwd" && "$BIN" hsm "$@" --data-dir ../data); }
 # api SIGNING_NAME TARGET JSON: one signed JSON 1.1 call with curl, for the
 # polls and checks (each aws CLI run costs over a second of Python start-up;
 # the steps themselves use the CLI).
@@ -142,6 +148,13 @@ hsm2 describe-clusters --filters "clusterIds=$CLUSTER" --query 'Clusters[0].Cert
 openssl verify -CAfile "$WORK/customerCA.crt" "$WORK/cluster-cert.pem" >/dev/null || fail "the cluster certificate does not chain to customerCA.crt"
 echo "cluster $CLUSTER: ACTIVE, 2 HSMs in $AZ_A and $AZ_B, kmsuser created"
 
+# Cluster, HSM, backup and crypto-user records live in keyhold's store: the
+# data directory holds tokens, the database, the root key, the credentials
+# and the audit trail, and no JSON state file.
+files=$(find "$DATA" -name '*.json' -o -name '*.json.*')
+[ -z "$files" ] || fail "JSON state files in the data directory: $files"
+echo "no JSON state file: ok"
+
 if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
   # Before Connect, while the kmsuser password is still the one we set (KMS
   # rotates it on connect).
@@ -215,6 +228,13 @@ jq -r .CiphertextBlob <<<"$DK" | base64 -d > "$WORK/dk.bin"
   || fail "generate-random from the cluster"
 echo "encrypt/decrypt, generate-data-key, generate-random: ok"
 
+# Cluster, HSM, backup and crypto-user records live in keyhold's store: the
+# data directory holds tokens, the database, the root key, the credentials
+# and the audit trail, and no JSON state file.
+files=$(find "$DATA" -name '*.json' -o -name '*.json.*')
+[ -z "$files" ] || fail "JSON state files in the data directory: $files"
+echo "no JSON state file: ok"
+
 if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
   echo "== keyhold bench (end to end, CloudHSM key)"
   "$BIN" bench --endpoint "$EP" --credentials-file "$DATA/credentials" --op encrypt --key-id "$ARN" \
@@ -258,7 +278,7 @@ echo "reconnected; the old ciphertext decrypts"
 
 echo "== kill -9 keyhold, restart: the store reconnects by itself (at ${SECONDS}s)"
 kill -9 "$KEYHOLD_PID"; wait "$KEYHOLD_PID" 2>/dev/null || true
-start_keyhold "$DATA" "$PORT"
+serve_relative
 wait_for "$KS CONNECTED after restart" 60 connected "$KS"
 kms decrypt --ciphertext-blob "fileb://$WORK/cipher.bin" --encryption-context purpose=e2e \
   --query Plaintext --output text | base64 -d | cmp - "$WORK/plain.bin" || fail "old ciphertext after kill -9 and restart"
@@ -309,6 +329,13 @@ kms2 delete-custom-key-store --custom-key-store-id "$KS2"
 expect_error CustomKeyStoreNotFoundException kms describe-custom-key-stores --custom-key-store-id "$KS2"
 [ "$(ks_state "$KS")" = DISCONNECTED ] || fail "the first store changed"
 echo "deletion rules: ok"
+
+# Cluster, HSM, backup and crypto-user records live in keyhold's store: the
+# data directory holds tokens, the database, the root key, the credentials
+# and the audit trail, and no JSON state file.
+files=$(find "$DATA" -name '*.json' -o -name '*.json.*')
+[ -z "$files" ] || fail "JSON state files in the data directory: $files"
+echo "no JSON state file: ok"
 
 if [ "${KEYHOLD_E2E_BENCH:-}" = 1 ]; then
   echo "== measured"

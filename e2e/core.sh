@@ -67,6 +67,12 @@ base64 -d "$WORK/boto3-ct.b64" > "$WORK/boto3-ct.bin"
 [ "$(kms describe-key --key-id "$(cat "$WORK/boto3-key")" --query KeyMetadata.Description --output text)" = "made by boto3" ] || fail "boto3 key lost"
 echo "kill -9 restart: ok"
 
+echo "== one server per data directory"
+rc=0; out=$(timeout 20 "$BIN" serve --data-dir "$DATA" --addr "127.0.0.1:$(free_port)" 2>&1) || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a second keyhold serve on $DATA did not exit at once with an error (rc $rc)"
+grep -q "pid $KEYHOLD_PID" <<<"$out" || fail "the second serve's message does not name the holder (pid $KEYHOLD_PID): $out"
+echo "second serve refused: $out"
+
 echo "== SIGTERM"
 kill -TERM "$KEYHOLD_PID"
 rc=0; wait "$KEYHOLD_PID" || rc=$?

@@ -176,4 +176,15 @@ out=$(curl -sS --cacert "$CA" --aws-sigv4 "aws:amz:us-east-1:kms-xks-proxy" --us
 jq -e '.xksProxyFleetSize >= 1' <<<"$(head -1 <<<"$out")" >/dev/null || fail "curl health body: $out"
 echo "curl: ok"
 
+echo "== the data directory holds no JSON state file (at ${SECONDS}s)"
+# VPC endpoint services go to keyhold's store too, written by this second
+# process while the server runs.
+"$BIN" vpce register --data-dir "$DATA" --service-name com.amazonaws.vpce.us-east-1.vpce-svc-0e2e0e2e0e2e \
+  --endpoint "$XEP" --private-dns-name xks.example.internal >/dev/null
+"$BIN" vpce list --data-dir "$DATA" | jq -e 'length == 1 and .[0].serviceName == "com.amazonaws.vpce.us-east-1.vpce-svc-0e2e0e2e0e2e"' >/dev/null \
+  || fail "vpce list does not show the registered service"
+files=$(find "$DATA" -name '*.json' -o -name '*.json.*')
+[ -z "$files" ] || fail "JSON state files in the data directory: $files"
+echo "no JSON state file: ok"
+
 echo "e2e xks: 1 passed, 0 failed"

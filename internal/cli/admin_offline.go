@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
@@ -30,11 +31,11 @@ type adminOffline struct {
 // lost. It takes the data directory's lock, so it refuses to run beside a
 // live server (which would not see the change in its caches).
 func runAdminOffline(ctx context.Context, sub string, o adminOffline, stdout io.Writer) error {
-	if _, err := os.Stat(filepath.Join(o.dataDir, "keyhold.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(o.dataDir, DatabaseFile)); err != nil {
 		return fmt.Errorf("--offline: %s is not a keyhold data directory (no keyhold.db)", o.dataDir)
 	}
-	unlock, err := lockDataDir(o.dataDir)
-	if errors.Is(err, ErrDataDirInUse) {
+	unlock, err := datadir.Lock(o.dataDir)
+	if errors.Is(err, datadir.ErrInUse) {
 		return fmt.Errorf("%w; stop it first, or run without --offline against its endpoint", err)
 	}
 	if err != nil {
@@ -45,7 +46,7 @@ func runAdminOffline(ctx context.Context, sub string, o adminOffline, stdout io.
 	if err != nil {
 		return err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(o.dataDir, "keyhold.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(o.dataDir, DatabaseFile))
 	if err != nil {
 		return err
 	}

@@ -187,7 +187,10 @@ They work whether or not the server runs.
   keyhold hsm backup           --cluster-id ID
   keyhold hsm pkcs11-bench     --cluster-id ID --password P [--duration 5s] [--concurrency N]
 
-Common flags: --data-dir DIR (env KEYHOLD_DATA_DIR), --region R, --module LIB.`, hsm.Command, stdout, stderr)
+Common flags: --data-dir DIR (env KEYHOLD_DATA_DIR), --region R, --module LIB.`,
+		func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return hsm.Command(ctx, args, stdout, stderr, OpenRecords)
+		}, stdout, stderr)
 }
 
 func hsmDaemonCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -201,12 +204,7 @@ func hsmDaemonCommand(stdout, stderr io.Writer) *cobra.Command {
 
 func vpceCommand(stdout, stderr io.Writer) *cobra.Command {
 	return passthrough("vpce SUBCOMMAND [flags]", "VPC endpoint services that external key stores can name",
-		`keyhold vpce: the VPC endpoint services an external key store with
-VPC_ENDPOINT_SERVICE connectivity can name.
-
-  keyhold vpce register --data-dir DIR --name com.amazonaws.vpce.REGION.vpce-svc-ID --endpoint https://HOST:PORT [--private-dns-name NAME]
-  keyhold vpce list     --data-dir DIR
-  keyhold vpce remove   --data-dir DIR --name NAME`, VPCE, stdout, stderr)
+		strings.TrimPrefix(vpceUsage, "usage: keyhold vpce register|list|remove [flags]\n\n"), VPCE, stdout, stderr)
 }
 
 // versionCommand prints what was built: version and commit from -ldflags,

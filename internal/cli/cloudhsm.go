@@ -2,18 +2,39 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/keyhold/keyhold/internal/api/hsmapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/store"
+	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
+
+// DatabaseFile is the embedded store's file in the data directory.
+const DatabaseFile = "keyhold.db"
+
+// OpenRecords opens the data directory's store for an owner command (`keyhold
+// hsm ...`): a second handle on the database the server uses, which SQLite
+// allows (WAL); the server caches no cluster record, so it sees the change.
+func OpenRecords(ctx context.Context, dataDir string) (hsm.Records, func(), error) {
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, DatabaseFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, func() { db.Close() }, nil
+}
 
 // CloudHSMExtra wires the HSM cluster control plane (cloudhsmv2) into a
 // keyhold instance and gives the KMS domain the cluster manager for CloudHSM
-// key stores. cfg.Dir is the clusters' directory (DATADIR/hsm for serve).
-func CloudHSMExtra(cfg hsm.Config) func(context.Context, *kms.Service, string) ([]*awsjson.Service, func(), error) {
-	return func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error) {
+// key stores. cfg.Dir is the clusters' token directory (DATADIR/hsm for
+// serve); their records go to the instance's store.
+func CloudHSMExtra(cfg hsm.Config) func(context.Context, *kms.Service, store.Store, string) ([]*awsjson.Service, func(), error) {
+	return func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error) {
+		if cfg.Records == nil {
+			cfg.Records = st
+		}
 		m, err := hsm.Open(ctx, cfg)
 		if err != nil {
 			return nil, nil, err

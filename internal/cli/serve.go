@@ -27,6 +27,7 @@ import (
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
 	"github.com/keyhold/keyhold/internal/config"
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -35,6 +36,7 @@ import (
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
+	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
@@ -69,12 +71,13 @@ type ServeConfig struct {
 	XKSCAFile string
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, account string) ([]*awsjson.Service, func(), error)
+	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
 	Config    ServeConfig
+	Store     store.Store
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -108,26 +111,33 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	in := &Instance{Config: cfg, Metrics: cfg.Metrics}
-	unlock, err := lockDataDir(cfg.DataDir)
+	dataDir, err := datadir.Abs(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	in.closers = append(in.closers, unlock)
+	cfg.DataDir = dataDir
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	// One server per data directory: a second one would run its own HSM
+	// daemons and keep its own connection states over the same database.
+	unlock, err := datadir.Lock(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Config: cfg, Metrics: cfg.Metrics, closers: []func(){unlock}}
 	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keyhold.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { db.Close() })
+	in.Store = db
 	dir := identity.New(db, root)
 	account, err := dir.BootstrapAccount(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, cfg.AccountID, time.Now().UTC())
 	if err != nil {
@@ -139,7 +149,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, fmt.Errorf("--account-id %s: the data directory %s already belongs to account %s", cfg.AccountID, cfg.DataDir, account)
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{DataDir: cfg.DataDir}
+	xksOpts := kms.XKSOptions{}
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -156,7 +166,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		xksOpts.RootCAs = pool
 	}
-	svc := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts,
+		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.Service = svc
 	kmsTable, err := kmsapi.New(svc)
 	if err != nil {
@@ -165,7 +180,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, account)
+		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -180,8 +195,6 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	svc.SetIdentityPolicies(identityPolicies(dir))
-	svc.SetPrincipalTags(principalTags(dir))
 	cfg.Metrics.SetCustomKeyStores(customKeyStoreStates(db))
 	if cfg.SeedFile != "" {
 		if err := ApplySeedFile(ctx, svc, account, cfg.SeedFile, cfg.Logger); err != nil {
@@ -342,9 +355,14 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		defer os.RemoveAll(dir)
 		o.dataDir = dir
 	}
-	if abs, err := filepath.Abs(o.dataDir); err == nil {
-		o.dataDir = abs
+	// Every path derived from the data directory (HSM token directories
+	// in the store, daemons' configs) is absolute, so owner commands run
+	// from another working directory find the same files.
+	abs, err := datadir.Abs(o.dataDir)
+	if err != nil {
+		return err
 	}
+	o.dataDir = abs
 	cfg := ServeConfig{DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
 		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
@@ -375,7 +393,6 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 		scheme = "https"
 	}
-	abs, _ := filepath.Abs(o.dataDir)
 	rootKey := "file " + filepath.Join(abs, "root.key")
 	if o.inMemory {
 		rootKey = "in memory (RAM filesystem, removed at exit)"

@@ -8,16 +8,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/store"
+	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 const vpceUsage = `usage: keyhold vpce register|list|remove [flags]
 
 keyhold has no VPC: an external key store with VPC_ENDPOINT_SERVICE
 connectivity reaches its XKS proxy through a VPC endpoint service registered
-here (in DATA_DIR/` + kms.VPCEndpointServicesFile + `; a running keyhold reads it on every use).
+here (in keyhold's store in DATA_DIR; a running keyhold reads it on every use).
 
   keyhold vpce register --data-dir DIR --service-name com.amazonaws.vpce.REGION.vpce-svc-HEX \
       --endpoint https://127.0.0.1:8443 --private-dns-name xks.example.internal \
@@ -28,7 +32,7 @@ here (in DATA_DIR/` + kms.VPCEndpointServicesFile + `; a running keyhold reads i
 `
 
 // VPCE runs `keyhold vpce ...`; args exclude "vpce".
-func VPCE(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func VPCE(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, vpceUsage)
 		if len(args) == 0 {
@@ -65,7 +69,26 @@ func VPCE(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("vpce %s: unexpected arguments %v", args[0], fs.Args())
 	}
-	svcs, err := kms.LoadVPCEndpointServices(*dataDir)
+	switch args[0] {
+	case "list", "remove", "register":
+	default:
+		return fmt.Errorf("vpce: unknown subcommand %q", args[0])
+	}
+	dir, err := datadir.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// The database the server uses: SQLite lets this second process write
+	// it, and the server reads services from it on every use.
+	db, err := sqlite.Open(ctx, filepath.Join(dir, DatabaseFile))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svcs, err := kms.ListVPCEndpointServices(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -78,16 +101,11 @@ func VPCE(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, string(b))
 		return err
 	case "remove":
-		out := svcs[:0]
-		for _, s := range svcs {
-			if s.ServiceName != *name {
-				out = append(out, s)
-			}
-		}
-		if len(out) == len(svcs) {
+		err := kms.RemoveVPCEndpointService(ctx, db, *name)
+		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("vpce remove: %q is not registered", *name)
 		}
-		return kms.SaveVPCEndpointServices(*dataDir, out)
+		return err
 	case "register":
 		split := func(s string) []string {
 			var out []string
@@ -107,23 +125,8 @@ func VPCE(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		if len(v.AllowedPrincipals) == 0 {
 			v.AllowedPrincipals = []string{kms.KMSServicePrincipal(*region)}
 		}
-		if err := v.Validate(); err != nil {
+		if err := kms.RegisterVPCEndpointService(ctx, db, v); err != nil {
 			return fmt.Errorf("vpce register: %w", err)
-		}
-		replaced := false
-		for i := range svcs {
-			if svcs[i].ServiceName == v.ServiceName {
-				svcs[i], replaced = v, true
-			}
-		}
-		if !replaced {
-			svcs = append(svcs, v)
-		}
-		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-			return err
-		}
-		if err := kms.SaveVPCEndpointServices(*dataDir, svcs); err != nil {
-			return err
 		}
 		fmt.Fprintf(stdout, "registered %s -> %s (private DNS name %s)\n", v.ServiceName, v.Endpoint, v.PrivateDNSName)
 		return nil

@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 func TestVPCECommand(t *testing.T) {
@@ -16,11 +18,19 @@ func TestVPCECommand(t *testing.T) {
 		err := VPCE(context.Background(), args, &out, &errb)
 		return out.String(), err
 	}
+	list := func() ([]kms.VPCEndpointService, error) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(dir, DatabaseFile))
+		if err != nil {
+			return nil, err
+		}
+		defer db.Close()
+		return kms.ListVPCEndpointServices(context.Background(), db)
+	}
 	name := "com.amazonaws.vpce.us-east-1.vpce-svc-0123abcd"
 	if _, err := run("register", "--data-dir", dir, "--service-name", name, "--endpoint", "https://127.0.0.1:8443", "--private-dns-name", "xks.example.internal"); err != nil {
 		t.Fatal(err)
 	}
-	svcs, err := kms.LoadVPCEndpointServices(dir)
+	svcs, err := list()
 	if err != nil || len(svcs) != 1 {
 		t.Fatalf("registry: %v %+v", err, svcs)
 	}
@@ -50,7 +60,11 @@ func TestVPCECommand(t *testing.T) {
 	if _, err := run("remove", "--data-dir", dir, "--service-name", name); err != nil {
 		t.Fatal(err)
 	}
-	if svcs, _ := kms.LoadVPCEndpointServices(dir); len(svcs) != 0 {
+	if svcs, _ := list(); len(svcs) != 0 {
 		t.Fatalf("after remove: %+v", svcs)
+	}
+	// The registry is in the store: no state file beside it.
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(files) != 0 {
+		t.Fatalf("state files in the data directory: %v", files)
 	}
 }

@@ -37,8 +37,7 @@ func BenchmarkUserSessionEncrypt(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "encrypts/s")
 	b.StopTimer()
-	reg, _ := NewFileRegistry(e.m.cfg.Dir)
-	o := &owner{reg: reg, module: defaultModule, id: id, log: e.m.log}
+	o := &owner{reg: e.m.reg, module: defaultModule, id: id, log: e.m.log}
 	n, el, err := o.bench(ctx, userPass, time.Second, 2)
 	if err != nil {
 		b.Fatal(err)

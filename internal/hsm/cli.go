@@ -25,9 +25,10 @@ import (
 //	pkcs11-bench     --cluster-id ID --password P [--duration 5s] [--concurrency N]
 //
 // They work whether or not the server runs: token work happens in a
-// short-lived HSM daemon of their own and records change under the
-// registry's file lock, which the server re-reads.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// short-lived HSM daemon of their own, and records change in keyhold's
+// store (opened by open, the composition root's) under the cluster's lock;
+// the server reads records from the store on every use and caches none.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open OpenRecords) error {
 	if len(args) == 0 {
 		return errors.New("usage: keyhold hsm activate|create-user|delete-user|change-password|backup|subnets|pkcs11-bench [flags]")
 	}
@@ -64,7 +65,19 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *clusterID == "" {
 		return errors.New("hsm " + sub + ": --cluster-id is required")
 	}
-	reg, err := NewFileRegistry(filepath.Join(*dataDir, "hsm"))
+	// Token paths are derived from the data directory and handed to
+	// daemons: make it absolute so a relative --data-dir names the same
+	// files as the server's, whatever the working directory.
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	st, closeStore, err := open(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	reg, err := NewStoreRegistry(ctx, st, filepath.Join(dir, "hsm"))
 	if err != nil {
 		return err
 	}
@@ -112,6 +125,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	return err
 }
+
+// OpenRecords opens keyhold's store in an absolute data directory for an
+// owner command; the returned func closes it.
+type OpenRecords func(ctx context.Context, dataDir string) (Records, func(), error)
 
 // owner does an HSM owner's work on one cluster.
 type owner struct {

@@ -27,16 +27,19 @@
 //
 // # State
 //
-// Cluster, HSM and backup records live behind the Registry interface. The
-// default registry (FileRegistry) keeps one JSON file per cluster and per
-// backup, replaced atomically (write, fsync, rename, fsync dir) under an
-// flock, so a record is durable before a call returns and the HSM-owner
-// commands (`keyhold hsm activate|create-user|...`, run as separate processes
-// while the server runs) can change it safely: the server re-reads records
-// on every control-plane call and login instead of caching them. Those
-// commands do their token work (SO login, C_SetPIN, C_InitPIN) in a
-// short-lived daemon process of their own, because PKCS#11 login state is per
-// process and the server's daemons may be logged in as the CU.
+// Cluster, HSM, backup and crypto-user records live in keyhold's store
+// (store.Store, through StoreRegistry): one row per cluster and per backup,
+// written in a transaction, durable before a call returns. Token
+// directories stay files under DATADIR/hsm (absolute paths). The HSM-owner
+// commands (`keyhold hsm activate|create-user|...`, run as separate
+// processes while the server runs) open the same database and change
+// records under the cluster directory's flock, which every writer takes;
+// the server re-reads records on every control-plane call and login instead
+// of caching them, so it never acts on a stale one. Those commands do their
+// token work (SO login, C_SetPIN, C_InitPIN) in a short-lived daemon
+// process of their own, because PKCS#11 login state is per process and the
+// server's daemons may be logged in as the CU. Records of an older keyhold
+// (JSON files) are imported into the store once and their files removed.
 //
 // Backups are copies of the token directory with the cluster certificate.
 // One is made when a cluster is activated, when an HSM is added to an active

@@ -1,6 +1,8 @@
 package hsm
 
 import (
+	"github.com/keyhold/keyhold/internal/store/sqlite"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -54,8 +56,23 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
+// openRecords opens the data directory's store, as internal/cli does for
+// owner commands.
+func openRecords(ctx context.Context, dataDir string) (Records, func(), error) {
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "keyhold.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, func() { db.Close() }, nil
+}
+
 func (e *env) open() {
-	m, err := Open(context.Background(), Config{Dir: filepath.Join(e.dataDir, "hsm"), Region: "us-east-1",
+	st, closeStore, err := openRecords(context.Background(), e.dataDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(closeStore)
+	m, err := Open(context.Background(), Config{Dir: filepath.Join(e.dataDir, "hsm"), Region: "us-east-1", Records: st,
 		TransitionDelay: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		e.t.Fatal(err)
@@ -73,7 +90,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (e *env) owner(args ...string) error {
 	var out, errb bytes.Buffer
-	err := Command(context.Background(), append(args, "--data-dir", e.dataDir), &out, &errb)
+	err := Command(context.Background(), append(args, "--data-dir", e.dataDir), &out, &errb, openRecords)
 	if err != nil {
 		e.t.Logf("hsm %v: %v (%s)", args[0], err, errb.String())
 	}

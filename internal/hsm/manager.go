@@ -24,7 +24,11 @@ type Config struct {
 	Exe     string
 	ExeArgs []string
 	Logger  *slog.Logger
-	// Registry stores records; default a FileRegistry in Dir.
+	// Records is keyhold's store, where cluster and backup records live
+	// (a StoreRegistry over it, with token directories under Dir). It is
+	// required unless Registry is given.
+	Records Records
+	// Registry replaces the StoreRegistry (tests).
 	Registry Registry
 	// TransitionDelay is how long asynchronous state changes take
 	// (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS, ...); default 500ms.
@@ -37,6 +41,13 @@ func (c *Config) defaults() error {
 	if c.Dir == "" {
 		return errors.New("hsm: Config.Dir is required")
 	}
+	// Token paths in records and daemons' configs derive from Dir: they
+	// must not depend on the working directory.
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	c.Dir = dir
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
@@ -96,11 +107,14 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		fr, err := NewFileRegistry(cfg.Dir)
+		if cfg.Records == nil {
+			return nil, errors.New("hsm.Open: Config.Records (the store) is required")
+		}
+		sr, err := NewStoreRegistry(ctx, cfg.Records, cfg.Dir)
 		if err != nil {
 			return nil, err
 		}
-		reg = fr
+		reg = sr
 	}
 	sockDir, err := os.MkdirTemp("", "khsm-")
 	if err != nil {

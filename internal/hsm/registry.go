@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
+
+	"github.com/keyhold/keyhold/internal/store"
 )
 
 // Cluster states, HSM states and backup states, as cloudhsmv2 names them.
@@ -120,6 +120,7 @@ type BackupRecord struct {
 // Registry stores cluster and backup records. Every write is durable before
 // it returns. Implementations must be safe for concurrent use by several
 // processes sharing the same storage (the server and HSM-owner commands).
+// StoreRegistry (records in store.Store) is the one keyhold uses.
 type Registry interface {
 	// CreateCluster stores a new record; it fails if the ID exists.
 	CreateCluster(ctx context.Context, c *ClusterRecord) error
@@ -139,142 +140,291 @@ type Registry interface {
 	BackupDir(id string) string
 }
 
-// FileRegistry is the default Registry: DIR/clusters/<id>/cluster.json and
-// DIR/backups/<id>/backup.json, each replaced atomically under an flock on a
-// sibling lock file.
-type FileRegistry struct{ dir string }
+// Records is the part of store.Store that holds cluster and backup
+// records (store.Store implements it).
+type Records interface {
+	CreateHSMCluster(ctx context.Context, c store.HSMCluster) error
+	GetHSMCluster(ctx context.Context, id string) (store.HSMCluster, error)
+	UpdateHSMCluster(ctx context.Context, id string, fn func(*store.HSMCluster) error) (store.HSMCluster, error)
+	ListHSMClusters(ctx context.Context) ([]store.HSMCluster, error)
+	CreateHSMBackup(ctx context.Context, b store.HSMBackup) error
+	GetHSMBackup(ctx context.Context, id string) (store.HSMBackup, error)
+	UpdateHSMBackup(ctx context.Context, id string, fn func(*store.HSMBackup) error) (store.HSMBackup, error)
+	ListHSMBackups(ctx context.Context) ([]store.HSMBackup, error)
+}
 
-// NewFileRegistry creates the directories it needs (mode 0700).
-func NewFileRegistry(dir string) (*FileRegistry, error) {
+// StoreRegistry keeps cluster and backup records in keyhold's store, and
+// their token directories under dir (DATADIR/hsm, absolute):
+// dir/clusters/<id> and dir/backups/<id>.
+//
+// An update runs fn under an flock on the record's directory, then writes
+// the record in one store transaction. The flock, not the transaction, is
+// what spans fn: owner commands do token work (an SO login in a daemon of
+// their own) inside fn, and the database must not stay write-locked for
+// that long. Every writer of a record (the server, owner commands) goes
+// through a StoreRegistry, so the flock serialises them all; the server
+// reads records on every call and caches none, so it never works on a
+// stale one.
+type StoreRegistry struct {
+	st  Records
+	dir string
+}
+
+// NewStoreRegistry returns a registry over st with token directories under
+// dir, which must be absolute. Records of an older keyhold (one JSON file
+// per cluster and backup under dir) are imported once and their files
+// removed.
+func NewStoreRegistry(ctx context.Context, st Records, dir string) (*StoreRegistry, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("hsm.NewStoreRegistry: %q is not an absolute path", dir)
+	}
 	for _, d := range []string{dir, filepath.Join(dir, "clusters"), filepath.Join(dir, "backups")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("hsm.NewFileRegistry: %w", err)
+			return nil, fmt.Errorf("hsm.NewStoreRegistry: %w", err)
 		}
 	}
-	return &FileRegistry{dir: dir}, nil
-}
-
-func (r *FileRegistry) ClusterDir(id string) string { return filepath.Join(r.dir, "clusters", id) }
-func (r *FileRegistry) BackupDir(id string) string  { return filepath.Join(r.dir, "backups", id) }
-
-func (r *FileRegistry) CreateCluster(ctx context.Context, c *ClusterRecord) error {
-	return createRecord(r.ClusterDir(c.ID), "cluster.json", c)
-}
-
-func (r *FileRegistry) GetCluster(ctx context.Context, id string) (ClusterRecord, error) {
-	var c ClusterRecord
-	if !ValidClusterID(id) {
-		return c, clusterNotFound(id)
-	}
-	err := readRecord(r.ClusterDir(id), "cluster.json", &c)
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, clusterNotFound(id)
-	}
-	return c, err
-}
-
-func (r *FileRegistry) UpdateCluster(ctx context.Context, id string, fn func(*ClusterRecord) error) (ClusterRecord, error) {
-	var c ClusterRecord
-	if !ValidClusterID(id) {
-		return c, clusterNotFound(id)
-	}
-	err := updateRecord(r.ClusterDir(id), "cluster.json", &c, func() error { return fn(&c) })
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, clusterNotFound(id)
-	}
-	return c, err
-}
-
-func (r *FileRegistry) ListClusters(ctx context.Context) ([]ClusterRecord, error) {
-	ids, err := listDirs(filepath.Join(r.dir, "clusters"))
-	if err != nil {
+	r := &StoreRegistry{st: st, dir: dir}
+	if err := r.importFiles(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]ClusterRecord, 0, len(ids))
-	for _, id := range ids {
-		c, err := r.GetCluster(ctx, id)
-		if errors.Is(err, ErrClusterNotFound) {
-			continue // being created
+	return r, nil
+}
+
+func (r *StoreRegistry) ClusterDir(id string) string { return filepath.Join(r.dir, "clusters", id) }
+func (r *StoreRegistry) BackupDir(id string) string  { return filepath.Join(r.dir, "backups", id) }
+
+func clusterRow(c *ClusterRecord) (store.HSMCluster, error) {
+	b, err := json.Marshal(c)
+	return store.HSMCluster{ID: c.ID, State: c.State, Created: c.Created, Record: b}, err
+}
+
+func clusterFromRow(row store.HSMCluster) (ClusterRecord, error) {
+	var c ClusterRecord
+	if err := json.Unmarshal(row.Record, &c); err != nil {
+		return c, fmt.Errorf("hsm: cluster record %s: %w", row.ID, err)
+	}
+	c.ID, c.State = row.ID, row.State
+	return c, nil
+}
+
+func backupRow(b *BackupRecord) (store.HSMBackup, error) {
+	rec, err := json.Marshal(b)
+	return store.HSMBackup{ID: b.ID, ClusterID: b.ClusterID, State: b.State, Created: b.Created, Record: rec}, err
+}
+
+func backupFromRow(row store.HSMBackup) (BackupRecord, error) {
+	var b BackupRecord
+	if err := json.Unmarshal(row.Record, &b); err != nil {
+		return b, fmt.Errorf("hsm: backup record %s: %w", row.ID, err)
+	}
+	b.ID, b.State, b.ClusterID = row.ID, row.State, row.ClusterID
+	return b, nil
+}
+
+func (r *StoreRegistry) CreateCluster(ctx context.Context, c *ClusterRecord) error {
+	if err := os.MkdirAll(r.ClusterDir(c.ID), 0o700); err != nil {
+		return fmt.Errorf("hsm.registry: %w", err)
+	}
+	row, err := clusterRow(c)
+	if err != nil {
+		return fmt.Errorf("hsm.registry: %w", err)
+	}
+	if err := r.st.CreateHSMCluster(ctx, row); err != nil {
+		return fmt.Errorf("hsm.registry: %w", err)
+	}
+	return nil
+}
+
+func (r *StoreRegistry) GetCluster(ctx context.Context, id string) (ClusterRecord, error) {
+	if !ValidClusterID(id) {
+		return ClusterRecord{}, clusterNotFound(id)
+	}
+	row, err := r.st.GetHSMCluster(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ClusterRecord{}, clusterNotFound(id)
+	}
+	if err != nil {
+		return ClusterRecord{}, fmt.Errorf("hsm.registry: %w", err)
+	}
+	return clusterFromRow(row)
+}
+
+func (r *StoreRegistry) UpdateCluster(ctx context.Context, id string, fn func(*ClusterRecord) error) (ClusterRecord, error) {
+	if !ValidClusterID(id) {
+		return ClusterRecord{}, clusterNotFound(id)
+	}
+	if _, err := os.Stat(r.ClusterDir(id)); err != nil {
+		if _, gerr := r.st.GetHSMCluster(ctx, id); errors.Is(gerr, store.ErrNotFound) {
+			return ClusterRecord{}, clusterNotFound(id)
 		}
+		if err := os.MkdirAll(r.ClusterDir(id), 0o700); err != nil {
+			return ClusterRecord{}, fmt.Errorf("hsm.registry: %w", err)
+		}
+	}
+	unlock, err := lockDir(r.ClusterDir(id))
+	if err != nil {
+		return ClusterRecord{}, fmt.Errorf("hsm.registry: %w", err)
+	}
+	defer unlock()
+	c, err := r.GetCluster(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	if err := fn(&c); err != nil {
+		return c, err
+	}
+	c.ID = id
+	row, err := clusterRow(&c)
+	if err != nil {
+		return c, fmt.Errorf("hsm.registry: %w", err)
+	}
+	if _, err := r.st.UpdateHSMCluster(ctx, id, func(cur *store.HSMCluster) error {
+		*cur = row
+		return nil
+	}); err != nil {
+		return c, fmt.Errorf("hsm.registry: %w", err)
+	}
+	return c, nil
+}
+
+func (r *StoreRegistry) ListClusters(ctx context.Context) ([]ClusterRecord, error) {
+	rows, err := r.st.ListHSMClusters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hsm.registry: %w", err)
+	}
+	out := make([]ClusterRecord, 0, len(rows))
+	for _, row := range rows {
+		c, err := clusterFromRow(row)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, c)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
 	return out, nil
 }
 
-func (r *FileRegistry) CreateBackup(ctx context.Context, b *BackupRecord) error {
-	return createRecord(r.BackupDir(b.ID), "backup.json", b)
-}
-
-func (r *FileRegistry) GetBackup(ctx context.Context, id string) (BackupRecord, error) {
-	var b BackupRecord
-	if !ValidBackupID(id) {
-		return b, backupNotFound(id)
+func (r *StoreRegistry) CreateBackup(ctx context.Context, b *BackupRecord) error {
+	if err := os.MkdirAll(r.BackupDir(b.ID), 0o700); err != nil {
+		return fmt.Errorf("hsm.registry: %w", err)
 	}
-	err := readRecord(r.BackupDir(id), "backup.json", &b)
-	if errors.Is(err, fs.ErrNotExist) {
-		return b, backupNotFound(id)
-	}
-	return b, err
-}
-
-func (r *FileRegistry) UpdateBackup(ctx context.Context, id string, fn func(*BackupRecord) error) (BackupRecord, error) {
-	var b BackupRecord
-	if !ValidBackupID(id) {
-		return b, backupNotFound(id)
-	}
-	err := updateRecord(r.BackupDir(id), "backup.json", &b, func() error { return fn(&b) })
-	if errors.Is(err, fs.ErrNotExist) {
-		return b, backupNotFound(id)
-	}
-	return b, err
-}
-
-func (r *FileRegistry) ListBackups(ctx context.Context) ([]BackupRecord, error) {
-	ids, err := listDirs(filepath.Join(r.dir, "backups"))
+	row, err := backupRow(b)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("hsm.registry: %w", err)
 	}
-	out := make([]BackupRecord, 0, len(ids))
-	for _, id := range ids {
-		b, err := r.GetBackup(ctx, id)
-		if errors.Is(err, ErrBackupNotFound) {
-			continue
+	if err := r.st.CreateHSMBackup(ctx, row); err != nil {
+		return fmt.Errorf("hsm.registry: %w", err)
+	}
+	return nil
+}
+
+func (r *StoreRegistry) GetBackup(ctx context.Context, id string) (BackupRecord, error) {
+	if !ValidBackupID(id) {
+		return BackupRecord{}, backupNotFound(id)
+	}
+	row, err := r.st.GetHSMBackup(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return BackupRecord{}, backupNotFound(id)
+	}
+	if err != nil {
+		return BackupRecord{}, fmt.Errorf("hsm.registry: %w", err)
+	}
+	return backupFromRow(row)
+}
+
+// UpdateBackup needs no lock beyond the store's transaction: no fn does
+// slow work on a backup record.
+func (r *StoreRegistry) UpdateBackup(ctx context.Context, id string, fn func(*BackupRecord) error) (BackupRecord, error) {
+	if !ValidBackupID(id) {
+		return BackupRecord{}, backupNotFound(id)
+	}
+	var out BackupRecord
+	_, err := r.st.UpdateHSMBackup(ctx, id, func(row *store.HSMBackup) error {
+		b, err := backupFromRow(*row)
+		if err != nil {
+			return err
 		}
+		if err := fn(&b); err != nil {
+			return err
+		}
+		b.ID = id
+		nrow, err := backupRow(&b)
+		if err != nil {
+			return err
+		}
+		*row, out = nrow, b
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return out, backupNotFound(id)
+	}
+	return out, err
+}
+
+func (r *StoreRegistry) ListBackups(ctx context.Context) ([]BackupRecord, error) {
+	rows, err := r.st.ListHSMBackups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hsm.registry: %w", err)
+	}
+	out := make([]BackupRecord, 0, len(rows))
+	for _, row := range rows {
+		b, err := backupFromRow(row)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, b)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
 	return out, nil
 }
 
-func listDirs(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("hsm.registry: %w", err)
-	}
-	var ids []string
-	for _, e := range ents {
-		if e.IsDir() {
-			ids = append(ids, e.Name())
+// importFiles moves the records of an older keyhold (dir/clusters/<id>/
+// cluster.json, dir/backups/<id>/backup.json) into the store, once: a
+// record already in the store wins, and each file is removed after its
+// record is stored.
+func (r *StoreRegistry) importFiles(ctx context.Context) error {
+	for _, kind := range []string{"clusters", "backups"} {
+		ents, err := os.ReadDir(filepath.Join(r.dir, kind))
+		if err != nil {
+			return fmt.Errorf("hsm.registry: %w", err)
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			name := "cluster.json"
+			if kind == "backups" {
+				name = "backup.json"
+			}
+			path := filepath.Join(r.dir, kind, e.Name(), name)
+			b, err := os.ReadFile(path)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("hsm.registry: import: %w", err)
+			}
+			if kind == "clusters" {
+				var c ClusterRecord
+				if err := json.Unmarshal(b, &c); err != nil {
+					return fmt.Errorf("hsm.registry: import %s: %w", path, err)
+				}
+				if err := r.CreateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrExists) {
+					return err
+				}
+			} else {
+				var bk BackupRecord
+				if err := json.Unmarshal(b, &bk); err != nil {
+					return fmt.Errorf("hsm.registry: import %s: %w", path, err)
+				}
+				if err := r.CreateBackup(ctx, &bk); err != nil && !errors.Is(err, store.ErrExists) {
+					return err
+				}
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("hsm.registry: import: %w", err)
+			}
 		}
 	}
-	return ids, nil
+	return nil
 }
 
 // lockDir takes an exclusive flock on dir/.lock. flock locks conflict between
@@ -295,91 +445,4 @@ func lockDir(dir string) (unlock func(), err error) {
 		return nil, err
 	}
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}
-
-func createRecord(dir, name string, v any) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	defer unlock()
-	if err := writeFileAtomic(filepath.Join(dir, name), v); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dir))
-}
-
-func readRecord(dir, name string, v any) error {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("hsm.registry: %s/%s: %w", filepath.Base(dir), name, err)
-	}
-	return nil
-}
-
-func updateRecord(dir, name string, v any, fn func() error) error {
-	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	defer unlock()
-	if err := readRecord(dir, name, v); err != nil {
-		return err
-	}
-	if err := fn(); err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, name), v)
-}
-
-// writeFileAtomic replaces path with v's JSON: temp file, fsync, rename,
-// fsync of the directory.
-func writeFileAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("hsm.registry: %w", err)
-	}
-	return nil
 }

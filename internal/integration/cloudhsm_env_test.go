@@ -142,7 +142,7 @@ func (r *recorder) assertNeverReturned(t *testing.T, secrets ...string) {
 // owner runs `keyhold hsm ARGS --data-dir DIR`, the crypto officer's tools.
 func (h *hsmEnv) owner(args ...string) error {
 	var out, errb bytes.Buffer
-	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb)
+	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, cli.OpenRecords)
 	if err != nil {
 		return fmt.Errorf("keyhold hsm %s: %w (%s)", args[0], err, strings.TrimSpace(errb.String()))
 	}
@@ -151,8 +151,13 @@ func (h *hsmEnv) owner(args ...string) error {
 
 // registry is the cluster records, as another client of the cluster
 // (cloudhsm_mgmt_util, a second KMS) would change them.
-func (h *hsmEnv) registry() *hsm.FileRegistry {
-	r, err := hsm.NewFileRegistry(filepath.Join(h.dataDir, "hsm"))
+func (h *hsmEnv) registry() *hsm.StoreRegistry {
+	st, closeStore, err := cli.OpenRecords(context.Background(), h.dataDir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(closeStore)
+	r, err := hsm.NewStoreRegistry(context.Background(), st, filepath.Join(h.dataDir, "hsm"))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -288,7 +288,7 @@ func TestXKSUniqueness(t *testing.T) {
 
 func registerVPCE(t *testing.T, e *env, svcs ...keyholdkms.VPCEndpointService) {
 	t.Helper()
-	if err := keyholdkms.SaveVPCEndpointServices(e.Instance.Config.DataDir, svcs); err != nil {
+	if err := keyholdkms.ReplaceVPCEndpointServices(context.Background(), e.Instance.Store, svcs); err != nil {
 		t.Fatal(err)
 	}
 }

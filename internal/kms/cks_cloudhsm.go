@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -67,6 +69,17 @@ func pemDER(s string) []byte {
 		return nil
 	}
 	return b.Bytes
+}
+
+// backupHistory names a cluster's backup history for the store's UNIQUE
+// constraint: clusters that share one have the same cluster certificate.
+func backupHistory(clusterCertPEM string) string {
+	der := pemDER(clusterCertPEM)
+	if der == nil {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 func sameCert(a, b string) bool {

@@ -270,7 +270,13 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	if rec.SealedSecret, err = c.sealSecret(caller.AccountID, id, sec); err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
+	if in.Type == TypeCloudHSM {
+		rec.BackupHistory = backupHistory(cfg.ClusterCertificate)
+	}
 	if err := s.st.CreateCustomKeyStore(ctx, rec); err != nil {
+		if errors.Is(err, store.ErrBackupHistoryInUse) {
+			return "", clusterInUse(in.CloudHsmClusterID)
+		}
 		if errors.Is(err, store.ErrExists) {
 			return "", nameInUse(in.Name)
 		}
@@ -403,7 +409,13 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	if rec.SealedSecret, err = c.sealSecret(rec.AccountID, rec.ID, sec); err != nil {
 		return internal("UpdateCustomKeyStore", err)
 	}
+	if rec.Type == TypeCloudHSM {
+		rec.BackupHistory = backupHistory(cfg.ClusterCertificate)
+	}
 	if _, err := s.st.UpdateCustomKeyStore(ctx, rec); err != nil {
+		if errors.Is(err, store.ErrBackupHistoryInUse) {
+			return clusterInUse(cfg.CloudHsmClusterID)
+		}
 		if errors.Is(err, store.ErrExists) {
 			return nameInUse(rec.Name)
 		}
@@ -526,6 +538,10 @@ func (s *Service) authorizedStore(ctx context.Context, caller Caller, id string)
 		return store.CustomKeyStore{}, cksConfig{}, err
 	}
 	return s.cks.load(ctx, caller.AccountID, id)
+}
+
+func clusterInUse(clusterID string) error {
+	return errorf(CloudHsmClusterInUse, "CloudHSM cluster %s, or a cluster that shares its backup history, is already associated with another custom key store.", clusterID)
 }
 
 func nameInUse(name string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -167,6 +168,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	}
 	if err := s.st.CreateKey(ctx, k); err != nil {
 		s.cks.abandonKey(ctx, k)
+		if errors.Is(err, store.ErrExternalKeyInUse) {
+			return KeyMetadata{}, errorf(XksKeyAlreadyInUse, "The external key %s is already associated with a KMS key in custom key store %s.", k.XksKeyID, k.CustomKeyStoreID)
+		}
 		return KeyMetadata{}, internal("CreateKey", err)
 	}
 	k.Version = 1
@@ -375,7 +379,7 @@ func (s *Service) checkKeyPolicy(ctx context.Context, c Caller, text string, byp
 	if err != nil {
 		return errorf(MalformedPolicyDocument, "%v", err)
 	}
-	if bypass || s.authz.identity == nil {
+	if bypass || s.authz.skip {
 		return nil
 	}
 	p := s.principal(c)

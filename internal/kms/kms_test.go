@@ -40,9 +40,52 @@ func newService(t *testing.T) (*Service, *clock, store.Store) {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	s := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// These tests exercise the rules of the seeds, not authorization (the
+	// integration tests do, through the server).
+	s.authz.skip = true
 	t.Cleanup(s.Close)
 	return s, clk, st
+}
+
+func noPolicies(context.Context, Caller) ([]string, error) { return nil, nil }
+
+func TestNewRefusesWithoutPolicySource(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if s, err := New(Config{Region: "us-east-1", Store: st}); !errors.Is(err, ErrNoPolicySource) || s != nil {
+		t.Fatalf("New without IdentityPolicies = %v, %v; want ErrNoPolicySource", s, err)
+	}
+}
+
+func TestAuthorizationDeniesWithoutAPolicy(t *testing.T) {
+	dir := t.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	root, err := rootkey.LoadOrCreateFile(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// A user with no identity policy may not create keys.
+	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}
+	_, err = s.CreateKey(WithAction(context.Background(), "kms:CreateKey"), c, CreateKeyInput{})
+	if code(err) != AccessDenied {
+		t.Fatalf("CreateKey without any policy: %v, want AccessDeniedException", err)
+	}
 }
 
 func code(err error) Code {

@@ -47,15 +47,23 @@ type Config struct {
 	Logger *slog.Logger
 	// XKS configures how keyhold reaches external key store proxies.
 	XKS XKSOptions
+	// IdentityPolicies is where the caller's identity policies come from.
+	// It is required: a Service without a policy source refuses to start
+	// (New fails), so a composition root that forgets it cannot serve
+	// every call as allowed.
+	IdentityPolicies IdentityPolicies
+	// PrincipalTags lets conditions see aws:PrincipalTag/* (optional).
+	PrincipalTags PrincipalTags
 }
+
+// ErrNoPolicySource is New's error when Config.IdentityPolicies is nil.
+var ErrNoPolicySource = errors.New("kms.New: no identity policy source (Config.IdentityPolicies); refusing to run with authorization off")
 
 // XKSOptions configures the KMS side of external key stores.
 type XKSOptions struct {
 	// RootCAs are the CAs trusted for proxies' TLS certificates, in addition
 	// to the system pool; verification is never skipped.
 	RootCAs *x509.CertPool
-	// DataDir holds keyhold's registry of VPC endpoint services.
-	DataDir string
 }
 
 // Service is the KMS domain. Safe for concurrent use.
@@ -81,8 +89,11 @@ type Service struct {
 	stopBG context.CancelFunc
 }
 
-// New builds a Service.
-func New(cfg Config) *Service {
+// New builds a Service. It fails without a policy source.
+func New(cfg Config) (*Service, error) {
+	if cfg.IdentityPolicies == nil {
+		return nil, ErrNoPolicySource
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -96,9 +107,10 @@ func New(cfg Config) *Service {
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.authz.docs = make(map[string]parsedPolicy)
+	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)
-	return s
+	return s, nil
 }
 
 // Region is the service's region.

@@ -21,9 +21,6 @@ const (
 	XksPublicEndpoint      = "PUBLIC_ENDPOINT"
 	XksVpcEndpointService  = "VPC_ENDPOINT_SERVICE"
 	defaultXKSHealthPeriod = 3 * time.Minute
-	// xksKeyReservation covers the window between CreateKey's check that an
-	// external key id is free and the key record being written.
-	xksKeyReservation = 30 * time.Second
 )
 
 // xksDrv is the external key store driver: field rules and uniqueness,
@@ -38,9 +35,8 @@ type xksDrv struct {
 	period      atomic.Int64 // health check interval, ns
 	monitorOnce sync.Once
 
-	mu       sync.Mutex
-	reserved map[string]time.Time // store id/xks key id -> until
-	health   map[string]xksHealth // store id -> last periodic check
+	mu     sync.Mutex
+	health map[string]xksHealth // store id -> last periodic check
 }
 
 type xksHealth struct {
@@ -49,7 +45,7 @@ type xksHealth struct {
 }
 
 func newXKS(s *Service, o XKSOptions) *xksDrv {
-	d := &xksDrv{s: s, opts: o, reserved: map[string]time.Time{}, health: map[string]xksHealth{}}
+	d := &xksDrv{s: s, opts: o, health: map[string]xksHealth{}}
 	d.period.Store(int64(defaultXKSHealthPeriod))
 	d.store = xksstore.New(s.soft, d.metadata)
 	return d
@@ -133,11 +129,11 @@ func (d *xksDrv) newClient(cfg cksConfig, secret, endpoint string) (*client.Clie
 
 // dialEndpoint is where a store's proxy is reached: its XksProxyUriEndpoint,
 // or for VPC connectivity the registered endpoint of its service.
-func (d *xksDrv) dialEndpoint(account string, cfg cksConfig) (string, error) {
+func (d *xksDrv) dialEndpoint(ctx context.Context, account string, cfg cksConfig) (string, error) {
 	if cfg.XksProxyConnectivity != XksVpcEndpointService {
 		return cfg.XksProxyUriEndpoint, nil
 	}
-	svc, err := d.findVPCEndpointService(account, cfg)
+	svc, err := d.findVPCEndpointService(ctx, account, cfg)
 	if err != nil {
 		return "", err
 	}
@@ -277,7 +273,7 @@ func (d *xksDrv) validateCreate(ctx context.Context, caller Caller, in CreateCus
 	if cfg.XksProxyConnectivity == XksVpcEndpointService {
 		// KMS checks the endpoint service now and reaches the proxy through
 		// it first at ConnectCustomKeyStore.
-		if _, err := d.findVPCEndpointService(caller.AccountID, cfg); err != nil {
+		if _, err := d.findVPCEndpointService(ctx, caller.AccountID, cfg); err != nil {
 			return cksConfig{}, cksSecret{}, err
 		}
 		return cfg, sec, nil
@@ -346,7 +342,7 @@ func (d *xksDrv) update(ctx context.Context, caller Caller, rec store.CustomKeyS
 	}
 	endpoint := next.XksProxyUriEndpoint
 	if next.XksProxyConnectivity == XksVpcEndpointService {
-		if endpoint, err = d.dialEndpoint(rec.AccountID, next); err != nil {
+		if endpoint, err = d.dialEndpoint(ctx, rec.AccountID, next); err != nil {
 			return false, err
 		}
 	}
@@ -364,7 +360,7 @@ func (d *xksDrv) update(ctx context.Context, caller Caller, rec store.CustomKeyS
 
 // reconfigure gives a connected store a client with its new settings.
 func (d *xksDrv) reconfigure(ctx context.Context, rec store.CustomKeyStore, cfg cksConfig, sec cksSecret) {
-	endpoint, err := d.dialEndpoint(rec.AccountID, cfg)
+	endpoint, err := d.dialEndpoint(ctx, rec.AccountID, cfg)
 	if err == nil {
 		var cl *client.Client
 		if cl, err = d.newClient(cfg, sec.XksSecretAccessKey, endpoint); err == nil {
@@ -388,7 +384,7 @@ func (d *xksDrv) connect(ctx context.Context, rec store.CustomKeyStore) string {
 	if err != nil {
 		return "INTERNAL_ERROR"
 	}
-	endpoint, err := d.dialEndpoint(rec.AccountID, cfg)
+	endpoint, err := d.dialEndpoint(ctx, rec.AccountID, cfg)
 	if err != nil {
 		d.s.log.Info("xks connect: VPC endpoint service", "store", rec.ID, "err", err)
 		return vpceConnectionCode(err)
@@ -450,23 +446,9 @@ func (d *xksDrv) prepareKey(ctx context.Context, caller Caller, rec store.Custom
 		d.s.log.Info("xks CreateKey: external key refused", "store", rec.ID, "xksKeyId", xksKeyID, "err", err)
 		return xksCreateKeyError(xksKeyID, err)
 	}
-	// Reserve the id so a concurrent CreateKey cannot bind it too before
-	// this key's record is written.
-	rk := rec.AccountID + "/" + rec.ID + "/" + xksKeyID
-	now := time.Now()
-	d.mu.Lock()
-	for key, until := range d.reserved {
-		if now.After(until) {
-			delete(d.reserved, key)
-		}
-	}
-	if _, held := d.reserved[rk]; held {
-		d.mu.Unlock()
-		return inUse()
-	}
-	d.reserved[rk] = now.Add(xksKeyReservation)
-	d.mu.Unlock()
-
+	// A concurrent CreateKey on the same external key loses at the
+	// store's UNIQUE constraint (keys.go turns it into
+	// XksKeyAlreadyInUseException).
 	sealed, backing, err := d.s.soft.NewMaterial(k.ID)
 	if err != nil {
 		return internal("CreateKey", err)

@@ -1,24 +1,21 @@
 package kms
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/keyhold/keyhold/internal/store"
 )
 
-// VPCEndpointServicesFile is the registry of VPC endpoint services, in the
-// data directory. keyhold has no VPC: an external key store with
-// VPC_ENDPOINT_SERVICE connectivity reaches its proxy through the endpoint
-// registered here under the service's name, and every requirement AWS
+// VPCEndpointService is one registered VPC endpoint service. keyhold has
+// no VPC: an external key store with VPC_ENDPOINT_SERVICE connectivity
+// reaches its proxy through the endpoint registered (in the store, by
+// `keyhold vpce`) under the service's name, and every requirement AWS
 // checks on a real endpoint service is a field that can be got wrong.
-const VPCEndpointServicesFile = "xks-vpc-endpoint-services.json"
-
-// VPCEndpointService is one registered VPC endpoint service.
 type VPCEndpointService struct {
 	// ServiceName is com.amazonaws.vpce.<region>.vpce-svc-<hex>.
 	ServiceName string `json:"serviceName"`
@@ -43,62 +40,77 @@ type VPCEndpointService struct {
 	AvailabilityZones []string `json:"availabilityZones"`
 }
 
-type vpceFile struct {
-	Services []VPCEndpointService `json:"services"`
-}
-
 var vpceNameRE = regexp.MustCompile(`^(com|eu)\.amazonaws\.vpce\.(([a-z]+-){2,3}\d+)\.vpce-svc-[0-9a-z]+$`)
 
 // KMSServicePrincipal is the principal a VPC endpoint service must allow.
 func KMSServicePrincipal(region string) string { return "cks.kms." + region + ".amazonaws.com" }
 
-// LoadVPCEndpointServices reads the registry in dataDir (none: empty).
-func LoadVPCEndpointServices(dataDir string) ([]VPCEndpointService, error) {
-	if dataDir == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(filepath.Join(dataDir, VPCEndpointServicesFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var f vpceFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("%s: %w", VPCEndpointServicesFile, err)
-	}
-	return f.Services, nil
+func (v VPCEndpointService) record() store.VPCEndpointService {
+	return store.VPCEndpointService{ServiceName: v.ServiceName, Owner: v.Owner, Endpoint: v.Endpoint, PrivateDNSName: v.PrivateDNSName,
+		PrivateDNSVerified: v.PrivateDNSVerified, AllowedPrincipals: v.AllowedPrincipals, AcceptanceRequired: v.AcceptanceRequired,
+		AvailabilityZones: v.AvailabilityZones}
 }
 
-// SaveVPCEndpointServices replaces the registry in dataDir atomically.
-func SaveVPCEndpointServices(dataDir string, svcs []VPCEndpointService) error {
-	for _, s := range svcs {
-		if err := s.Validate(); err != nil {
+func vpceFromRecord(r store.VPCEndpointService) VPCEndpointService {
+	return VPCEndpointService{ServiceName: r.ServiceName, Owner: r.Owner, Endpoint: r.Endpoint, PrivateDNSName: r.PrivateDNSName,
+		PrivateDNSVerified: r.PrivateDNSVerified, AllowedPrincipals: r.AllowedPrincipals, AcceptanceRequired: r.AcceptanceRequired,
+		AvailabilityZones: r.AvailabilityZones}
+}
+
+// RegisterVPCEndpointService validates v and stores it, replacing a
+// service of the same name. A running keyhold reads the store on every use,
+// so `keyhold vpce` may call this on the database the server uses.
+func RegisterVPCEndpointService(ctx context.Context, st store.Store, v VPCEndpointService) error {
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	return st.PutVPCEndpointService(ctx, v.record())
+}
+
+// ReplaceVPCEndpointServices makes svcs the whole registry, in one
+// transaction.
+func ReplaceVPCEndpointServices(ctx context.Context, st store.Store, svcs []VPCEndpointService) error {
+	for _, v := range svcs {
+		if err := v.Validate(); err != nil {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(vpceFile{Services: svcs}, "", "  ")
+	return st.Tx(ctx, func(tx store.Store) error {
+		old, err := tx.ListVPCEndpointServices(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range old {
+			if err := tx.DeleteVPCEndpointService(ctx, o.ServiceName); err != nil {
+				return err
+			}
+		}
+		for _, v := range svcs {
+			if err := tx.PutVPCEndpointService(ctx, v.record()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ListVPCEndpointServices returns the registry, by name.
+func ListVPCEndpointServices(ctx context.Context, st store.Store) ([]VPCEndpointService, error) {
+	rs, err := st.ListVPCEndpointServices(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp, err := os.CreateTemp(dataDir, VPCEndpointServicesFile+".tmp*")
-	if err != nil {
-		return err
+	out := make([]VPCEndpointService, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, vpceFromRecord(r))
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dataDir, VPCEndpointServicesFile))
+	return out, nil
+}
+
+// RemoveVPCEndpointService deletes a registered service; store.ErrNotFound
+// when there is none of that name.
+func RemoveVPCEndpointService(ctx context.Context, st store.Store, name string) error {
+	return st.DeleteVPCEndpointService(ctx, name)
 }
 
 // Validate checks the shape of a registry entry (not whether KMS could use it).
@@ -141,15 +153,11 @@ func endpointHost(endpoint string) string {
 // when the name is unknown in that owner's account and region or KMS may not
 // use it; InvalidConfiguration when KMS may use it but it does not meet the
 // requirements. account is the store's account.
-func (d *xksDrv) findVPCEndpointService(account string, cfg cksConfig) (VPCEndpointService, error) {
+func (d *xksDrv) findVPCEndpointService(ctx context.Context, account string, cfg cksConfig) (VPCEndpointService, error) {
 	name := cfg.XksProxyVpcEndpointServiceName
 	owner := cfg.XksProxyVpcEndpointServiceOwner
 	if owner == "" {
 		owner = account
-	}
-	svcs, err := LoadVPCEndpointServices(d.opts.DataDir)
-	if err != nil {
-		return VPCEndpointService{}, internal("VPC endpoint service registry", err)
 	}
 	notFound := func(why string) error {
 		return errorf(XksProxyVpcEndpointSvcNotFnd, "VPC endpoint service %s was not found in account %s in %s, or KMS is not allowed to use it (%s).", name, owner, d.s.region, why)
@@ -157,15 +165,15 @@ func (d *xksDrv) findVPCEndpointService(account string, cfg cksConfig) (VPCEndpo
 	if vpceRegion(name) != d.s.region {
 		return VPCEndpointService{}, notFound("it is not in this Region")
 	}
-	var svc *VPCEndpointService
-	for i := range svcs {
-		if svcs[i].ServiceName == name {
-			svc = &svcs[i]
-		}
-	}
-	if svc == nil {
+	rec, err := d.s.st.GetVPCEndpointService(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
 		return VPCEndpointService{}, notFound("no such service")
 	}
+	if err != nil {
+		return VPCEndpointService{}, internal("VPC endpoint service registry", err)
+	}
+	found := vpceFromRecord(rec)
+	svc := &found
 	svcOwner := svc.Owner
 	if svcOwner == "" {
 		svcOwner = account

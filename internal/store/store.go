@@ -20,6 +20,14 @@ var (
 	ErrConflict = errors.New("store: concurrent update")
 	// ErrLimit is returned when a quota (grants per key) would be exceeded.
 	ErrLimit = errors.New("store: quota exceeded")
+	// ErrExternalKeyInUse is CreateKey's error when another key of the
+	// same custom key store already uses the key's XksKeyID (a UNIQUE
+	// constraint: one KMS key per external key per store).
+	ErrExternalKeyInUse = errors.New("store: external key already backs a KMS key of this custom key store")
+	// ErrBackupHistoryInUse is the custom key store writes' error when
+	// another store already has the BackupHistory (a UNIQUE constraint:
+	// one store per cluster backup history).
+	ErrBackupHistoryInUse = errors.New("store: a custom key store already uses this cluster backup history")
 )
 
 // Account is an AWS-style account (12-digit id).
@@ -121,7 +129,44 @@ type CustomKeyStore struct {
 	// State is the last connection state and error code.
 	ConnectionState     string
 	ConnectionErrorCode string
-	Version             int64
+	// BackupHistory names the backup history of a CloudHSM store's
+	// cluster (a digest of its cluster certificate); "" for other types.
+	// It is unique across stores.
+	BackupHistory string
+	Version       int64
+}
+
+// VPCEndpointService is a VPC endpoint service an external key store with
+// VPC_ENDPOINT_SERVICE connectivity reaches its proxy through (keyhold has
+// no VPC; `keyhold vpce` registers them). ServiceName is unique.
+type VPCEndpointService struct {
+	ServiceName        string
+	Owner              string // "" = the account of the store that names it
+	Endpoint           string // https://host[:port] keyhold dials
+	PrivateDNSName     string
+	PrivateDNSVerified bool
+	AllowedPrincipals  []string
+	AcceptanceRequired bool
+	AvailabilityZones  []string
+}
+
+// HSMCluster is one CloudHSM cluster with its HSMs and crypto user. The
+// hsm package owns Record (its encoding of everything but the id, state
+// and creation time, which are columns for listing).
+type HSMCluster struct {
+	ID      string
+	State   string
+	Created time.Time
+	Record  []byte
+}
+
+// HSMBackup is one backup of a cluster; Record as for HSMCluster.
+type HSMBackup struct {
+	ID        string
+	ClusterID string
+	State     string
+	Created   time.Time
+	Record    []byte
 }
 
 // Grant is a KMS grant on a key. AccountID and KeyID name the key; ID is
@@ -230,6 +275,33 @@ type Store interface {
 	UpdateCustomKeyStore(ctx context.Context, c CustomKeyStore) (int64, error)
 	DeleteCustomKeyStore(ctx context.Context, accountID, id string) error
 	ListCustomKeyStores(ctx context.Context, accountID string) ([]CustomKeyStore, error)
+
+	// PutVPCEndpointService creates or replaces the service of that name.
+	PutVPCEndpointService(ctx context.Context, v VPCEndpointService) error
+	GetVPCEndpointService(ctx context.Context, name string) (VPCEndpointService, error)
+	// ListVPCEndpointServices returns every service, by name.
+	ListVPCEndpointServices(ctx context.Context) ([]VPCEndpointService, error)
+	DeleteVPCEndpointService(ctx context.Context, name string) error
+
+	// CreateHSMCluster fails with ErrExists when the id is taken.
+	CreateHSMCluster(ctx context.Context, c HSMCluster) error
+	GetHSMCluster(ctx context.Context, id string) (HSMCluster, error)
+	// UpdateHSMCluster runs fn on the stored cluster in a transaction that
+	// holds the write lock (so owner commands in other processes and the
+	// server serialise) and stores the result when fn returns nil. It
+	// returns what was stored, or fn's error.
+	UpdateHSMCluster(ctx context.Context, id string, fn func(*HSMCluster) error) (HSMCluster, error)
+	// ListHSMClusters returns every cluster by creation time, then id.
+	ListHSMClusters(ctx context.Context) ([]HSMCluster, error)
+	CreateHSMBackup(ctx context.Context, b HSMBackup) error
+	GetHSMBackup(ctx context.Context, id string) (HSMBackup, error)
+	UpdateHSMBackup(ctx context.Context, id string, fn func(*HSMBackup) error) (HSMBackup, error)
+	ListHSMBackups(ctx context.Context) ([]HSMBackup, error)
+
+	// Tx runs fn in one transaction: the changes fn makes through the
+	// Store it is given commit together when fn returns nil (durably,
+	// before Tx returns) or not at all. fn must use only that Store.
+	Tx(ctx context.Context, fn func(Store) error) error
 
 	Close() error
 }

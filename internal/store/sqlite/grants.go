@@ -41,7 +41,7 @@ func (d *DB) CreateGrant(ctx context.Context, g store.Grant, maxPerKey int) erro
 	if err != nil {
 		return wrap("sqlite.CreateGrant", err)
 	}
-	tx, err := d.db.BeginTx(ctx, nil)
+	tx, err := d.begin(ctx)
 	if err != nil {
 		return wrap("sqlite.CreateGrant", err)
 	}
@@ -65,12 +65,12 @@ func (d *DB) CreateGrant(ctx context.Context, g store.Grant, maxPerKey int) erro
 }
 
 func (d *DB) GetGrant(ctx context.Context, accountID, keyID, grantID string) (store.Grant, error) {
-	g, err := scanGrant(d.db.QueryRowContext(ctx, "SELECT "+grantCols+" FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID))
+	g, err := scanGrant(d.q.QueryRowContext(ctx, "SELECT "+grantCols+" FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID))
 	return g, wrap("sqlite.GetGrant", err)
 }
 
 func (d *DB) queryGrants(ctx context.Context, op, q string, args ...any) ([]store.Grant, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	rows, err := d.q.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -116,7 +116,7 @@ func (d *DB) ListRetirableGrants(ctx context.Context, principal, after string, l
 }
 
 func (d *DB) DeleteGrant(ctx context.Context, accountID, keyID, grantID string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID)
+	res, err := d.q.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID)
 	if err != nil {
 		return wrap("sqlite.DeleteGrant", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -48,11 +49,84 @@ var migrations = []string{
 	   PRIMARY KEY (account_id, key_id, id));
 	 CREATE UNIQUE INDEX grants_id ON grants (id);
 	 CREATE INDEX grants_retiring ON grants (retiring, id);`,
+	// Everything that lived outside the database (the HSM registry's JSON
+	// files, the VPC endpoint services file) and the uniqueness rules that
+	// were in-memory reservations.
+	`CREATE UNIQUE INDEX keys_xks_key ON keys (account_id, custom_key_store_id, xks_key_id) WHERE xks_key_id != '';
+	 ALTER TABLE custom_key_stores ADD COLUMN backup_history TEXT NOT NULL DEFAULT '';
+	 CREATE UNIQUE INDEX custom_key_stores_backup_history ON custom_key_stores (backup_history) WHERE backup_history != '';
+	 CREATE TABLE vpc_endpoint_services (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+	 CREATE TABLE hsm_clusters (id TEXT PRIMARY KEY, state TEXT NOT NULL, created INTEGER NOT NULL, record BLOB NOT NULL);
+	 CREATE TABLE hsm_backups (id TEXT PRIMARY KEY, cluster_id TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,
+	   record BLOB NOT NULL);`,
 }
 
-// DB is a Store backed by one SQLite file.
+// DB is a Store backed by one SQLite file. Inside Tx, q and tx are the
+// transaction; otherwise q is the pool.
 type DB struct {
 	db *sql.DB
+	q  querier
+	tx *sql.Tx
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txn is a transaction a method runs its statements in: its own, or (inside
+// Tx) the caller's, whose commit and rollback belong to Tx.
+type txn struct {
+	querier
+	own *sql.Tx
+}
+
+func (t *txn) Commit() error {
+	if t.own == nil {
+		return nil
+	}
+	return t.own.Commit()
+}
+
+func (t *txn) Rollback() error {
+	if t.own == nil {
+		return nil
+	}
+	return t.own.Rollback()
+}
+
+func (d *DB) begin(ctx context.Context) (*txn, error) {
+	if d.tx != nil {
+		return &txn{querier: d.tx}, nil
+	}
+	// _txlock=immediate: the write lock is taken at BEGIN, so a
+	// read-modify-write in a transaction never fails to upgrade (and
+	// serialises with other processes on the same file).
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &txn{querier: tx, own: tx}, nil
+}
+
+// Tx runs fn in one transaction: every change fn makes through the Store
+// it is given commits together when fn returns nil, or not at all. fn must
+// use only that Store (the database has one writer at a time).
+func (d *DB) Tx(ctx context.Context, fn func(store.Store) error) error {
+	if d.tx != nil {
+		return fn(d)
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("sqlite.Tx", err)
+	}
+	defer tx.Rollback()
+	if err := fn(&DB{db: d.db, q: tx, tx: tx}); err != nil {
+		return err
+	}
+	return wrap("sqlite.Tx", tx.Commit())
 }
 
 var _ store.Store = (*DB)(nil)
@@ -66,7 +140,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
 	}
 	db.SetMaxOpenConns(4)
-	d := &DB{db: db}
+	d := &DB{db: db, q: db}
 	if err := d.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -76,7 +150,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 func (d *DB) migrate(ctx context.Context) error {
 	var v int
-	if err := d.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	if err := d.q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("sqlite.migrate: %w", err)
 	}
 	if v > len(migrations) {
@@ -105,15 +179,22 @@ func (d *DB) migrate(ctx context.Context) error {
 // SchemaVersion reports the applied schema version.
 func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := d.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	err := d.q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
 	return v, err
 }
 
-func (d *DB) Close() error { return d.db.Close() }
+// Close closes the database (inside Tx it does nothing: Tx ends the
+// transaction).
+func (d *DB) Close() error {
+	if d.tx != nil {
+		return nil
+	}
+	return d.db.Close()
+}
 
 func isUnique(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && se.Code == sqlite3.ErrConstraint
+	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
 func wrap(op string, err error) error {
@@ -124,18 +205,24 @@ func wrap(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
 	if isUnique(err) {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "xks_key_id"):
+			return fmt.Errorf("%s: %w", op, store.ErrExternalKeyInUse)
+		case strings.Contains(msg, "backup_history"):
+			return fmt.Errorf("%s: %w", op, store.ErrBackupHistoryInUse)
+		}
 		return fmt.Errorf("%s: %w", op, store.ErrExists)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
 func (d *DB) CreateAccount(ctx context.Context, a store.Account) error {
-	_, err := d.db.ExecContext(ctx, "INSERT INTO accounts (id, created) VALUES (?, ?)", a.ID, a.Created.UnixNano())
+	_, err := d.q.ExecContext(ctx, "INSERT INTO accounts (id, created) VALUES (?, ?)", a.ID, a.Created.UnixNano())
 	return wrap("sqlite.CreateAccount", err)
 }
 
 func (d *DB) ListAccounts(ctx context.Context) ([]store.Account, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY created, id")
+	rows, err := d.q.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY created, id")
 	if err != nil {
 		return nil, wrap("sqlite.ListAccounts", err)
 	}
@@ -158,7 +245,7 @@ func (d *DB) PutAccessKey(ctx context.Context, k store.AccessKey) error {
 	if !k.Expires.IsZero() {
 		exp = k.Expires.UnixNano()
 	}
-	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires)
+	_, err := d.q.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active`,
 		k.ID, k.AccountID, k.PrincipalARN, k.SealedSecret, k.Active, k.Created.UnixNano(), k.SessionTokenHash, k.RoleARN, exp)
 	return wrap("sqlite.PutAccessKey", err)
@@ -178,12 +265,12 @@ func scanAccessKey(s scanner) (store.AccessKey, error) {
 }
 
 func (d *DB) GetAccessKey(ctx context.Context, id string) (store.AccessKey, error) {
-	k, err := scanAccessKey(d.db.QueryRowContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE id = ?", id))
+	k, err := scanAccessKey(d.q.QueryRowContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE id = ?", id))
 	return k, wrap("sqlite.GetAccessKey", err)
 }
 
 func (d *DB) ListAccessKeys(ctx context.Context, principalARN string) ([]store.AccessKey, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE principal_arn = ? ORDER BY created", principalARN)
+	rows, err := d.q.QueryContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE principal_arn = ? ORDER BY created", principalARN)
 	if err != nil {
 		return nil, wrap("sqlite.ListAccessKeys", err)
 	}
@@ -200,7 +287,7 @@ func (d *DB) ListAccessKeys(ctx context.Context, principalARN string) ([]store.A
 }
 
 func (d *DB) DeleteAccessKey(ctx context.Context, id string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM access_keys WHERE id = ?", id)
+	res, err := d.q.ExecContext(ctx, "DELETE FROM access_keys WHERE id = ?", id)
 	if err != nil {
 		return wrap("sqlite.DeleteAccessKey", err)
 	}
@@ -233,18 +320,18 @@ func (d *DB) CreatePrincipal(ctx context.Context, p store.Principal) error {
 	if err != nil {
 		return wrap("sqlite.CreatePrincipal", err)
 	}
-	_, err = d.db.ExecContext(ctx, "INSERT INTO principals ("+principalCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	_, err = d.q.ExecContext(ctx, "INSERT INTO principals ("+principalCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		p.ARN, p.AccountID, p.Type, p.Name, p.ID, p.TrustPolicy, tags, p.Created.UnixNano())
 	return wrap("sqlite.CreatePrincipal", err)
 }
 
 func (d *DB) GetPrincipal(ctx context.Context, arn string) (store.Principal, error) {
-	p, err := scanPrincipal(d.db.QueryRowContext(ctx, "SELECT "+principalCols+" FROM principals WHERE arn = ?", arn))
+	p, err := scanPrincipal(d.q.QueryRowContext(ctx, "SELECT "+principalCols+" FROM principals WHERE arn = ?", arn))
 	return p, wrap("sqlite.GetPrincipal", err)
 }
 
 func (d *DB) ListPrincipals(ctx context.Context, accountID string) ([]store.Principal, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT "+principalCols+" FROM principals WHERE account_id = ? ORDER BY arn", accountID)
+	rows, err := d.q.QueryContext(ctx, "SELECT "+principalCols+" FROM principals WHERE account_id = ? ORDER BY arn", accountID)
 	if err != nil {
 		return nil, wrap("sqlite.ListPrincipals", err)
 	}
@@ -265,7 +352,7 @@ func (d *DB) UpdatePrincipal(ctx context.Context, p store.Principal) error {
 	if err != nil {
 		return wrap("sqlite.UpdatePrincipal", err)
 	}
-	res, err := d.db.ExecContext(ctx, "UPDATE principals SET trust_policy = ?, tags = ? WHERE arn = ?", p.TrustPolicy, tags, p.ARN)
+	res, err := d.q.ExecContext(ctx, "UPDATE principals SET trust_policy = ?, tags = ? WHERE arn = ?", p.TrustPolicy, tags, p.ARN)
 	if err != nil {
 		return wrap("sqlite.UpdatePrincipal", err)
 	}
@@ -276,7 +363,7 @@ func (d *DB) UpdatePrincipal(ctx context.Context, p store.Principal) error {
 }
 
 func (d *DB) DeletePrincipal(ctx context.Context, arn string) error {
-	tx, err := d.db.BeginTx(ctx, nil)
+	tx, err := d.begin(ctx)
 	if err != nil {
 		return wrap("sqlite.DeletePrincipal", err)
 	}
@@ -298,13 +385,13 @@ func (d *DB) DeletePrincipal(ctx context.Context, arn string) error {
 }
 
 func (d *DB) PutPrincipalPolicy(ctx context.Context, p store.PrincipalPolicy) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO principal_policies (principal_arn, name, document) VALUES (?, ?, ?)
+	_, err := d.q.ExecContext(ctx, `INSERT INTO principal_policies (principal_arn, name, document) VALUES (?, ?, ?)
 		ON CONFLICT (principal_arn, name) DO UPDATE SET document = excluded.document`, p.PrincipalARN, p.Name, p.Document)
 	return wrap("sqlite.PutPrincipalPolicy", err)
 }
 
 func (d *DB) DeletePrincipalPolicy(ctx context.Context, principalARN, name string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ? AND name = ?", principalARN, name)
+	res, err := d.q.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ? AND name = ?", principalARN, name)
 	if err != nil {
 		return wrap("sqlite.DeletePrincipalPolicy", err)
 	}
@@ -315,7 +402,7 @@ func (d *DB) DeletePrincipalPolicy(ctx context.Context, principalARN, name strin
 }
 
 func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]store.PrincipalPolicy, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT principal_arn, name, document FROM principal_policies WHERE principal_arn = ? ORDER BY name", principalARN)
+	rows, err := d.q.QueryContext(ctx, "SELECT principal_arn, name, document FROM principal_policies WHERE principal_arn = ? ORDER BY name", principalARN)
 	if err != nil {
 		return nil, wrap("sqlite.ListPrincipalPolicies", err)
 	}
@@ -381,18 +468,18 @@ func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return wrap("sqlite.CreateKey", err)
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data)
+	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data)
 		VALUES (?, ?, ?, ?, ?, ?, 1, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data)
 	return wrap("sqlite.CreateKey", err)
 }
 
 func (d *DB) GetKey(ctx context.Context, accountID, id string) (store.Key, error) {
-	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
 	return k, wrap("sqlite.GetKey", err)
 }
 
 func (d *DB) FindKey(ctx context.Context, id string) (store.Key, error) {
-	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? LIMIT 1", id))
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? LIMIT 1", id))
 	return k, wrap("sqlite.FindKey", err)
 }
 
@@ -401,7 +488,7 @@ func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
 	if err != nil {
 		return 0, wrap("sqlite.UpdateKey", err)
 	}
-	res, err := d.db.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
+	res, err := d.q.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
 		version = version + 1, data = ? WHERE account_id = ? AND id = ? AND version = ?`,
 		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, k.AccountID, k.ID, k.Version)
 	if err != nil {
@@ -417,7 +504,7 @@ func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
 }
 
 func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
-	tx, err := d.db.BeginTx(ctx, nil)
+	tx, err := d.begin(ctx)
 	if err != nil {
 		return wrap("sqlite.DeleteKey", err)
 	}
@@ -439,7 +526,7 @@ func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
 }
 
 func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.Key, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	rows, err := d.q.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -465,17 +552,17 @@ func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, 
 
 func (d *DB) CountKeysInStore(ctx context.Context, accountID, cks string) (int, error) {
 	var n int
-	err := d.db.QueryRowContext(ctx, "SELECT count(*) FROM keys WHERE account_id = ? AND custom_key_store_id = ?", accountID, cks).Scan(&n)
+	err := d.q.QueryRowContext(ctx, "SELECT count(*) FROM keys WHERE account_id = ? AND custom_key_store_id = ?", accountID, cks).Scan(&n)
 	return n, wrap("sqlite.CountKeysInStore", err)
 }
 
 func (d *DB) KeyByXksKeyID(ctx context.Context, accountID, cks, xksKeyID string) (store.Key, error) {
-	k, err := scanKey(d.db.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND custom_key_store_id = ? AND xks_key_id = ?", accountID, cks, xksKeyID))
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND custom_key_store_id = ? AND xks_key_id = ?", accountID, cks, xksKeyID))
 	return k, wrap("sqlite.KeyByXksKeyID", err)
 }
 
 func (d *DB) CreateAlias(ctx context.Context, a store.Alias) error {
-	tx, err := d.db.BeginTx(ctx, nil)
+	tx, err := d.begin(ctx)
 	if err != nil {
 		return wrap("sqlite.CreateAlias", err)
 	}
@@ -500,12 +587,12 @@ func scanAlias(s scanner) (store.Alias, error) {
 }
 
 func (d *DB) GetAlias(ctx context.Context, accountID, name string) (store.Alias, error) {
-	a, err := scanAlias(d.db.QueryRowContext(ctx, "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name = ?", accountID, name))
+	a, err := scanAlias(d.q.QueryRowContext(ctx, "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name = ?", accountID, name))
 	return a, wrap("sqlite.GetAlias", err)
 }
 
 func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
-	res, err := d.db.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Name)
+	res, err := d.q.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Name)
 	if err != nil {
 		return wrap("sqlite.UpdateAlias", err)
 	}
@@ -516,7 +603,7 @@ func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
 }
 
 func (d *DB) DeleteAlias(ctx context.Context, accountID, name string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND name = ?", accountID, name)
+	res, err := d.q.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND name = ?", accountID, name)
 	if err != nil {
 		return wrap("sqlite.DeleteAlias", err)
 	}
@@ -535,7 +622,7 @@ func (d *DB) ListAliases(ctx context.Context, accountID, keyID, after string, li
 	}
 	q += " ORDER BY name LIMIT ?"
 	args = append(args, limit)
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	rows, err := d.q.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("sqlite.ListAliases", err)
 	}
@@ -563,7 +650,7 @@ type cksData struct {
 func scanCKS(s scanner) (store.CustomKeyStore, error) {
 	var c store.CustomKeyStore
 	var data []byte
-	if err := s.Scan(&c.AccountID, &c.ID, &c.Name, &c.Version, &data); err != nil {
+	if err := s.Scan(&c.AccountID, &c.ID, &c.Name, &c.Version, &data, &c.BackupHistory); err != nil {
 		return c, err
 	}
 	var cd cksData
@@ -583,14 +670,15 @@ func (d *DB) CreateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) e
 	if err != nil {
 		return wrap("sqlite.CreateCustomKeyStore", err)
 	}
-	_, err = d.db.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, id, name, version, data) VALUES (?, ?, ?, 1, ?)", c.AccountID, c.ID, c.Name, data)
+	_, err = d.q.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, id, name, version, data, backup_history) VALUES (?, ?, ?, 1, ?, ?)",
+		c.AccountID, c.ID, c.Name, data, c.BackupHistory)
 	return wrap("sqlite.CreateCustomKeyStore", err)
 }
 
-const cksCols = "account_id, id, name, version, data"
+const cksCols = "account_id, id, name, version, data, backup_history"
 
 func (d *DB) GetCustomKeyStore(ctx context.Context, accountID, id string) (store.CustomKeyStore, error) {
-	c, err := scanCKS(d.db.QueryRowContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id))
+	c, err := scanCKS(d.q.QueryRowContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id))
 	return c, wrap("sqlite.GetCustomKeyStore", err)
 }
 
@@ -599,8 +687,8 @@ func (d *DB) UpdateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) (
 	if err != nil {
 		return 0, wrap("sqlite.UpdateCustomKeyStore", err)
 	}
-	res, err := d.db.ExecContext(ctx, "UPDATE custom_key_stores SET name = ?, data = ?, version = version + 1 WHERE account_id = ? AND id = ? AND version = ?",
-		c.Name, data, c.AccountID, c.ID, c.Version)
+	res, err := d.q.ExecContext(ctx, "UPDATE custom_key_stores SET name = ?, data = ?, backup_history = ?, version = version + 1 WHERE account_id = ? AND id = ? AND version = ?",
+		c.Name, data, c.BackupHistory, c.AccountID, c.ID, c.Version)
 	if err != nil {
 		return 0, wrap("sqlite.UpdateCustomKeyStore", err)
 	}
@@ -614,7 +702,7 @@ func (d *DB) UpdateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) (
 }
 
 func (d *DB) DeleteCustomKeyStore(ctx context.Context, accountID, id string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id)
+	res, err := d.q.ExecContext(ctx, "DELETE FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id)
 	if err != nil {
 		return wrap("sqlite.DeleteCustomKeyStore", err)
 	}
@@ -625,7 +713,7 @@ func (d *DB) DeleteCustomKeyStore(ctx context.Context, accountID, id string) err
 }
 
 func (d *DB) ListCustomKeyStores(ctx context.Context, accountID string) ([]store.CustomKeyStore, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? ORDER BY id", accountID)
+	rows, err := d.q.QueryContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? ORDER BY id", accountID)
 	if err != nil {
 		return nil, wrap("sqlite.ListCustomKeyStores", err)
 	}

@@ -18,6 +18,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
 	t.Run("grants", func(t *testing.T) { grants(t, open(t)) })
+	t.Run("principals and policies", func(t *testing.T) { principals(t, open(t)) })
+	t.Run("external key uniqueness", func(t *testing.T) { externalKeyUnique(t, open(t)) })
+	t.Run("backup history uniqueness", func(t *testing.T) { backupHistoryUnique(t, open(t)) })
+	t.Run("VPC endpoint services", func(t *testing.T) { vpcEndpointServices(t, open(t)) })
+	t.Run("HSM clusters and backups", func(t *testing.T) { hsmRecords(t, open(t)) })
+	t.Run("transactions", func(t *testing.T) { transactions(t, open(t)) })
+	t.Run("concurrent read-modify-write", func(t *testing.T) { concurrentUpdates(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -114,6 +121,12 @@ func keys(t *testing.T, s store.Store) {
 	}
 	if _, err := s.KeyByXksKeyID(ctx, a, "cks-1", "ext-2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown xks key id: %v", err)
+	}
+	if got, err := s.FindKey(ctx, "x1"); err != nil || got.AccountID != a {
+		t.Fatalf("FindKey = %+v, %v", got, err)
+	}
+	if _, err := s.FindKey(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("FindKey of an unknown id: %v", err)
 	}
 	if err := s.DeleteKey(ctx, a, "k1"); err != nil {
 		t.Fatal(err)

@@ -6,12 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== gofmt"
-unformatted=$(gofmt -l cmd internal)
+unformatted=$(gofmt -l cmd internal keyholdtest)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
 echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+echo "== keyholdtest from an external module (keyholdtest/example)"
+(cd keyholdtest/example && go test -count=1 ./...)
 echo "== build"
 BIN=$(mktemp -d)/keyhold
 go build -o "$BIN" ./cmd/keyhold

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	sqlite3 "github.com/mattn/go-sqlite3"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -190,11 +190,6 @@ func (d *DB) Close() error {
 		return nil
 	}
 	return d.db.Close()
-}
-
-func isUnique(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
 func wrap(op string, err error) error {

@@ -20,14 +20,17 @@ var ErrClosed = errors.New("audit: writer closed")
 type Mode int
 
 const (
-	// GroupCommit (the default): Write only appends to a memory buffer and
-	// returns; one background goroutine writes whatever has accumulated and
-	// fsyncs it, then starts again with what arrived meanwhile. An event is
-	// durable at most one write+fsync after the one in progress when Write
-	// returned (a few milliseconds on a local SSD; see BenchmarkWriter).
-	// Sync waits for it, so a caller that must not answer before its event
-	// is on disk calls Write then Sync and shares the fsync with every
-	// concurrent caller.
+	// GroupCommit (the default): Write returns once the event is written to
+	// the OS (write(2) on the file, grouped with every concurrent Write), so
+	// a crash of this process cannot lose an event whose Write returned; a
+	// background goroutine fsyncs whatever was written, one fsync for
+	// everything that arrived while the previous one ran, so that power
+	// loss loses at most the events of the last two fsyncs. Write never
+	// waits for an fsync unless the disk falls behind: more than
+	// MaxUnsynced bytes written but not fsynced make Write wait (back-
+	// pressure), and an event left unsynced for longer than StallTimeout
+	// makes Write fail (the trail is not durable: the caller must not
+	// answer). Sync waits for durability.
 	GroupCommit Mode = iota
 	// SyncEach writes and fsyncs every event inside Write.
 	SyncEach
@@ -40,10 +43,15 @@ func (m Mode) String() string {
 	return "GroupCommit"
 }
 
-// maxPending bounds the bytes GroupCommit buffers. Beyond it Write blocks
-// while the disk is merely slow (back-pressure rather than lost events) and
-// fails while writes are failing (the event is lost and the caller told).
-const maxPending = 8 << 20
+// Defaults of WriterOptions.
+const (
+	DefaultMaxUnsynced  = 8 << 20
+	DefaultStallTimeout = 5 * time.Second
+)
+
+// ErrStalled is returned by Write when the oldest event written but not yet
+// fsynced is older than StallTimeout.
+var ErrStalled = errors.New("audit: the audit trail is not being made durable (fsync stalled)")
 
 // WriterOptions configures Open.
 type WriterOptions struct {
@@ -51,11 +59,18 @@ type WriterOptions struct {
 	// Copy, when set, also receives every line (e.g. os.Stdout). It is
 	// written after the file, never synced, and its errors are ignored.
 	Copy io.Writer
-	// OnError is told about write and fsync failures (GroupCommit retries
-	// them every RetryInterval); nil ignores them, Sync still reports them.
+	// OnError is told about write and fsync failures (the fsync is retried
+	// every RetryInterval); nil ignores them. Write and Sync report them.
 	OnError func(error)
 	// RetryInterval defaults to 100ms.
 	RetryInterval time.Duration
+	// MaxUnsynced bounds the bytes written but not yet fsynced before
+	// Write waits (GroupCommit); 0 = DefaultMaxUnsynced.
+	MaxUnsynced int64
+	// StallTimeout bounds how long an event may stay written but not
+	// fsynced before Write refuses new events; 0 = DefaultStallTimeout. It
+	// is also the longest Write waits for room under MaxUnsynced.
+	StallTimeout time.Duration
 }
 
 // Writer appends one JSON line per event to a file, durably. It never
@@ -66,17 +81,34 @@ type Writer struct {
 	opts WriterOptions
 
 	mu       sync.Mutex
-	cond     *sync.Cond // broadcast when durable, err or pending change
-	pending  []byte     // accepted, not yet written
-	spare    []byte     // the last written batch, reused as the next pending buffer
-	accepted uint64     // events accepted
-	durable  uint64     // events written and fsynced
-	err      error      // last write/fsync failure, cleared by a success
+	change   chan struct{} // closed (and replaced) whenever the state below changes
+	pending  []byte        // accepted, not yet written
+	spare    []byte        // the last written batch, reused as the next pending buffer
+	accepted uint64        // events accepted
+	writing  bool          // a Write is writing a batch
+	written  uint64        // events handed to write(2) (including lost ones)
+	lost     uint64        // events up to this one whose write(2) failed
+	lostErr  error
+	durable  uint64 // events written and fsynced
+	// unsynced counts bytes written and not yet fsynced; oldest is when the
+	// oldest of them was written (zero when none).
+	unsynced int64
+	oldest   time.Time
+	syncErr  error // last fsync failure, cleared by a success
+	torn     bool  // a short write may have left half a line
 	closed   bool
 
-	ioMu sync.Mutex // held while writing/fsyncing or reopening f
-	f    *os.File
-	done chan struct{}
+	ioMu   sync.Mutex // held while writing to f or swapping it
+	syncMu sync.Mutex // held while fsyncing f or swapping it
+	f      file
+	done   chan struct{}
+}
+
+// file is what the Writer needs of its *os.File (tests slow it down).
+type file interface {
+	io.Writer
+	Sync() error
+	Close() error
 }
 
 // Open opens (creating with mode 0600, its directory with 0700) the audit
@@ -85,19 +117,48 @@ func Open(path string, opts WriterOptions) (*Writer, error) {
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 100 * time.Millisecond
 	}
-	w := &Writer{path: path, opts: opts, done: make(chan struct{})}
-	w.cond = sync.NewCond(&w.mu)
+	if opts.MaxUnsynced <= 0 {
+		opts.MaxUnsynced = DefaultMaxUnsynced
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	w := &Writer{path: path, opts: opts, done: make(chan struct{}), change: make(chan struct{})}
 	f, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
 	w.f = f
 	if opts.Mode == GroupCommit {
-		go w.flusher()
+		go w.syncer()
 	} else {
 		close(w.done)
 	}
 	return w, nil
+}
+
+// notify wakes everything waiting on a state change; w.mu is held.
+func (w *Writer) notify() {
+	close(w.change)
+	w.change = make(chan struct{})
+}
+
+// wait releases w.mu until the state changes or the deadline passes
+// (zero: no deadline); w.mu is held again on return.
+func (w *Writer) wait(deadline time.Time) {
+	ch := w.change
+	w.mu.Unlock()
+	if deadline.IsZero() {
+		<-ch
+	} else if d := time.Until(deadline); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	w.mu.Lock()
 }
 
 func openFile(path string) (*os.File, error) {
@@ -132,19 +193,11 @@ func openFile(path string) (*os.File, error) {
 }
 
 // Write appends line (one JSON event, without newline). In GroupCommit mode
-// it returns before the line is durable; in SyncEach mode after.
+// it returns once the line is written to the OS (not yet fsynced); in
+// SyncEach mode once it is fsynced. An error means the event is not in the
+// trail.
 func (w *Writer) Write(line []byte) error {
 	w.mu.Lock()
-	for len(w.pending) > maxPending && !w.closed {
-		if w.err != nil {
-			// The disk is failing, not just slow: refuse rather than stall
-			// every request behind it.
-			err := w.err
-			w.mu.Unlock()
-			return fmt.Errorf("audit: event dropped, %d bytes pending: %w", maxPending, err)
-		}
-		w.cond.Wait()
-	}
 	if w.closed {
 		w.mu.Unlock()
 		return ErrClosed
@@ -153,112 +206,198 @@ func (w *Writer) Write(line []byte) error {
 		defer w.mu.Unlock()
 		buf := append(append(make([]byte, 0, len(line)+1), line...), '\n')
 		w.ioMu.Lock()
-		err := w.writeSync(buf)
+		err := w.writeFile(buf)
+		if err == nil {
+			err = w.fsync()
+		}
 		w.ioMu.Unlock()
+		if err == nil && w.opts.Copy != nil {
+			w.opts.Copy.Write(buf)
+		}
 		if err != nil {
+			w.report(err)
 			return err
 		}
 		w.accepted++
+		w.written++
 		w.durable++
 		return nil
+	}
+	// Back-pressure: wait while the disk is behind, fail once it is stuck.
+	deadline := time.Now().Add(w.opts.StallTimeout)
+	for {
+		if w.closed {
+			w.mu.Unlock()
+			return ErrClosed
+		}
+		if w.syncErr != nil {
+			err := w.syncErr
+			w.mu.Unlock()
+			return fmt.Errorf("audit: event refused: %w", err)
+		}
+		if !w.oldest.IsZero() && time.Since(w.oldest) > w.opts.StallTimeout {
+			w.mu.Unlock()
+			return ErrStalled
+		}
+		if w.unsynced <= w.opts.MaxUnsynced {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			w.mu.Unlock()
+			return ErrStalled
+		}
+		w.wait(deadline)
 	}
 	w.pending = append(w.pending, line...)
 	w.pending = append(w.pending, '\n')
 	w.accepted++
-	w.cond.Broadcast()
+	seq := w.accepted
+	// Group write: whoever finds no write in progress writes everything
+	// pending, its own event and those of every Write that arrived while the
+	// previous batch was being written.
+	for w.written < seq {
+		if w.writing {
+			w.wait(time.Time{})
+			continue
+		}
+		w.writing = true
+		batch, upto := w.pending, w.accepted
+		w.pending, w.spare = w.spare[:0], nil
+		torn := w.torn
+		w.mu.Unlock()
+
+		if torn {
+			batch = append([]byte{'\n'}, batch...)
+		}
+		w.ioMu.Lock()
+		err := w.writeFile(batch)
+		w.ioMu.Unlock()
+		if err == nil && w.opts.Copy != nil {
+			w.opts.Copy.Write(batch)
+		}
+
+		w.mu.Lock()
+		w.writing = false
+		w.written = upto
+		if err != nil {
+			w.lost, w.lostErr, w.torn = upto, err, true
+			w.report(err)
+		} else {
+			w.torn = false
+			if w.unsynced == 0 {
+				w.oldest = time.Now()
+			}
+			w.unsynced += int64(len(batch))
+			if cap(batch) <= int(w.opts.MaxUnsynced) {
+				w.spare = batch[:0]
+			}
+		}
+		w.notify()
+	}
+	var err error
+	if seq <= w.lost && w.lostErr != nil {
+		err = w.lostErr
+	}
 	w.mu.Unlock()
-	return nil
+	return err
 }
 
-// Sync waits until every event accepted before the call is durable, or a
-// write or fsync fails (that error is returned; the flusher keeps retrying).
+// report tells OnError about a failure, outside no lock it needs.
+func (w *Writer) report(err error) {
+	if w.opts.OnError != nil {
+		w.opts.OnError(err)
+	}
+}
+
+// Sync waits until every event written before the call is durable, or an
+// fsync fails (that error is returned; the syncer keeps retrying).
 func (w *Writer) Sync() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	target := w.accepted
+	target := w.written
 	for w.durable < target {
-		if w.err != nil {
-			return w.err
+		if w.syncErr != nil {
+			return w.syncErr
 		}
-		if w.closed && w.flusherGone() {
+		if w.closed && w.syncerGone() {
 			return ErrClosed
 		}
-		w.cond.Wait()
+		w.wait(time.Time{})
+	}
+	if w.lostErr != nil && w.lost >= target && target > 0 {
+		// The last events never reached the file.
+		return w.lostErr
 	}
 	return nil
 }
 
-func (w *Writer) flusherGone() bool {
+func (w *Writer) syncerGone() bool {
 	select {
 	case <-w.done:
 		return true
 	default:
-		return false
 	}
+	return false
 }
 
-// flusher is the group-commit loop: take everything pending, write it,
-// fsync, publish, repeat. Batching comes from the fsync itself: what
-// arrives while one runs goes out with the next.
-func (w *Writer) flusher() {
+// syncer is the group-commit loop: fsync everything written so far, publish,
+// repeat. Batching comes from the fsync itself: what is written while one
+// runs is covered by the next.
+func (w *Writer) syncer() {
 	defer close(w.done)
 	for {
 		w.mu.Lock()
-		for len(w.pending) == 0 && !w.closed {
-			w.cond.Wait()
+		for w.durable == w.written && !(w.closed && !w.writing) {
+			w.wait(time.Time{})
 		}
-		if len(w.pending) == 0 && w.closed {
+		if w.durable == w.written && w.closed && !w.writing {
 			w.mu.Unlock()
 			return
 		}
-		batch, n := w.pending, w.accepted
-		// Double buffering: writers append into the buffer the last batch
-		// used, so the steady state allocates nothing.
-		w.pending, w.spare = w.spare[:0], nil
-		w.cond.Broadcast() // wake writers blocked on maxPending
+		target, bytes := w.written, w.unsynced
 		w.mu.Unlock()
 
-		w.ioMu.Lock()
-		err := w.writeSync(batch)
-		w.ioMu.Unlock()
+		w.syncMu.Lock()
+		err := w.fsync()
+		w.syncMu.Unlock()
 
 		w.mu.Lock()
 		if err != nil {
-			// Put the batch back in front and retry later.
-			w.pending = append(batch, w.pending...)
-			w.err = err
-			w.cond.Broadcast()
+			w.syncErr = err
+			w.notify()
 			closed := w.closed
 			w.mu.Unlock()
-			if w.opts.OnError != nil {
-				w.opts.OnError(err)
-			}
+			w.report(err)
 			if closed {
-				return // Close reports w.err
+				return // Close reports it
 			}
 			time.Sleep(w.opts.RetryInterval)
 			continue
 		}
-		w.durable, w.err = n, nil
-		if cap(batch) <= maxPending {
-			w.spare = batch[:0]
+		w.durable, w.syncErr = target, nil
+		w.unsynced -= bytes
+		if w.unsynced == 0 {
+			w.oldest = time.Time{}
+		} else {
+			// Written while this fsync ran: the next one covers them.
+			w.oldest = time.Now()
 		}
-		w.cond.Broadcast()
+		w.notify()
 		w.mu.Unlock()
 	}
 }
 
-// writeSync writes buf fully and fsyncs; w.ioMu is held. A short write
-// leaves the remainder for the retry, at the cost of a possible torn line.
-func (w *Writer) writeSync(buf []byte) error {
+// writeFile writes buf fully; w.ioMu is held.
+func (w *Writer) writeFile(buf []byte) error {
 	if _, err := w.f.Write(buf); err != nil {
 		return fmt.Errorf("audit: write %s: %w", w.path, err)
 	}
+	return nil
+}
+
+func (w *Writer) fsync() error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("audit: fsync %s: %w", w.path, err)
-	}
-	if w.opts.Copy != nil {
-		w.opts.Copy.Write(buf)
 	}
 	return nil
 }
@@ -266,21 +405,23 @@ func (w *Writer) writeSync(buf []byte) error {
 // Reopen flushes what was written so far and opens path again: after the
 // file was renamed away it starts a new one.
 func (w *Writer) Reopen() error {
+	w.ioMu.Lock()
+	defer w.ioMu.Unlock()
 	if err := w.Sync(); err != nil {
 		return err
 	}
-	w.ioMu.Lock()
-	defer w.ioMu.Unlock()
 	f, err := openFile(w.path)
 	if err != nil {
 		return err
 	}
+	w.syncMu.Lock()
 	old := w.f
 	w.f = f
+	w.syncMu.Unlock()
 	return old.Close()
 }
 
-// Close flushes and fsyncs every accepted event, then closes the file.
+// Close writes and fsyncs every accepted event, then closes the file.
 // Writes after Close fail with ErrClosed.
 func (w *Writer) Close() error {
 	w.mu.Lock()
@@ -289,13 +430,13 @@ func (w *Writer) Close() error {
 		return ErrClosed
 	}
 	w.closed = true
-	w.cond.Broadcast()
+	w.notify()
 	w.mu.Unlock()
 	<-w.done
 	w.mu.Lock()
-	err := w.err
-	if len(w.pending) > 0 && err == nil {
-		err = fmt.Errorf("audit: %d bytes not written", len(w.pending))
+	err := w.syncErr
+	if err == nil && w.lostErr != nil {
+		err = w.lostErr
 	}
 	w.mu.Unlock()
 	w.ioMu.Lock()

@@ -127,9 +127,9 @@ func TestWriterConcurrent(t *testing.T) {
 	}
 }
 
-// TestWriterDurableWithinWindow documents GroupCommit: Write returns at
-// once, and without any Sync call the event reaches the file within the
-// flusher's window.
+// TestWriterDurableWithinWindow documents GroupCommit: without any Sync
+// call the event reaches the file, and is fsynced, within the syncer's
+// window.
 func TestWriterDurableWithinWindow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.jsonl")
 	w, err := Open(path, WriterOptions{})
@@ -204,7 +204,9 @@ func TestWriterReportsFailure(t *testing.T) {
 	w.ioMu.Lock()
 	w.f.Close() // simulate a dead file descriptor
 	w.ioMu.Unlock()
-	w.Write([]byte(`{"lost":1}`))
+	if err := w.Write([]byte(`{"lost":1}`)); err == nil {
+		t.Fatal("Write succeeded on a closed file")
+	}
 	if err := w.Sync(); err == nil {
 		t.Fatal("Sync succeeded on a closed file")
 	}
@@ -216,4 +218,61 @@ func TestWriterReportsFailure(t *testing.T) {
 	if len(reported) == 0 {
 		t.Fatal("OnError not called")
 	}
+}
+
+// TestWriterWrittenBeforeReturn: in GroupCommit mode the event is in the
+// file (written to the OS, visible to another reader) when Write returns,
+// even while fsync is stuck; a stuck fsync then holds new events back
+// (MaxUnsynced) and refuses them after StallTimeout rather than letting them
+// pile up unsynced.
+func TestWriterWrittenBeforeReturn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	w, err := Open(path, WriterOptions{MaxUnsynced: 64, StallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	w.syncMu.Lock()
+	w.f = &slowSync{file: w.f, release: release}
+	w.syncMu.Unlock()
+	for i := range 3 {
+		if err := w.Write(fmt.Appendf(nil, `{"n":%d,"pad":"0123456789"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(readLines(t, path)); got != i+1 {
+			t.Fatalf("after Write %d: %d lines in the file", i, got)
+		}
+	}
+	// 3 events (> 64 bytes) are unsynced: the next Write waits, then fails.
+	start := time.Now()
+	if err := w.Write([]byte(`{"n":3}`)); err != ErrStalled {
+		t.Fatalf("Write with fsync stuck = %v, want ErrStalled", err)
+	}
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("Write gave up after %v, before StallTimeout", waited)
+	}
+	close(release)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write([]byte(`{"n":4}`)); err != nil {
+		t.Fatalf("Write after the disk recovered: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readLines(t, path)); got != 4 {
+		t.Fatalf("%d lines, want 4 (the refused event is not in the file)", got)
+	}
+}
+
+// slowSync holds every fsync until release is closed.
+type slowSync struct {
+	file
+	release chan struct{}
+}
+
+func (s *slowSync) Sync() error {
+	<-s.release
+	return s.file.Sync()
 }

@@ -18,8 +18,26 @@ import (
 //
 // The log line never holds a body: bodies can carry plaintext, key
 // material and secrets. Error messages are AWS's client-safe messages.
-func observer(log *slog.Logger, m *metrics.Metrics, next func(context.Context, server.AuditRecord)) func(context.Context, server.AuditRecord) {
-	return func(ctx context.Context, r server.AuditRecord) {
+//
+// The audit trail runs first: when it refuses the event, the server answers
+// with the service's internal error, and that is what is counted and logged.
+func observer(log *slog.Logger, m *metrics.Metrics, next func(context.Context, server.AuditRecord) error) func(context.Context, server.AuditRecord) error {
+	return func(ctx context.Context, r server.AuditRecord) error {
+		var auditErr error
+		// LookupEvents reads the trail; recording the reads in it would
+		// make every poll of the trail grow it.
+		if next != nil && (r.Service == nil || r.Service.TargetPrefix != cloudTrailPrefix) {
+			auditErr = next(ctx, r)
+		}
+		if auditErr != nil {
+			if m != nil {
+				m.AuditRefused()
+			}
+			r.Status, r.ErrorCode, r.ErrorMsg = 500, "InternalFailure", "the audit trail refused the event"
+			if r.Service != nil {
+				r.ErrorCode = r.Service.InternalError().Type
+			}
+		}
 		d := time.Since(r.Time)
 		service := "query" // IAM and STS (Query protocol) carry no operation table
 		if r.Service != nil {
@@ -48,11 +66,7 @@ func observer(log *slog.Logger, m *metrics.Metrics, next func(context.Context, s
 			}
 			log.LogAttrs(ctx, level, "request", attrs...)
 		}
-		// LookupEvents reads the trail; recording the reads in it would
-		// make every poll of the trail grow it.
-		if next != nil && (r.Service == nil || r.Service.TargetPrefix != cloudTrailPrefix) {
-			next(ctx, r)
-		}
+		return auditErr
 	}
 }
 

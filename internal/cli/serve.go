@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/logs"
 	"github.com/keyhold/keyhold/internal/metrics"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
@@ -42,6 +44,9 @@ import (
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
 const DefaultAddr = "127.0.0.1:4599"
+
+// jsonContentType is the AWS JSON 1.1 media type of refusals.
+const jsonContentType = "application/x-amz-json-1.1"
 
 // DefaultDataDir is the data directory without --data-dir or KEYHOLD_DATA_DIR.
 const DefaultDataDir = "keyhold-data"
@@ -64,6 +69,13 @@ type ServeConfig struct {
 	Metrics *metrics.Metrics
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
+	// AuditFailOpen answers requests even when their audit event cannot be
+	// written (--audit-fail-open); by default they fail with the service's
+	// internal error.
+	AuditFailOpen bool
+	// Limits bound client connections: caps, timeouts, header size
+	// (zero fields take netlimit.Defaults).
+	Limits netlimit.Limits
 	// SessionNow is the clock temporary credentials expire by (tests).
 	SessionNow func() time.Time
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
@@ -220,7 +232,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	in.Audit = trail
 	in.closers = append(in.closers, func() { trail.Close() })
 	services = append(services, cloudtrailapi.New(trail.Path))
-	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: observer(cfg.Logger, cfg.Metrics, trail.Hook),
+	auditHook := trail.Hook
+	if cfg.AuditFailOpen {
+		auditHook = FailOpenAudit(auditHook, cfg.Logger)
+	}
+	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: observer(cfg.Logger, cfg.Metrics, auditHook),
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
 	in.Handler = withMetrics(cfg.Metrics, api)
 	return in, nil
@@ -238,6 +254,8 @@ type serveOptions struct {
 	tlsCert, tlsKey  string
 	xksCA            string
 	auditStdout      bool
+	auditFailOpen    bool
+	limits           netlimit.Limits
 	deletionInterval time.Duration
 	shutdownTimeout  time.Duration
 	logLevel         string
@@ -281,11 +299,28 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "tls-key", Usage: "the PEM private key of tls-cert", Target: &o.tlsKey, Example: "/etc/keyhold/tls-key.pem"},
 		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
+		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
 	}}
+	s.Settings = append(s.Settings, limitSettings(&o.limits)...)
 	s.Settings = append(s.Settings, logSettings(&o.logLevel, &o.logFormat)...)
 	return s
+}
+
+// limitSettings are the connection bounds of a serving command
+// (netlimit.Limits; -1 turns a bound off).
+func limitSettings(l *netlimit.Limits) []*config.Setting {
+	d := netlimit.Defaults()
+	return []*config.Setting{
+		{Name: "max-conns", Usage: "most concurrent client connections (-1: no cap)", Default: strconv.Itoa(d.MaxConns), Kind: config.Int, Target: &l.MaxConns},
+		{Name: "max-conns-per-client", Usage: "most concurrent connections from one IP address (-1: no cap)", Default: strconv.Itoa(d.MaxConnsPerClient), Kind: config.Int, Target: &l.MaxConnsPerClient},
+		{Name: "read-header-timeout", Usage: "time allowed for a request's headers to arrive", Default: d.ReadHeaderTimeout.String(), Kind: config.Duration, Target: &l.ReadHeaderTimeout},
+		{Name: "read-timeout", Usage: "time allowed for a whole request, body included, to arrive", Default: d.ReadTimeout.String(), Kind: config.Duration, Target: &l.ReadTimeout},
+		{Name: "write-timeout", Usage: "time allowed from a request's headers to the end of its answer", Default: d.WriteTimeout.String(), Kind: config.Duration, Target: &l.WriteTimeout},
+		{Name: "idle-timeout", Usage: "how long an idle keep-alive connection stays open", Default: d.IdleTimeout.String(), Kind: config.Duration, Target: &l.IdleTimeout},
+		{Name: "max-header-bytes", Usage: "largest request header block, in bytes", Default: strconv.Itoa(d.MaxHeaderBytes), Kind: config.Int, Target: &l.MaxHeaderBytes},
+	}
 }
 
 func serveCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -364,7 +399,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	o.dataDir = abs
 	cfg := ServeConfig{DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
-		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed,
+		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout
@@ -387,12 +422,15 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go in.Service.RunDeletion(bg, o.deletionInterval)
-	srv := &http.Server{Handler: in.Handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := cfg.Limits.Server(in.Handler)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	scheme := "http"
+	var tc *tls.Config
 	if certs != nil {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
+	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
 	rootKey := "file " + filepath.Join(abs, "root.key")
 	if o.inMemory {
 		rootKey = "in memory (RAM filesystem, removed at exit)"
@@ -401,13 +439,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", rootKey,
 		"audit", in.Audit.Path, "metrics", scheme+"://"+ln.Addr().String()+"/metrics")
 	errc := make(chan error, 1)
-	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, "", "")
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
+	go func() { errc <- srv.Serve(ln) }()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

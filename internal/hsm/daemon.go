@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/pkcs11"
 )
 
@@ -51,6 +52,7 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	token := fs.String("token", "", "token label")
 	socket := fs.String("socket", "", "unix socket path")
 	watchStdin := fs.Bool("watch-stdin", true, "exit when standard input closes")
+	maxConns := fs.Int("max-conns", 512, "most concurrent connections; more are closed at once (-1: no cap)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,10 +67,13 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer d.close()
 
 	os.Remove(*socket)
-	ln, err := net.Listen("unix", *socket)
+	uln, err := net.Listen("unix", *socket)
 	if err != nil {
 		return fmt.Errorf("hsm-daemon: %w", err)
 	}
+	// A cap on connections (all from one client: unix sockets have no
+	// address), so that a runaway caller cannot exhaust file descriptors.
+	ln := netlimit.Limits{MaxConns: *maxConns, MaxConnsPerClient: -1}.Listen(uln, nil, nil)
 	defer os.Remove(*socket)
 	os.Chmod(*socket, 0o600)
 

@@ -2,6 +2,8 @@ package hsm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		reg = sr
 	}
-	sockDir, err := os.MkdirTemp("", "khsm-")
+	sockDir, err := socketDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("hsm.Open: %w", err)
 	}
@@ -165,6 +167,36 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m.async(m.janitor)
 	return m, nil
+}
+
+// socketDir is where the HSM daemons of the data directory dir listen:
+// DIR/run when the socket paths fit a unix socket address, else a directory
+// of the system temp dir named after DIR. Either way it is emptied and made
+// afresh on start (one server per data directory), so that a kill -9 leaves
+// nothing behind beyond the next start.
+func socketDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", err
+	}
+	run := filepath.Join(abs, "run")
+	// The longest name inside: a temporary daemon's "/tNNNNNNNNNN/d.sock"
+	// or "/hsm-xxxxxxxxxxx.sock"; sun_path holds 107 bytes.
+	if len(run)+24 > 100 {
+		sum := sha256.Sum256([]byte(abs))
+		run = filepath.Join(os.TempDir(), "khsm-"+hex.EncodeToString(sum[:8]))
+	}
+	if err := os.RemoveAll(run); err != nil {
+		return "", err
+	}
+	// Mkdir, not MkdirAll: never adopt a directory someone else made.
+	if err := os.Mkdir(run, 0o700); err != nil {
+		return "", err
+	}
+	return run, nil
 }
 
 // Close stops every HSM daemon and background task.
@@ -217,7 +249,7 @@ func (m *Manager) now() time.Time { return m.cfg.Now().UTC() }
 
 func (m *Manager) spec(rec ClusterRecord) spawnSpec {
 	sp := spawnSpec{exe: m.cfg.Exe, exeArgs: m.cfg.ExeArgs, module: m.cfg.ModulePath, label: rec.TokenLabel,
-		logger: m.log, cluster: rec.ID}
+		logger: m.log, cluster: rec.ID, sockDir: m.sockDir}
 	if rec.ModulePath != "" {
 		sp.module = rec.ModulePath
 	}

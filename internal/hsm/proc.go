@@ -35,6 +35,7 @@ type spawnSpec struct {
 	conf     string // SOFTHSM2_CONF, empty for a real HSM
 	label    string
 	socket   string
+	sockDir  string // where temporary daemons' sockets go ("" = system temp dir)
 	logger   *slog.Logger
 	hsmID    string
 	cluster  string
@@ -153,7 +154,11 @@ const daemonEnv = "KEYHOLD_HSM_DAEMON"
 // withTempDaemon starts a daemon for one job (token initialisation, crypto
 // officer work, the raw benchmark) and stops it afterwards.
 func withTempDaemon(ctx context.Context, sp spawnSpec, fn func(*client) error) error {
-	dir, err := os.MkdirTemp("", "khsm-")
+	prefix := "khsm-"
+	if sp.sockDir != "" {
+		prefix = "t"
+	}
+	dir, err := os.MkdirTemp(sp.sockDir, prefix)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ type Metrics struct {
 	backendCalls  *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
 	auditWrite    prometheus.Histogram
+	auditRefused  prometheus.Counter
 	auditDepth    prometheus.GaugeFunc
 	storeLatency  *prometheus.HistogramVec
 	stores        *storeCollector
@@ -64,9 +65,13 @@ func New() *Metrics {
 		Help:    "Time to encode and append one audit event (group commit: the fsync is shared).",
 		Buckets: latencyBuckets,
 	})
+	m.auditRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyhold_audit_refused_total",
+		Help: "Requests answered with an internal error because the audit trail refused their event (fail-closed audit).",
+	})
 	m.auditDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "keyhold_audit_queue_depth",
-		Help: "Audit events accepted and not yet encoded.",
+		Help: "Audit events accepted and not yet durable (written and fsynced).",
 	}, func() float64 {
 		if m.auditQueue == nil {
 			return 0
@@ -81,7 +86,7 @@ func New() *Metrics {
 	m.stores = &storeCollector{desc: prometheus.NewDesc("keyhold_custom_key_store_connection_state",
 		"1 for the state each custom key store is in (label state), 0 for the others.",
 		[]string{"account", "custom_key_store_id", "type", "state"}, nil)}
-	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.auditWrite, m.auditDepth,
+	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.auditWrite, m.auditRefused, m.auditDepth,
 		m.storeLatency, m.stores,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
@@ -122,6 +127,9 @@ func (m *Metrics) ObserveStore(method string, d time.Duration) {
 // ObserveAuditWrite records the time one audit event took to encode and
 // append.
 func (m *Metrics) ObserveAuditWrite(d time.Duration) { m.auditWrite.Observe(d.Seconds()) }
+
+// AuditRefused counts a request whose event the audit trail refused.
+func (m *Metrics) AuditRefused() { m.auditRefused.Inc() }
 
 // SetAuditQueue gives the gauge its source: the number of queued events.
 func (m *Metrics) SetAuditQueue(depth func() int) { m.auditQueue = depth }

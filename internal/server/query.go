@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -15,7 +14,7 @@ import (
 const queryBodyLimit = 64 << 10
 
 // serveQuery handles Query-protocol requests (IAM and STS).
-func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditRecord) {
+func (h *Handler) serveQuery(r *http.Request, rec *AuditRecord, release *func()) reply {
 	reqID := rec.RequestID
 	_, name := claimedCredential(r.Header.Get("Authorization"))
 	var svc *awsquery.Service
@@ -28,56 +27,63 @@ func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditR
 	if svc != nil {
 		ns = svc.Namespace
 	}
-	fail := func(e *awsquery.Error) {
+	var internal func() reply
+	fail := func(e *awsquery.Error) reply {
 		h.errors.Add(1)
 		rec.Status, rec.ErrorCode, rec.ErrorMsg = e.Status, e.Code, e.Message
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(e.Status)
-		w.Write(awsquery.ErrorBody(ns, reqID, e))
+		return reply{status: e.Status, contentType: "text/xml", body: awsquery.ErrorBody(ns, reqID, e), internal: internal}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, queryBodyLimit+1))
-	if err != nil || len(body) > queryBodyLimit {
-		fail(&awsquery.Error{Code: "ValidationError", Status: 400, Message: "The request body is too large or unreadable."})
-		return
+	internal = func() reply {
+		e := &awsquery.Error{Code: "ServiceFailure", Status: 500, Message: "An internal error occurred."}
+		return reply{status: e.Status, contentType: "text/xml", body: awsquery.ErrorBody(ns, reqID, e)}
 	}
-	rec.Request = body
 	rec.AccessKeyID = claimedAccessKey(r.Header.Get("Authorization"))
 	if svc == nil {
 		if name == "" {
-			fail(&awsquery.Error{Code: "MissingAuthenticationToken", Status: 403, Message: "Request is missing Authentication Token"})
-			return
+			return fail(&awsquery.Error{Code: "MissingAuthenticationToken", Status: 403, Message: "Request is missing Authentication Token"})
 		}
-		fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "This endpoint does not serve the " + name + " Query API."})
-		return
+		return fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "This endpoint does not serve the " + clipTarget(name) + " Query API."})
+	}
+	if r.ContentLength > queryBodyLimit {
+		return fail(&awsquery.Error{Code: "ValidationError", Status: 400, Message: "The request body is too large or unreadable."})
+	}
+	// Authenticate from the headers before reading the body.
+	pending, err := h.verifier.Begin(r.Context(), r, sigv4.Scope{Service: svc.SigningName})
+	if err != nil {
+		return fail(queryAuthError(err))
+	}
+	body, rel, tooLarge, err := h.readBody(r, queryBodyLimit)
+	switch {
+	case errors.Is(err, errBusy):
+		return fail(&awsquery.Error{Code: "Throttling", Status: 400, Message: "Rate exceeded"})
+	case tooLarge || err != nil:
+		return fail(&awsquery.Error{Code: "ValidationError", Status: 400, Message: "The request body is too large or unreadable."})
+	}
+	*release = rel
+	res, err := pending.Finish(body)
+	if err != nil {
+		return fail(queryAuthError(err))
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		fail(&awsquery.Error{Code: "MalformedQueryString", Status: 400, Message: "The request body is not a valid form."})
-		return
+		return fail(&awsquery.Error{Code: "MalformedQueryString", Status: 400, Message: "The request body is not a valid form."})
 	}
 	action := form.Get("Action")
 	op, ok := svc.Lookup(action)
 	rec.Operation = action
 	if !ok {
-		fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "Could not find operation " + action + " for version " + form.Get("Version")})
-		return
-	}
-	res, err := h.verifier.Verify(r.Context(), r, body, sigv4.Scope{Service: svc.SigningName})
-	if err != nil {
-		fail(queryAuthError(err))
-		return
+		return fail(&awsquery.Error{Code: "InvalidAction", Status: 400, Message: "Could not find operation " + clipTarget(action) + " for version " + clipTarget(form.Get("Version"))})
 	}
 	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
-		fail(queryAuthError(err))
-		return
+		return fail(queryAuthError(err))
 	}
+	rec.Request = body
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
 	call := &awsjson.Call{Operation: action, Body: body, RequestID: reqID, Caller: rec.Caller, SourceIP: rec.SourceIP, UserAgent: rec.UserAgent}
-	handlerErr := func(err error) {
+	handlerErr := func(err error) reply {
 		if qe, ok := svc.WireError(err); ok {
-			fail(qe)
-			return
+			return fail(qe)
 		}
 		var ae *awsjson.Error
 		if errors.As(err, &ae) {
@@ -85,31 +91,26 @@ func (h *Handler) serveQuery(w http.ResponseWriter, r *http.Request, rec *AuditR
 			if code == awsjson.AccessDeniedException {
 				code = "AccessDenied"
 			}
-			fail(&awsquery.Error{Code: code, Status: ae.Status, Message: ae.Message})
-			return
+			return fail(&awsquery.Error{Code: code, Status: ae.Status, Message: ae.Message})
 		}
 		h.log.Error("internal error", "request_id", reqID, "operation", action, "err", err)
-		fail(&awsquery.Error{Code: "ServiceFailure", Status: 500, Message: "An internal error occurred."})
+		return fail(&awsquery.Error{Code: "ServiceFailure", Status: 500, Message: "An internal error occurred."})
 	}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r.Context(), call.Caller, awsjson.Operation{Name: op.Name, Action: op.Action}, body); err != nil {
-			handlerErr(err)
-			return
+			return handlerErr(err)
 		}
 	}
 	out, err := op.Handle(r.Context(), call, form)
 	if err != nil {
-		handlerErr(err)
-		return
+		return handlerErr(err)
 	}
 	b, err := svc.Response(action, reqID, out)
 	if err != nil {
-		handlerErr(err)
-		return
+		return handlerErr(err)
 	}
 	rec.Status, rec.Response = 200, b
-	w.Header().Set("Content-Type", "text/xml")
-	w.Write(b)
+	return reply{status: 200, contentType: "text/xml", body: b, internal: internal}
 }
 
 func queryAuthError(err error) *awsquery.Error {

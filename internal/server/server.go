@@ -4,6 +4,15 @@
 // It also serves /healthz and /metrics.
 //
 // It holds no domain logic: it never decides anything about keys.
+//
+// Hostile clients: a request is checked from its headers (route, declared
+// length against the operation's body limit, the signature's form, date,
+// scope and access key) before its body is read, so a request that can never
+// authenticate costs no body buffer; bodies are read only within a shared
+// budget (Config.MaxBufferedBody), waiting for it rather than growing; and
+// every answer is audited before it is written, with a Content-Length, in one
+// write. See Limits in internal/netlimit for the connection side and the
+// memory ceiling the two give together.
 package server
 
 import (
@@ -16,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,13 +58,28 @@ type Config struct {
 	// Ready reports readiness for /healthz; nil means always ready.
 	Ready func() bool
 	// Audit, when set, receives one record per API request, allowed or
-	// denied, after the response is decided. It must not block for long.
-	Audit func(ctx context.Context, r AuditRecord)
+	// denied, after the answer is decided and before it is written. It
+	// returns once the event is written to the OS (so that a crash of this
+	// process cannot lose it); an error means the trail cannot take the
+	// event, and the client then gets the service's internal error instead
+	// of an answer that would go unrecorded. The record and its bodies are
+	// only valid during the call.
+	Audit func(ctx context.Context, r AuditRecord) error
+	// MaxBufferedBody bounds the request-body bytes held at once across all
+	// requests (0 = DefaultMaxBufferedBody). A request waits for room, at
+	// most BodyWait (0 = 10s), then gets a ThrottlingException.
+	MaxBufferedBody int64
+	BodyWait        time.Duration
 }
+
+// DefaultMaxBufferedBody is the default of Config.MaxBufferedBody.
+const DefaultMaxBufferedBody = 32 << 20
 
 // AuditRecord is what the listener knows about one API request. Request and
 // Response are the raw JSON bodies: the audit trail must filter them (they
-// can hold plaintext, key material and secrets).
+// can hold plaintext, key material and secrets). Request is nil when the
+// request did not authenticate or its body could not be parsed: such
+// requests are audited from their headers only.
 type AuditRecord struct {
 	Time        time.Time
 	Service     *awsjson.Service // nil when the target was unknown
@@ -77,8 +102,12 @@ type Handler struct {
 	verifier *sigv4.Verifier
 	byPrefix map[string]*awsjson.Service
 	log      *slog.Logger
+	budget   *budget
 	requests atomic.Int64
 	errors   atomic.Int64
+	// auditFailures counts answers replaced by an internal error because
+	// the audit trail refused their event.
+	auditFailures atomic.Int64
 }
 
 // New builds the HTTP handler.
@@ -86,8 +115,14 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxBufferedBody <= 0 {
+		cfg.MaxBufferedBody = DefaultMaxBufferedBody
+	}
+	if cfg.BodyWait <= 0 {
+		cfg.BodyWait = 10 * time.Second
+	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, byPrefix: make(map[string]*awsjson.Service),
-		verifier: &sigv4.Verifier{Lookup: cfg.Directory.Lookup, Now: cfg.Now}}
+		verifier: &sigv4.Verifier{Lookup: cfg.Directory.Lookup, Now: cfg.Now}, budget: newBudget(cfg.MaxBufferedBody)}
 	for _, s := range cfg.Services {
 		h.byPrefix[s.TargetPrefix] = s
 	}
@@ -104,42 +139,113 @@ func newRequestID() string {
 	return blob.FormatUUID(u)
 }
 
+// reply is a decided answer, not yet written: it is audited first.
+type reply struct {
+	status      int
+	contentType string
+	errorType   string // x-amzn-ErrorType, JSON errors only
+	body        []byte
+	// internal is the answer to give instead when the audit trail refuses
+	// the event.
+	internal func() reply
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/healthz" && r.Method == http.MethodGet:
 		if h.cfg.Ready != nil && !h.cfg.Ready() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+			writeReply(w, reply{status: http.StatusServiceUnavailable, contentType: "text/plain", body: []byte("starting\n")})
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok\n")
+		writeReply(w, reply{status: 200, contentType: "text/plain", body: []byte("ok\n")})
 		return
 	case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# TYPE keyhold_requests_total counter\nkeyhold_requests_total %d\n# TYPE keyhold_request_errors_total counter\nkeyhold_request_errors_total %d\n",
-			h.requests.Load(), h.errors.Load())
+		body := fmt.Sprintf("# TYPE keyhold_requests_total counter\nkeyhold_requests_total %d\n# TYPE keyhold_request_errors_total counter\nkeyhold_request_errors_total %d\n# TYPE keyhold_audit_refused_total counter\nkeyhold_audit_refused_total %d\n",
+			h.requests.Load(), h.errors.Load(), h.auditFailures.Load())
+		writeReply(w, reply{status: 200, contentType: "text/plain; version=0.0.4", body: []byte(body)})
 		return
 	}
 	h.requests.Add(1)
 	reqID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", reqID)
 	rec := &AuditRecord{Time: time.Now().UTC(), RequestID: reqID, SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
+	var release func()
+	rep := h.serveAPI(r, rec, &release)
 	if h.cfg.Audit != nil {
-		defer func() { h.cfg.Audit(r.Context(), *rec) }()
+		if err := h.cfg.Audit(r.Context(), *rec); err != nil {
+			// Nothing is answered that the trail did not take.
+			h.auditFailures.Add(1)
+			h.log.Error("audit trail refused the event; answering with an internal error", "request_id", reqID, "err", err)
+			if rep.internal != nil {
+				rep = rep.internal()
+			}
+		}
 	}
-	h.serveAPI(w, r, rec)
+	if release != nil {
+		release()
+	}
+	writeReply(w, rep)
 }
 
-func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRecord) {
+// writeReply writes a whole answer at once, with its length: nothing runs
+// between the body and the end of the response.
+func writeReply(w http.ResponseWriter, rep reply) {
+	hd := w.Header()
+	hd.Set("Content-Type", rep.contentType)
+	if rep.errorType != "" {
+		hd.Set("x-amzn-ErrorType", rep.errorType)
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(rep.body)))
+	w.WriteHeader(rep.status)
+	w.Write(rep.body)
+}
+
+// readBody reads a request body of at most limit bytes within the shared
+// body budget. The returned release gives the budget back; the caller holds
+// the body until then.
+func (h *Handler) readBody(r *http.Request, limit int64) (body []byte, release func(), tooLarge bool, err error) {
+	if r.ContentLength > limit {
+		return nil, nil, true, nil
+	}
+	n := r.ContentLength
+	if n < 0 {
+		n = limit + 1 // chunked: reserve the most it may be
+	}
+	if n == 0 {
+		return nil, func() {}, false, nil
+	}
+	if !h.budget.acquire(r.Context(), n, h.cfg.BodyWait) {
+		return nil, nil, false, errBusy
+	}
+	release = func() { h.budget.release(n) }
+	buf := make([]byte, n)
+	m, err := io.ReadFull(r.Body, buf)
+	if r.ContentLength < 0 {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		if m > int(limit) {
+			release()
+			return nil, nil, true, nil
+		}
+	}
+	if err != nil {
+		release()
+		return nil, nil, false, err
+	}
+	return buf[:m], release, false, nil
+}
+
+var errBusy = errors.New("server: request bodies in flight exceed the buffer budget")
+
+func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) reply {
 	reqID := rec.RequestID
 	if r.Method != http.MethodPost {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 404, "The requested method is not supported: %s %s", r.Method, r.URL.Path), rec)
-		return
+		return h.errorReply(nil, awsjson.Errorf(awsjson.UnknownOperation, 404, "The requested method is not supported: %s %s", r.Method, r.URL.Path), rec)
 	}
 	target := r.Header.Get("X-Amz-Target")
 	if target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		h.serveQuery(w, r, rec)
-		return
+		return h.serveQuery(r, rec, release)
 	}
 	// The operation follows the last dot: CloudTrail's prefix has dots
 	// (com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101).
@@ -154,54 +260,64 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rec *AuditRec
 		op, ok = svc.Lookup(opName)
 	}
 	rec.Service, rec.Operation = svc, opName
+	rec.AccessKeyID = claimedAccessKey(r.Header.Get("Authorization"))
 	if !ok {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.UnknownOperation, 400, "The operation %q is not supported by this endpoint.", target), rec)
-		return
+		return h.errorReply(svc, awsjson.Errorf(awsjson.UnknownOperation, 400, "The operation %q is not supported by this endpoint.", clipTarget(target)), rec)
 	}
 	limit := svc.BodyLimit(op)
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.SerializationException, 400, "Could not read the request body."), rec)
-		return
+	if r.ContentLength > limit {
+		return h.errorReply(svc, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit), rec)
 	}
-	if int64(len(body)) > limit {
-		h.writeError(w, reqID, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit), rec)
-		return
-	}
-	rec.Request = body
-	rec.AccessKeyID = claimedAccessKey(r.Header.Get("Authorization"))
-	res, err := h.verifier.Verify(r.Context(), r, body, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
+	// Authenticate from the headers before reading the body.
+	pending, err := h.verifier.Begin(r.Context(), r, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
 	if err != nil {
-		h.writeError(w, reqID, h.authError(reqID, err), rec)
-		return
+		return h.errorReply(svc, h.authError(reqID, err), rec)
+	}
+	body, rel, tooLarge, err := h.readBody(r, limit)
+	switch {
+	case tooLarge:
+		return h.errorReply(svc, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit), rec)
+	case errors.Is(err, errBusy):
+		return h.errorReply(svc, awsjson.Errorf(awsjson.ThrottlingException, 400, "Rate exceeded"), rec)
+	case err != nil:
+		return h.errorReply(svc, awsjson.Errorf(awsjson.SerializationException, 400, "Could not read the request body."), rec)
+	}
+	*release = rel
+	res, err := pending.Finish(body)
+	if err != nil {
+		return h.errorReply(svc, h.authError(reqID, err), rec)
 	}
 	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
-		h.writeError(w, reqID, h.authError(reqID, err), rec)
-		return
+		return h.errorReply(svc, h.authError(reqID, err), rec)
 	}
+	rec.Request = body
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
 	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: r.TLS != nil,
 		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {
-			h.writeHandlerError(w, svc, reqID, opName, err, rec)
-			return
+			return h.handlerErrorReply(svc, reqID, opName, err, rec)
 		}
 	}
 	out, err := op.Handle(r.Context(), call)
 	if err != nil {
-		h.writeHandlerError(w, svc, reqID, opName, err, rec)
-		return
+		return h.handlerErrorReply(svc, reqID, opName, err, rec)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		h.writeHandlerError(w, svc, reqID, opName, fmt.Errorf("encoding response: %w", err), rec)
-		return
+		return h.handlerErrorReply(svc, reqID, opName, fmt.Errorf("encoding response: %w", err), rec)
 	}
 	rec.Status, rec.Response = 200, b
-	w.Header().Set("Content-Type", jsonContentType)
-	w.Write(b)
+	return reply{status: 200, contentType: jsonContentType, body: b, internal: h.internalJSON(svc)}
+}
+
+// clipTarget keeps a client-sent X-Amz-Target short inside a message.
+func clipTarget(t string) string {
+	if len(t) > 128 {
+		return t[:128]
+	}
+	return t
 }
 
 // claimedAccessKey extracts the access key id from a SigV4 Authorization
@@ -255,7 +371,7 @@ func (h *Handler) authError(reqID string, err error) *awsjson.Error {
 	return &awsjson.Error{Type: "InternalFailure", Status: 500, Message: "An internal error occurred."}
 }
 
-func (h *Handler) writeHandlerError(w http.ResponseWriter, svc *awsjson.Service, reqID, op string, err error, rec *AuditRecord) {
+func (h *Handler) handlerErrorReply(svc *awsjson.Service, reqID, op string, err error, rec *AuditRecord) reply {
 	ae, ok := svc.WireError(err)
 	if !ok {
 		h.log.Error("internal error", "request_id", reqID, "operation", op, "err", err)
@@ -263,22 +379,41 @@ func (h *Handler) writeHandlerError(w http.ResponseWriter, svc *awsjson.Service,
 	} else if ae.Status >= 500 {
 		h.log.Error("server error", "request_id", reqID, "operation", op, "err", err)
 	}
-	h.writeError(w, reqID, ae, rec)
+	if ae.Type == awsjson.SerializationException {
+		// An unparsable body is audited from the headers only.
+		rec.Request = nil
+	}
+	return h.errorReply(svc, ae, rec)
 }
 
-func (h *Handler) writeError(w http.ResponseWriter, reqID string, e *awsjson.Error, rec *AuditRecord) {
+// errorReply builds a JSON error answer and records it. svc may be nil
+// (unknown target).
+func (h *Handler) errorReply(svc *awsjson.Service, e *awsjson.Error, rec *AuditRecord) reply {
 	h.errors.Add(1)
 	if rec != nil {
 		rec.Status, rec.ErrorCode, rec.ErrorMsg = e.Status, e.Type, e.Message
 	}
+	return jsonError(e, h.internalJSON(svc))
+}
+
+func jsonError(e *awsjson.Error, internal func() reply) reply {
 	b, _ := json.Marshal(struct {
 		Type    string `json:"__type"`
 		Message string `json:"message"`
 	}{e.Type, e.Message})
-	w.Header().Set("Content-Type", jsonContentType)
-	w.Header().Set("x-amzn-ErrorType", e.Type)
-	w.WriteHeader(e.Status)
-	w.Write(b)
+	return reply{status: e.Status, contentType: jsonContentType, errorType: e.Type, body: b, internal: internal}
+}
+
+// internalJSON is the answer that replaces one the audit trail refused:
+// the service's internal error (KMSInternalException for KMS).
+func (h *Handler) internalJSON(svc *awsjson.Service) func() reply {
+	return func() reply {
+		e := &awsjson.Error{Type: "InternalFailure", Status: 500, Message: "An internal error occurred."}
+		if svc != nil {
+			e = svc.InternalError()
+		}
+		return jsonError(e, nil)
+	}
 }
 
 func (h *Handler) sessionNow() time.Time {

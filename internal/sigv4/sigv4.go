@@ -69,7 +69,8 @@ const (
 	dateFormat = "20060102"
 
 	// UnsignedPayload is the X-Amz-Content-Sha256 value that opts out of
-	// hashing the body; Verify accepts it only when that header is signed.
+	// hashing the body. Only S3 honours it; Verify refuses it, as every
+	// other AWS service does (the signature cannot match).
 	UnsignedPayload = "UNSIGNED-PAYLOAD"
 )
 

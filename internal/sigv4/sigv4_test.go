@@ -440,7 +440,6 @@ func TestSignerRoundTrip(t *testing.T) {
 			`{"requestMetadata":{"kmsRequestId":"r","kmsOperation":"Encrypt","awsPrincipalArn":"AWS Internal","kmsKeyArn":"arn"},"plaintext":"aGk=","encryptionAlgorithm":"AES_GCM"}`,
 			"", map[string]string{"Content-Type": "application/json"}},
 		{"session token and payload header", "kms", "/", "{}", "FQoGZXIvYXdzEXAMPLE", map[string]string{"X-Amz-Content-Sha256": "", "Content-Type": "application/x-amz-json-1.1"}},
-		{"unsigned payload", "kms", "/", "{}", "", map[string]string{"X-Amz-Content-Sha256": UnsignedPayload}},
 		{"odd path characters", "kms-xks-proxy", "/pre fix/kms/xks/v1/keys/a:b$c/encrypt", "{}", "", nil},
 		{"header with spaces", "kms", "/", "{}", "", map[string]string{"X-Amz-Meta": "  a   b  c "}},
 	}

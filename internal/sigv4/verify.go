@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,6 +27,11 @@ type Verifier struct {
 	Lookup  Lookup
 	Now     func() time.Time // nil = time.Now
 	MaxSkew time.Duration    // 0 = 5 minutes
+	// ContentTypeUnsigned accepts a Content-Type the signature does not
+	// cover. AWS's own APIs (KMS, CloudHSM, IAM, STS) require it signed; the
+	// XKS proxy API signs only host and x-amz-date, and AWS KMS, its client,
+	// sends Content-Type outside the signature.
+	ContentTypeUnsigned bool
 
 	// keys holds a map[keyCacheID]keyCacheEntry of derived keys that verified
 	// a request, replaced copy-on-write; no lock, so a Verifier may be copied
@@ -227,10 +233,42 @@ func (v *Verifier) maxSkew() time.Duration {
 
 // Verify checks r's SigV4 signature (Authorization header, or the query-string
 // form) against body, the full request body already read by the caller; r.Body
-// is not touched. Rejections wrap exactly one of the sentinel errors; an error
-// from Lookup other than ErrUnknownAccessKey is returned wrapped, and is
-// internal (not for the client).
+// is not touched. It is Begin then Finish. Rejections wrap exactly one of the
+// sentinel errors; an error from Lookup other than ErrUnknownAccessKey is
+// returned wrapped, and is internal (not for the client).
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, want Scope) (Result, error) {
+	p, err := v.Begin(ctx, r, want)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.Finish(body)
+}
+
+// Pending is a request whose headers passed Begin and whose body is still to
+// be read. It must not outlive the request.
+type Pending struct {
+	v        *Verifier
+	r        *http.Request
+	a        authFields
+	amzDate  string
+	scope    string
+	key      []byte
+	secret   string
+	declared string // the signed X-Amz-Content-Sha256 (lower-case hex), "" when absent
+	checked  bool   // the signature was verified over declared
+}
+
+// Begin checks everything a request's headers carry, before its body is read,
+// so that a server need not buffer the body of a request that can never
+// authenticate: the Authorization header (or query-string form), the date and
+// clock skew, the credential scope, that every header AWS requires to be
+// signed is signed (Host, X-Amz-Date or Date, Content-Type when present, and
+// every X-Amz-* header, X-Amz-Target included), that the payload hash is not
+// UNSIGNED-PAYLOAD, and that the access key exists. When the client signed an
+// X-Amz-Content-Sha256 body hash, the signature itself is verified here too
+// (SignatureChecked reports it) and Finish only compares the body with the
+// hash. Errors are Verify's.
+func (v *Verifier) Begin(ctx context.Context, r *http.Request, want Scope) (*Pending, error) {
 	var (
 		a       authFields
 		amzDate string
@@ -239,44 +277,48 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, wan
 	auths := r.Header.Values("Authorization")
 	switch {
 	case len(auths) > 1:
-		return Result{}, fail(ErrIncomplete, "Request has more than one Authorization header.")
+		return nil, fail(ErrIncomplete, "Request has more than one Authorization header.")
 	case len(auths) == 1:
 		if a, err = parseAuthorization(auths[0]); err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		amzDate = r.Header.Get("X-Amz-Date")
 		if amzDate == "" {
 			amzDate = r.Header.Get("Date")
 		}
 		if amzDate == "" {
-			return Result{}, fail(ErrIncomplete, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+			return nil, fail(ErrIncomplete, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
 		}
 	case r.URL != nil && r.URL.Query().Has("X-Amz-Algorithm"):
 		if a, amzDate, err = parseQueryAuth(r); err != nil {
-			return Result{}, err
+			return nil, err
 		}
 	default:
-		return Result{}, fail(ErrMissingAuth, "")
+		return nil, fail(ErrMissingAuth, "")
 	}
 
 	t, err := parseAmzDate(amzDate)
 	if err != nil {
-		return Result{}, fail(ErrIncomplete, fmt.Sprintf("Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", clip(amzDate)))
+		return nil, fail(ErrIncomplete, fmt.Sprintf("Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", clip(amzDate)))
 	}
 	amzDate = t.Format(timeFormat)
 
+	if err := requireSigned(r, &a, !v.ContentTypeUnsigned); err != nil {
+		return nil, err
+	}
+
 	// Scope checks, in the order AWS reports them.
 	if a.date != amzDate[:8] {
-		return Result{}, fail(ErrScope, fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", clip(a.date), amzDate[:8], amzDate))
+		return nil, fail(ErrScope, fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", clip(a.date), amzDate[:8], amzDate))
 	}
 	if want.Region != "" && a.region != want.Region {
-		return Result{}, fail(ErrScope, "Credential should be scoped to a valid region.")
+		return nil, fail(ErrScope, "Credential should be scoped to a valid region.")
 	}
 	if want.Service != "" && a.service != want.Service {
-		return Result{}, fail(ErrScope, fmt.Sprintf("Credential should be scoped to correct service: '%s'.", want.Service))
+		return nil, fail(ErrScope, fmt.Sprintf("Credential should be scoped to correct service: '%s'.", want.Service))
 	}
 	if a.term != terminator {
-		return Result{}, fail(ErrScope, fmt.Sprintf("Credential should be scoped with a valid terminator: 'aws4_request', not '%s'.", clip(a.term)))
+		return nil, fail(ErrScope, fmt.Sprintf("Credential should be scoped with a valid terminator: 'aws4_request', not '%s'.", clip(a.term)))
 	}
 
 	now := v.now().UTC()
@@ -285,81 +327,134 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, wan
 		// Presigned: valid from X-Amz-Date (minus skew) for X-Amz-Expires seconds.
 		exp, err := strconv.Atoi(r.URL.Query().Get("X-Amz-Expires"))
 		if err != nil || exp <= 0 || exp > 7*24*3600 {
-			return Result{}, fail(ErrIncomplete, "X-Amz-Expires must be a number of seconds between 1 and 604800.")
+			return nil, fail(ErrIncomplete, "X-Amz-Expires must be a number of seconds between 1 and 604800.")
 		}
 		if now.After(t.Add(time.Duration(exp) * time.Second)) {
-			return Result{}, fail(ErrExpired, "Request has expired")
+			return nil, fail(ErrExpired, "Request has expired")
 		}
 		if t.After(now.Add(skew)) {
-			return Result{}, fail(ErrExpired, skewMessage(t, now, skew))
+			return nil, fail(ErrExpired, skewMessage(t, now, skew))
 		}
 	} else if t.Before(now.Add(-skew)) || t.After(now.Add(skew)) {
-		return Result{}, fail(ErrExpired, skewMessage(t, now, skew))
+		return nil, fail(ErrExpired, skewMessage(t, now, skew))
 	}
 
-	// Payload hash.
-	payloadHash := ""
-	declared := r.Header.Get("X-Amz-Content-Sha256")
-	switch {
-	case declared == "":
-		payloadHash = hashHex(body)
-	case declared == UnsignedPayload:
-		if !contains(a.signedHeaders, "x-amz-content-sha256") {
-			return Result{}, fail(ErrSignature, "")
+	// Payload hash. AWS honours UNSIGNED-PAYLOAD only on S3: every other
+	// service hashes the body it received, so a request signed over the
+	// literal string never matches. Refusing it here, before the body is
+	// read, gives the same answer.
+	p := &Pending{v: v, r: r, a: a, amzDate: amzDate}
+	if declared := r.Header.Get("X-Amz-Content-Sha256"); declared != "" {
+		if _, err := hex.DecodeString(declared); err != nil || len(declared) != 2*sha256.Size {
+			return nil, fail(ErrSignature, "")
 		}
-		payloadHash = UnsignedPayload
-	default:
-		got := hashHex(body)
-		if !hmac.Equal([]byte(strings.ToLower(declared)), []byte(got)) {
-			return Result{}, fail(ErrSignature, "The provided 'x-amz-content-sha256' header does not match what was computed.")
-		}
-		payloadHash = declared
+		p.declared = strings.ToLower(declared)
 	}
 
 	secret, err := v.Lookup(ctx, a.accessKeyID)
 	if err != nil {
 		if errors.Is(err, ErrUnknownAccessKey) {
-			return Result{}, fail(ErrUnknownAccessKey, "")
+			return nil, fail(ErrUnknownAccessKey, "")
 		}
-		return Result{}, fmt.Errorf("sigv4: looking up access key: %w", err)
+		return nil, fmt.Errorf("sigv4: looking up access key: %w", err)
 	}
-
-	key := v.signingKey(a.accessKeyID, secret, a.date, a.region, a.service)
-	scope := a.date + "/" + a.region + "/" + a.service + "/" + terminator
-	skip := ""
-	if a.query {
-		skip = "X-Amz-Signature"
-	}
-	query := canonicalQuery(r.URL.RawQuery, skip)
-	escaped := r.URL.EscapedPath()
-	want1 := []byte(a.signature)
-
-	ok := false
-	for _, uri := range canonicalURIs(escaped) {
-		sts := stringToSign(r, uri, query, a.signedHeaders, payloadHash, amzDate, scope)
-		sig := hex.EncodeToString(hmacSHA256(key, sts))
-		if hmac.Equal([]byte(sig), want1) {
-			ok = true
-			break
+	p.secret = secret
+	p.key = v.signingKey(a.accessKeyID, secret, a.date, a.region, a.service)
+	p.scope = a.date + "/" + a.region + "/" + a.service + "/" + terminator
+	if p.declared != "" {
+		if !p.signatureMatches(p.declared) {
+			return nil, fail(ErrSignature, "")
 		}
+		p.checked = true
 	}
-	if !ok {
+	return p, nil
+}
+
+// SignatureChecked reports whether Begin already verified the signature (over
+// a signed X-Amz-Content-Sha256): the request is then authentic, and Finish
+// only checks that the body is the one that was signed.
+func (p *Pending) SignatureChecked() bool { return p.checked }
+
+// Finish completes the verification with the request body.
+func (p *Pending) Finish(body []byte) (Result, error) {
+	got := hashHex(body)
+	if p.declared != "" {
+		if !hmac.Equal([]byte(p.declared), []byte(got)) {
+			return Result{}, fail(ErrSignature, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+		}
+	} else if !p.signatureMatches(got) {
 		return Result{}, fail(ErrSignature, "")
 	}
-	v.remember(a.accessKeyID, secret, a.date, a.region, a.service, key)
-
+	a := &p.a
+	p.v.remember(a.accessKeyID, p.secret, a.date, a.region, a.service, p.key)
+	r := p.r
 	res := Result{
 		AccessKeyID:   a.accessKeyID,
 		SessionToken:  r.Header.Get("X-Amz-Security-Token"),
 		Region:        a.region,
 		Service:       a.service,
 		SignedHeaders: a.signedHeaders,
-		Time:          t,
 	}
+	res.Time, _ = time.Parse(timeFormat, p.amzDate)
 	if res.SessionToken == "" && a.query {
 		res.SessionToken = r.URL.Query().Get("X-Amz-Security-Token")
 	}
 	return res, nil
+}
+
+// signatureMatches computes the signature over payloadHash and compares it
+// with the one the client sent.
+func (p *Pending) signatureMatches(payloadHash string) bool {
+	r, a := p.r, &p.a
+	skip := ""
+	if a.query {
+		skip = "X-Amz-Signature"
+	}
+	query := canonicalQuery(r.URL.RawQuery, skip)
+	want := []byte(a.signature)
+	for _, uri := range canonicalURIs(r.URL.EscapedPath()) {
+		sts := stringToSign(r, uri, query, a.signedHeaders, payloadHash, p.amzDate, p.scope)
+		if hmac.Equal([]byte(hex.EncodeToString(hmacSHA256(p.key, sts))), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// requireSigned enforces the headers AWS requires in SignedHeaders beyond
+// Host (checked while parsing): the date header the request is dated by,
+// Content-Type when it is sent, and every X-Amz-* header sent. Without this a
+// signature over "host" alone would let anyone who sees one request replay it
+// with another X-Amz-Target. Header names are reported as sent.
+func requireSigned(r *http.Request, a *authFields, contentType bool) error {
+	signed := func(name string) bool { return contains(a.signedHeaders, name) }
+	must := func(name string) error {
+		return fail(ErrSignature, fmt.Sprintf("'%s' must be a 'SignedHeader' in the AWS Authorization.", clip(name)))
+	}
+	if !a.query {
+		if r.Header.Get("X-Amz-Date") != "" {
+			if !signed("x-amz-date") {
+				return must("X-Amz-Date")
+			}
+		} else if !signed("date") {
+			return must("Date")
+		}
+	}
+	if _, ok := r.Header["Content-Type"]; ok && contentType && !signed("content-type") {
+		return must("Content-Type")
+	}
+	var missing []string
+	for k := range r.Header {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-amz-") && !signed(lk) {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing) // the same request always gets the same message
+		return must(missing[0])
+	}
+	return nil
 }
 
 // canonicalURIs lists the canonical paths to try: first the AWS SDK form (the

@@ -52,7 +52,7 @@ func New(m *hsm.Manager, region, accountID string) *awsjson.Service {
 	}
 	a := &api{m: m, region: region, account: accountID, model: model}
 	op := func(name string, h func(context.Context, *awsjson.Call) (any, error)) awsjson.Operation {
-		return awsjson.Operation{Name: name, Action: "cloudhsm:" + name, Handle: h}
+		return awsjson.Operation{Name: name, Action: "cloudhsm:" + name, Handle: h, MaxBody: model.MaxInputBytes(name)}
 	}
 	return awsjson.NewService("BaldrApiService", "cloudhsm", mapError,
 		op("CreateCluster", a.createCluster),

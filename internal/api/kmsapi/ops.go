@@ -19,7 +19,7 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 	op := func(name string, h func(context.Context, *awsjson.Call) (any, error)) awsjson.Operation {
 		action := "kms:" + name
 		// The domain authorizes the action registered here, nothing else.
-		return awsjson.Operation{Name: name, Action: action, Handle: func(ctx context.Context, c *awsjson.Call) (any, error) {
+		return awsjson.Operation{Name: name, Action: action, MaxBody: m.MaxInputBytes(name), Handle: func(ctx context.Context, c *awsjson.Call) (any, error) {
 			return h(kms.WithAction(ctx, action), c)
 		}}
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -134,6 +135,9 @@ var _ store.Store = (*DB)(nil)
 // Open opens (creating if needed) the database at path and migrates it. It
 // refuses a database whose schema is newer than this binary knows.
 func Open(ctx context.Context, path string) (*DB, error) {
+	if err := restrictFiles(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
@@ -146,6 +150,27 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// restrictFiles makes the database file exist with mode 0600 before SQLite
+// opens it: SQLite gives the -wal and -shm files the database file's mode,
+// so all three stay readable by the owner only. Files an older keyhold made
+// 0644 are narrowed.
+func restrictFiles(path string) error {
+	if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite.Open: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("sqlite.Open: %w", err)
+		}
+	}
+	return nil
 }
 
 func (d *DB) migrate(ctx context.Context) error {

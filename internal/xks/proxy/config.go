@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,6 +24,7 @@ type Config struct {
 	SoftHSM2Conf   string        `json:"softhsm2Conf,omitempty"`
 	TLS            TLSConfig     `json:"tls"`
 	Limits         Limits        `json:"limits"`
+	Connections    ConnLimits    `json:"connections,omitempty"`
 	HSMTimeout     Duration      `json:"hsmTimeout,omitempty"`
 	HealthCacheTTL Duration      `json:"healthCacheTTL,omitempty"`
 	KeyStores      []StoreConfig `json:"keyStores"`
@@ -40,6 +42,53 @@ type TLSConfig struct {
 type Limits struct {
 	MaxPlaintextBytes int `json:"maxPlaintextBytes,omitempty"`
 	MaxAADBytes       int `json:"maxAADBytes,omitempty"`
+}
+
+// ConnLimits bound the proxy's client connections; zero fields take the
+// proxy's defaults (XKSConnDefaults), a negative count turns a cap off.
+type ConnLimits struct {
+	MaxConns          int      `json:"maxConns,omitempty"`
+	MaxConnsPerClient int      `json:"maxConnsPerClient,omitempty"`
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout,omitempty"`
+	ReadTimeout       Duration `json:"readTimeout,omitempty"`
+	WriteTimeout      Duration `json:"writeTimeout,omitempty"`
+	IdleTimeout       Duration `json:"idleTimeout,omitempty"`
+	MaxHeaderBytes    int      `json:"maxHeaderBytes,omitempty"`
+}
+
+// XKSConnDefaults are the proxy's connection bounds: AWS KMS gives an XKS
+// call 250 ms, so requests and answers get seconds, not minutes.
+var XKSConnDefaults = netlimit.Limits{
+	MaxConns: 1024, MaxConnsPerClient: 256,
+	ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+	IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+}
+
+// netLimits merges c over XKSConnDefaults.
+func (c ConnLimits) netLimits() netlimit.Limits {
+	l := XKSConnDefaults
+	if c.MaxConns != 0 {
+		l.MaxConns = c.MaxConns
+	}
+	if c.MaxConnsPerClient != 0 {
+		l.MaxConnsPerClient = c.MaxConnsPerClient
+	}
+	if c.ReadHeaderTimeout != 0 {
+		l.ReadHeaderTimeout = time.Duration(c.ReadHeaderTimeout)
+	}
+	if c.ReadTimeout != 0 {
+		l.ReadTimeout = time.Duration(c.ReadTimeout)
+	}
+	if c.WriteTimeout != 0 {
+		l.WriteTimeout = time.Duration(c.WriteTimeout)
+	}
+	if c.IdleTimeout != 0 {
+		l.IdleTimeout = time.Duration(c.IdleTimeout)
+	}
+	if c.MaxHeaderBytes != 0 {
+		l.MaxHeaderBytes = c.MaxHeaderBytes
+	}
+	return l
 }
 
 // StoreConfig is one logical key store, served under one URI path prefix.

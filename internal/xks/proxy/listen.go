@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"time"
+	"strconv"
 )
 
 // cipherSuites are the TLS 1.2 suites offered: the spec's two ECDHE
@@ -82,17 +83,11 @@ func (s *Server) Listen() (*Listener, error) {
 		return nil, fmt.Errorf("proxy: listen: %w", err)
 	}
 	l := &Listener{Addr: ln.Addr(), errc: make(chan error, 2)}
-	srv := &http.Server{
-		Handler:           s,
-		TLSConfig:         tc,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	lim := s.cfg.Connections.netLimits()
+	srv := lim.Server(s)
+	tln := lim.Listen(ln, tc, xksReject)
 	l.servers = append(l.servers, srv)
-	go func() { l.errc <- srv.ServeTLS(ln, "", "") }()
+	go func() { l.errc <- srv.Serve(tln) }()
 	if s.cfg.PingListen != "" {
 		pln, err := net.Listen("tcp", s.cfg.PingListen)
 		if err != nil {
@@ -100,20 +95,25 @@ func (s *Server) Listen() (*Listener, error) {
 			return nil, fmt.Errorf("proxy: listen ping: %w", err)
 		}
 		l.PingAddr = pln.Addr()
-		ping := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.EscapedPath() != "/ping" {
-					http.NotFound(w, r)
-					return
-				}
-				s.ServeHTTP(w, r)
-			}),
-			ReadHeaderTimeout: 5 * time.Second,
-		}
+		ping := lim.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.EscapedPath() != "/ping" {
+				http.NotFound(w, r)
+				return
+			}
+			s.ServeHTTP(w, r)
+		}))
+		pln = lim.Listen(pln, nil, xksReject)
 		l.servers = append(l.servers, ping)
 		go func() { l.errc <- ping.Serve(pln) }()
 	}
 	return l, nil
+}
+
+// xksReject answers a connection past a cap in the XKS error shape.
+func xksReject(reason string) []byte {
+	body, _ := json.Marshal(map[string]string{"errorName": "ThrottlingException", "errorMessage": reason})
+	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + string(body))
 }
 
 // Err reports the first fatal serving error.

@@ -96,7 +96,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if cfg.SoftHSM2Conf != "" {
 		os.Setenv("SOFTHSM2_CONF", cfg.SoftHSM2Conf)
 	}
-	s.verifier = sigv4.Verifier{Lookup: s.lookup, Now: func() time.Time { return s.now() }, MaxSkew: 5 * time.Minute}
+	s.verifier = sigv4.Verifier{Lookup: s.lookup, Now: func() time.Time { return s.now() }, MaxSkew: 5 * time.Minute,
+		ContentTypeUnsigned: true} // the XKS spec signs host and x-amz-date only
 	st, err := s.build(s.cfg, nil)
 	if err != nil {
 		return nil, err

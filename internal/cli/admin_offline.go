@@ -13,8 +13,6 @@ import (
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/policy"
-	"github.com/keyhold/keyhold/internal/rootkey"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 // adminOffline is what `keyhold admin ... --offline` needs: the stopped
@@ -27,12 +25,14 @@ type adminOffline struct {
 }
 
 // runAdminOffline performs an admin command directly on a stopped
-// server's data directory: the way back in when the credentials file is
+// server's store (SQLite in the data directory, or KEYHOLD_DATABASE_URL,
+// with KEYHOLD_ROOT_KEY as the server has them): the way back in when the credentials file is
 // lost. It takes the data directory's lock, so it refuses to run beside a
 // live server (which would not see the change in its caches).
 func runAdminOffline(ctx context.Context, sub string, o adminOffline, stdout io.Writer) error {
-	if _, err := os.Stat(filepath.Join(o.dataDir, DatabaseFile)); err != nil {
-		return fmt.Errorf("--offline: %s is not a keyhold data directory (no keyhold.db)", o.dataDir)
+	url := databaseURLFromEnv()
+	if _, err := os.Stat(filepath.Join(o.dataDir, DatabaseFile)); err != nil && url == "" {
+		return fmt.Errorf("--offline: %s is not a keyhold data directory (no %s)", o.dataDir, DatabaseFile)
 	}
 	unlock, err := datadir.Lock(o.dataDir)
 	if errors.Is(err, datadir.ErrInUse) {
@@ -42,11 +42,18 @@ func runAdminOffline(ctx context.Context, sub string, o adminOffline, stdout io.
 		return err
 	}
 	defer unlock()
-	root, err := rootkey.LoadOrCreateFile(filepath.Join(o.dataDir, "root.key"))
+	rootPath := os.Getenv("KEYHOLD_ROOT_KEY")
+	if rootPath == "" {
+		rootPath = filepath.Join(o.dataDir, "root.key")
+	}
+	if _, err := os.Stat(rootPath); err != nil {
+		return fmt.Errorf("--offline: root key: %w", err)
+	}
+	root, err := loadRootKey(rootPath, url != "")
 	if err != nil {
 		return err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(o.dataDir, DatabaseFile))
+	db, err := OpenDatabase(ctx, url, o.dataDir, 0, nil)
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/keyhold/keyhold/internal/api/hsmapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/store"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 // DatabaseFile is the embedded store's file in the data directory.
@@ -18,8 +16,10 @@ const DatabaseFile = "keyhold.db"
 // OpenRecords opens the data directory's store for an owner command (`keyhold
 // hsm ...`): a second handle on the database the server uses, which SQLite
 // allows (WAL); the server caches no cluster record, so it sees the change.
+//
+// With KEYHOLD_DATABASE_URL set, the records are in that PostgreSQL database.
 func OpenRecords(ctx context.Context, dataDir string) (hsm.Records, func(), error) {
-	db, err := sqlite.Open(ctx, filepath.Join(dataDir, DatabaseFile))
+	db, err := OpenDatabase(ctx, databaseURLFromEnv(), dataDir, 0, nil)
 	if err != nil {
 		return nil, nil, err
 	}

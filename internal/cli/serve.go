@@ -36,10 +36,8 @@ import (
 	"github.com/keyhold/keyhold/internal/metrics"
 	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
-	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
 	"github.com/keyhold/keyhold/internal/store"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 // DefaultAddr is where `keyhold serve` listens without --addr.
@@ -73,6 +71,17 @@ type ServeConfig struct {
 	// written (--audit-fail-open); by default they fail with the service's
 	// internal error.
 	AuditFailOpen bool
+	// Caches bounds the domain's in-memory caches (--cache-size).
+	Caches kms.CacheSizes
+	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
+	// "" keeps the embedded SQLite database in DataDir.
+	DatabaseURL string
+	// DatabaseRetry is how often an unreachable database is retried at
+	// start (0: fail at once).
+	DatabaseRetry time.Duration
+	// RootKeyFile is the root key's path; "" means DataDir/root.key.
+	// Replicas on PostgreSQL must all open the same key.
+	RootKeyFile string
 	// Limits bound client connections: caps, timeouts, header size
 	// (zero fields take netlimit.Defaults).
 	Limits netlimit.Limits
@@ -90,6 +99,7 @@ type ServeConfig struct {
 type Instance struct {
 	Config    ServeConfig
 	Store     store.Store
+	Database  *Database
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -137,21 +147,36 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RootKeyFile == "" {
+		cfg.RootKeyFile = filepath.Join(cfg.DataDir, "root.key")
+	}
 	in := &Instance{Config: cfg, Metrics: cfg.Metrics, closers: []func(){unlock}}
-	root, err := rootkey.LoadOrCreateFile(filepath.Join(cfg.DataDir, "root.key"))
+	root, err := loadRootKey(cfg.RootKeyFile, cfg.DatabaseURL != "")
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	database, err := OpenDatabase(ctx, cfg.DatabaseURL, cfg.DataDir, cfg.DatabaseRetry, cfg.Logger)
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
+	var db store.Store = database
 	in.closers = append(in.closers, func() { db.Close() })
-	in.Store = db
+	in.Store, in.Database = db, database
 	dir := identity.New(db, root)
-	account, err := dir.BootstrapAccount(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, cfg.AccountID, time.Now().UTC())
+	// Replicas starting together on an empty database: the first
+	// bootstraps the account, the others wait for its transaction and find
+	// it.
+	var account string
+	err = db.Tx(ctx, func(tx store.Store) error {
+		var err error
+		account, err = identity.New(tx, root).BootstrapAccount(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, cfg.AccountID, time.Now().UTC())
+		return err
+	})
+	if err == nil {
+		err = checkRootKey(ctx, dir, account)
+	}
 	if err != nil {
 		in.Close()
 		return nil, err
@@ -178,7 +203,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		}
 		xksOpts.RootCAs = pool
 	}
-	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts,
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts, Caches: cfg.Caches,
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
 		in.Close()
@@ -237,7 +262,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		auditHook = FailOpenAudit(auditHook, cfg.Logger)
 	}
 	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: observer(cfg.Logger, cfg.Metrics, auditHook),
-		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow})
+		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
+		Ready: func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return database.Ping(ctx) == nil
+		}})
 	in.Handler = withMetrics(cfg.Metrics, api)
 	return in, nil
 }
@@ -253,6 +283,9 @@ type serveOptions struct {
 	seed             string
 	tlsCert, tlsKey  string
 	xksCA            string
+	databaseURL      string
+	rootKey          string
+	cacheSize        int
 	auditStdout      bool
 	auditFailOpen    bool
 	limits           netlimit.Limits
@@ -297,6 +330,9 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "seed", Usage: "seed file of keys, aliases, policies and tags applied at every start (JSON, see README)", Target: &o.seed, Example: "/etc/keyhold/seed.json"},
 		{Name: "tls-cert", Usage: "serve HTTPS with this PEM certificate (chain) file (reloaded on SIGHUP)", Target: &o.tlsCert, Example: "/etc/keyhold/tls.pem"},
 		{Name: "tls-key", Usage: "the PEM private key of tls-cert", Target: &o.tlsKey, Example: "/etc/keyhold/tls-key.pem"},
+		{Name: "database-url", Usage: "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory", Target: &o.databaseURL},
+		{Name: "root-key", Usage: "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key", Target: &o.rootKey, Example: "/etc/keyhold/root.key"},
+		{Name: "cache-size", Usage: "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out", Default: strconv.Itoa(kms.DefaultCacheSize), Kind: config.Int, Target: &o.cacheSize},
 		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
@@ -398,7 +434,16 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		return err
 	}
 	o.dataDir = abs
-	cfg := ServeConfig{DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
+	if o.rootKey != "" {
+		if o.rootKey, err = filepath.Abs(o.rootKey); err != nil {
+			return err
+		}
+	}
+	if o.inMemory && o.databaseURL != "" {
+		return errors.New("in-memory and database-url exclude each other")
+	}
+	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
+		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize},DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
 		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
 	if o.auditStdout {
@@ -431,13 +476,13 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		scheme = "https"
 	}
 	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
-	rootKey := "file " + filepath.Join(abs, "root.key")
+	rootKey := "file " + in.Config.RootKeyFile
 	if o.inMemory {
 		rootKey = "in memory (RAM filesystem, removed at exit)"
 	}
 	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", o.region, "account", in.AccountID,
 		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", rootKey,
-		"audit", in.Audit.Path, "metrics", scheme+"://"+ln.Addr().String()+"/metrics")
+		"database", in.databaseName(), "audit", in.Audit.Path, "metrics", scheme+"://"+ln.Addr().String()+"/metrics")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	hup := make(chan os.Signal, 1)

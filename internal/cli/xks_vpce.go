@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/store"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 const vpceUsage = `usage: keyhold vpce register|list|remove [flags]
@@ -81,9 +79,10 @@ func VPCE(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	// The database the server uses: SQLite lets this second process write
-	// it, and the server reads services from it on every use.
-	db, err := sqlite.Open(ctx, filepath.Join(dir, DatabaseFile))
+	// The database the server uses (KEYHOLD_DATABASE_URL, or SQLite, which
+	// lets this second process write it); the server reads services from
+	// it on every use.
+	db, err := OpenDatabase(ctx, databaseURLFromEnv(), dir, 0, nil)
 	if err != nil {
 		return err
 	}

@@ -280,3 +280,21 @@ func writeFileSync(path string, b []byte, mode os.FileMode) error {
 	defer dir.Close()
 	return dir.Sync()
 }
+
+// CheckRootKey opens one sealed secret of the account's admin with the
+// root key: replicas of one database must share the root key, and a
+// replica given another key must refuse to start rather than fail every
+// request.
+func (d *Directory) CheckRootKey(ctx context.Context, account string) error {
+	keys, err := d.st.ListAccessKeys(ctx, UserARN(account, AdminUserName))
+	if err != nil {
+		return fmt.Errorf("identity.CheckRootKey: %w", err)
+	}
+	for _, k := range keys {
+		if _, err := d.root.Open(k.SealedSecret, secretAAD(k.ID)); err != nil {
+			return fmt.Errorf("identity.CheckRootKey: %s does not open the database's secrets (another root key sealed them)", d.root)
+		}
+		return nil
+	}
+	return nil
+}

@@ -26,7 +26,6 @@ import (
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
-	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 type lockedBuffer struct {
@@ -49,11 +48,13 @@ func startAudited(t *testing.T, dir string, mirror io.Writer) (e *env, closeAudi
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	in, err := cli.Open(ctx, cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: log})
+	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: log}
+	usePostgres(t, &cfg)
+	in, err := cli.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "keyhold.db"))
+	db, err := cli.OpenDatabase(ctx, cfg.DatabaseURL, dir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

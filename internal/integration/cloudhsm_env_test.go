@@ -66,6 +66,11 @@ func startCloudHSM(t *testing.T) *hsmEnv {
 		c.Extra = cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(dir, "hsm"), Region: "us-east-1",
 			TransitionDelay: 20 * time.Millisecond, Logger: log})
 	})
+	if onPostgres {
+		// Owner commands (cli.OpenRecords) find the database as an
+		// operator's shell would.
+		t.Setenv(cli.DatabaseURLEnv, e.Instance.Config.DatabaseURL)
+	}
 	h := &hsmEnv{env: e, t: t, dataDir: dir, rec: &recorder{}, ca: newTestCA(t)}
 	h.KMS = e.client(t, e.AccessKey, e.Secret, func(o *kms.Options) {
 		next := o.HTTPClient

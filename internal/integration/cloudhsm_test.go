@@ -19,6 +19,7 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/keyhold/keyhold/internal/hsm"
+	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
 )
 
 // TestMain lets this test binary serve as the HSM daemon: the cluster
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 var storeIDRe = regexp.MustCompile(`^cks-[0-9a-f]{17}$`)

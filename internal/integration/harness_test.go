@@ -6,6 +6,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,7 +25,44 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyhold/keyhold/internal/cli"
+	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
 )
+
+// KEYHOLD_TEST_DATABASE=postgres runs every test's keyhold on PostgreSQL (a
+// throwaway server per test binary, a fresh schema per data directory)
+// instead of SQLite.
+var onPostgres = os.Getenv("KEYHOLD_TEST_DATABASE") == "postgres"
+
+var (
+	dbMu    sync.Mutex
+	dbByDir = map[string]string{}
+)
+
+// usePostgres points cfg at the data directory's PostgreSQL schema (the same
+// one when a test restarts keyhold on the same directory), with the shared
+// root key file the replicas' setup requires.
+// owner commands the test runs.
+func usePostgres(t *testing.T, cfg *cli.ServeConfig) {
+	t.Helper()
+	if !onPostgres {
+		return
+	}
+	dbMu.Lock()
+	url, ok := dbByDir[cfg.DataDir]
+	dbMu.Unlock()
+	if !ok {
+		url = pgtest.URL(t)
+		dbMu.Lock()
+		dbByDir[cfg.DataDir] = url
+		dbMu.Unlock()
+		key := make([]byte, 32)
+		rand.Read(key)
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, "root.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.DatabaseURL = url
+}
 
 type env struct {
 	Endpoint  string
@@ -44,6 +83,7 @@ func startWith(t *testing.T, dir string, extra func(*cli.ServeConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	usePostgres(t, &cfg)
 	if extra != nil {
 		extra(&cfg)
 	}

@@ -27,6 +27,8 @@ type KeyRef struct {
 	SealedMaterial   []byte
 	CustomKeyStoreID string
 	XksKeyID         string
+	// KeySpec is the key's spec (SYMMETRIC_DEFAULT, RSA_2048, HMAC_256, ...).
+	KeySpec string
 }
 
 // Backend encrypts and decrypts for keys of one kind. Implementations are

@@ -16,8 +16,13 @@ type AliasEntry struct {
 }
 
 func checkAliasName(name string) error {
+	// AWS answers a malformed name with ValidationException (the
+	// InvalidAliasNameException is for reserved names).
 	if !strings.HasPrefix(name, "alias/") || len(name) <= len("alias/") {
-		return errorf(InvalidAliasName, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+		return errorf(Validation, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+	}
+	if strings.Contains(name, ":") {
+		return errorf(Validation, "Alias name %s must not contain ':'.", name)
 	}
 	if strings.HasPrefix(name, "alias/aws/") {
 		return errorf(InvalidAliasName, "Alias %s must not begin with alias/aws/, which is reserved for AWS managed keys.", name)
@@ -88,9 +93,7 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, name, target string
 }
 
 func (s *Service) dropAlias(account, name string) {
-	s.mu.Lock()
-	delete(s.aliases, account+"/"+name)
-	s.mu.Unlock()
+	s.aliases.Delete(account + "/" + name)
 }
 
 // DeleteAlias removes an alias; the key is untouched.

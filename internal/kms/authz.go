@@ -3,8 +3,8 @@ package kms
 import (
 	"context"
 	"strings"
-	"sync"
 
+	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -40,8 +40,7 @@ type authz struct {
 	// exercise the rules of the seeds without policies; nothing outside
 	// the package can set it.
 	skip bool
-	mu   sync.RWMutex
-	docs map[string]parsedPolicy // policy text -> parsed (key and identity)
+	docs *lru.Cache[string, parsedPolicy] // policy text -> parsed (key and identity)
 }
 
 // parsedPolicy is a parsed document and whether deciding it needs the
@@ -65,12 +64,8 @@ func conditional(d *policy.Document) bool {
 	return false
 }
 
-const maxCachedPolicies = 10000
-
 func (a *authz) parse(text string, kind policy.Kind) (parsedPolicy, error) {
-	a.mu.RLock()
-	p, ok := a.docs[text]
-	a.mu.RUnlock()
+	p, ok := a.docs.Get(text)
 	if ok {
 		return p, nil
 	}
@@ -79,12 +74,7 @@ func (a *authz) parse(text string, kind policy.Kind) (parsedPolicy, error) {
 		return parsedPolicy{}, err
 	}
 	p = parsedPolicy{doc: d, conditional: conditional(d)}
-	a.mu.Lock()
-	if len(a.docs) >= maxCachedPolicies {
-		a.docs = make(map[string]parsedPolicy)
-	}
-	a.docs[text] = p
-	a.mu.Unlock()
+	a.docs.Put(text, p)
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
@@ -22,11 +23,39 @@ func kindOf(k store.Key) blob.Kind {
 
 func (s *Service) keyRef(k store.Key) keystore.KeyRef {
 	return keystore.KeyRef{AccountID: k.AccountID, ID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID,
-		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID}
+		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID, KeySpec: k.KeySpec}
 }
 
-// usable checks that a key may do cryptography now.
+// materialRef is keyRef with the material a ciphertext names: the current
+// one or any earlier one kept by rotation. ok is false for material the key
+// never had, or imported material since deleted.
+func (s *Service) materialRef(k store.Key, materialID []byte) (keystore.KeyRef, bool) {
+	ref := s.keyRef(k)
+	if string(materialID) == string(k.BackingKeyID) && (k.Origin != OriginExternal || len(k.SealedMaterial) > 0) {
+		return ref, true
+	}
+	for _, m := range k.Materials {
+		if string(m.ID) == string(materialID) && len(m.Sealed) > 0 {
+			ref.BackingKeyID, ref.SealedMaterial = m.ID, m.Sealed
+			return ref, true
+		}
+	}
+	return ref, false
+}
+
+// usable checks that a key may do symmetric encryption now.
 func (s *Service) usable(k store.Key) error {
+	if err := s.usableAs(k, UsageEncryptDecrypt); err != nil {
+		return err
+	}
+	if k.KeySpec != SpecSymmetric {
+		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+	}
+	return nil
+}
+
+// usableAs checks that a key may do cryptography of usage now.
+func (s *Service) usableAs(k store.Key, usage string) error {
 	arn := s.keyARN(k.AccountID, k.ID)
 	switch s.effectiveState(k) {
 	case StateEnabled:
@@ -36,10 +65,12 @@ func (s *Service) usable(k store.Key) error {
 		return errorf(InvalidState, "%s is pending deletion.", arn)
 	case StateUnavailable:
 		return errorf(InvalidState, "%s is unavailable.", arn)
+	case StatePendingImport:
+		return errorf(InvalidState, "%s is pending import.", arn)
 	default:
 		return errorf(InvalidState, "%s is not in a valid state for this operation.", arn)
 	}
-	if k.KeyUsage != UsageEncryptDecrypt {
+	if k.KeyUsage != usage {
 		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arn, k.KeyUsage)
 	}
 	return nil
@@ -65,7 +96,10 @@ type EncryptInput struct {
 type EncryptOutput struct {
 	CiphertextBlob []byte
 	KeyARN         string
+	Algorithm      string
 }
+
+func isRSAAlgorithm(alg string) bool { return strings.HasPrefix(alg, "RSAES_") }
 
 func dryRun() error {
 	return errorf(DryRunOperation, "The request would have succeeded, but the DryRun option is set.")
@@ -73,11 +107,19 @@ func dryRun() error {
 
 // Encrypt encrypts up to 4 KiB under a symmetric key.
 func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (EncryptOutput, error) {
-	if err := checkAlgorithm(in.Algorithm); err != nil {
-		return EncryptOutput{}, err
+	if !isRSAAlgorithm(in.Algorithm) {
+		if err := checkAlgorithm(in.Algorithm); err != nil {
+			return EncryptOutput{}, err
+		}
 	}
 	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.EncryptionContext)})
 	if err != nil {
+		return EncryptOutput{}, err
+	}
+	if k.KeySpec != SpecSymmetric && k.KeyUsage == UsageEncryptDecrypt {
+		return s.encryptAsymmetric(ctx, c, k, in)
+	}
+	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return EncryptOutput{}, err
 	}
 	if err := s.usable(k); err != nil {
@@ -90,7 +132,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (Encry
 	if err != nil {
 		return EncryptOutput{}, err
 	}
-	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID)}, nil
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}, nil
 }
 
 func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
@@ -106,6 +148,7 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 	if err != nil {
 		return nil, s.backendErr("Encrypt", k, err)
 	}
+	s.recordUse(ctx, c, k)
 	return append(hdr, payload...), nil
 }
 
@@ -139,6 +182,7 @@ type DecryptOutput struct {
 	Plaintext    []byte
 	KeyARN       string
 	BackingKeyID []byte
+	Algorithm    string
 }
 
 func invalidCiphertext() error {
@@ -150,6 +194,9 @@ func invalidCiphertext() error {
 func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (DecryptOutput, error) {
 	if len(in.CiphertextBlob) == 0 {
 		return DecryptOutput{}, errorf(Validation, "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null")
+	}
+	if isRSAAlgorithm(in.Algorithm) {
+		return s.decryptAsymmetric(ctx, c, in)
 	}
 	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return DecryptOutput{}, err
@@ -177,7 +224,14 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if err := s.authorize(ctx, c, &k, encryptionContext(in.EncryptionContext)); err != nil {
 		return DecryptOutput{}, err
 	}
-	if kindOf(k) != h.Kind || string(h.BackingKeyID[:len(k.BackingKeyID)]) != string(k.BackingKeyID) {
+	if k.KeySpec != SpecSymmetric {
+		return DecryptOutput{}, errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+	}
+	ref, ok := s.materialRef(k, h.BackingKeyID[:len(k.BackingKeyID)])
+	if kindOf(k) != h.Kind || !ok {
+		if k.State == StatePendingImport {
+			return DecryptOutput{}, errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+		}
 		return DecryptOutput{}, invalidCiphertext()
 	}
 	if err := s.usable(k); err != nil {
@@ -190,13 +244,14 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if !ok {
 		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
-	pt, err := b.Decrypt(withCaller(ctx, c), s.keyRef(k), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
+	pt, err := b.Decrypt(withCaller(ctx, c), ref, payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
-	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID)}
-	if k.Origin == OriginAWSKMS {
-		out.BackingKeyID = k.BackingKeyID
+	s.recordUse(ctx, c, k)
+	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}
+	if k.Origin == OriginAWSKMS || k.Origin == OriginExternal {
+		out.BackingKeyID = ref.BackingKeyID
 	}
 	return out, nil
 }
@@ -340,9 +395,10 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 	return c, ok
 }
 
-// materialID is the key material id AWS reports (only for AWS_KMS keys).
+// materialID is the key material id AWS reports (only for keys whose
+// material KMS holds).
 func materialID(k store.Key) []byte {
-	if k.Origin != OriginAWSKMS {
+	if k.Origin != OriginAWSKMS && k.Origin != OriginExternal {
 		return nil
 	}
 	return k.BackingKeyID

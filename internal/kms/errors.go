@@ -11,6 +11,12 @@ type Code string
 // The codes the domain returns. internal/api/kmsapi maps each to its HTTP status.
 const (
 	AlreadyExists                Code = "AlreadyExistsException"
+	Conflict                     Code = "ConflictException"
+	ExpiredImportToken           Code = "ExpiredImportTokenException"
+	IncorrectKeyMaterial         Code = "IncorrectKeyMaterialException"
+	InvalidImportToken           Code = "InvalidImportTokenException"
+	InvalidMac                   Code = "KMSInvalidMacException"
+	InvalidSignature             Code = "KMSInvalidSignatureException"
 	CloudHsmClusterInUse         Code = "CloudHsmClusterInUseException"
 	CloudHsmClusterInvalidConfig Code = "CloudHsmClusterInvalidConfigurationException"
 	CloudHsmClusterNotActive     Code = "CloudHsmClusterNotActiveException"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -108,11 +109,10 @@ type GrantEntry struct {
 	Constraints       *GrantConstraints
 }
 
-// grantCache holds each key's grants in memory, written through: a key
-// with no grants costs authorization one map lookup.
+// grantCache holds the grants of recently used keys in memory, written
+// through: a cached key with no grants costs authorization one lookup.
 type grantCache struct {
-	mu    sync.RWMutex
-	byKey map[grantKey][]store.Grant // slices are never changed in place
+	byKey *lru.Cache[grantKey, []store.Grant] // slices are never changed in place
 	// wmu serializes grant writes and cache fills, so a fill never installs
 	// a list older than a write, and Name idempotency and the quota hold.
 	wmu sync.Mutex
@@ -121,21 +121,9 @@ type grantCache struct {
 // grantKey names a key in the cache (a struct: no string to build per lookup).
 type grantKey struct{ account, id string }
 
-func (gc *grantCache) get(ck grantKey) ([]store.Grant, bool) {
-	gc.mu.RLock()
-	gs, ok := gc.byKey[ck]
-	gc.mu.RUnlock()
-	return gs, ok
-}
+func (gc *grantCache) get(ck grantKey) ([]store.Grant, bool) { return gc.byKey.Get(ck) }
 
-func (gc *grantCache) set(ck grantKey, gs []store.Grant) {
-	gc.mu.Lock()
-	if gc.byKey == nil {
-		gc.byKey = make(map[grantKey][]store.Grant)
-	}
-	gc.byKey[ck] = gs
-	gc.mu.Unlock()
-}
+func (gc *grantCache) set(ck grantKey, gs []store.Grant) { gc.byKey.Put(ck, gs) }
 
 // keyGrants returns the grants of k through the cache.
 func (s *Service) keyGrants(ctx context.Context, account, keyID string) ([]store.Grant, error) {

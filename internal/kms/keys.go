@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/keyspec"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -20,6 +21,7 @@ const (
 	StateDisabled        = "Disabled"
 	StatePendingDeletion = "PendingDeletion"
 	StateUnavailable     = "Unavailable"
+	StatePendingImport   = "PendingImport"
 
 	UsageEncryptDecrypt = "ENCRYPT_DECRYPT"
 	SpecSymmetric       = "SYMMETRIC_DEFAULT"
@@ -50,6 +52,12 @@ type KeyMetadata struct {
 	PendingDeletionWindowInDays int
 	XksKeyID                    string
 	CurrentKeyMaterialID        string
+	KeyManager                  string
+	// Algorithm lists for the key's spec and usage.
+	EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms, MacAlgorithms []string
+	// Imported material (Origin EXTERNAL).
+	ExpirationModel string
+	ValidTo         time.Time
 }
 
 // CreateKeyInput holds CreateKey's parameters (already type-checked).
@@ -99,14 +107,20 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	if in.Origin == "" {
 		in.Origin = OriginAWSKMS
 	}
-	if in.KeySpec != SpecSymmetric {
-		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported by keyhold yet; only SYMMETRIC_DEFAULT keys can be created.", in.KeySpec)
+	info, ok := keyspec.Lookup(in.KeySpec)
+	if !ok {
+		// SM2 is the one model key spec left: AWS offers it only in its
+		// China Regions, and keyhold serves the commercial partition.
+		return KeyMetadata{}, errorf(Validation, "KeySpec %s is not supported in this Region.", in.KeySpec)
 	}
-	if in.KeyUsage != UsageEncryptDecrypt {
+	if !info.AllowsUsage(in.KeyUsage) {
 		return KeyMetadata{}, errorf(Validation, "KeyUsage %s is not compatible with KeySpec %s.", in.KeyUsage, in.KeySpec)
 	}
 	if in.MultiRegion {
 		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported by keyhold yet.")
+	}
+	if (in.Origin == OriginCloudHSM || in.Origin == OriginXKS) && in.KeySpec != SpecSymmetric {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported for KMS keys in a custom key store. Custom key stores support only SYMMETRIC_DEFAULT keys.", in.KeySpec)
 	}
 	if in.XksKeyID != "" && in.Origin != OriginXKS {
 		return KeyMetadata{}, errorf(Validation, "XksKeyId can be specified only when Origin is EXTERNAL_KEY_STORE.")
@@ -121,12 +135,17 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 			return KeyMetadata{}, errorf(Validation, "A CustomKeyStoreId is required when Origin is %s.", in.Origin)
 		}
 	case OriginExternal:
-		return KeyMetadata{}, errorf(UnsupportedOperation, "Origin EXTERNAL (imported key material) is not supported by keyhold yet.")
+		if in.CustomKeyStoreID != "" {
+			return KeyMetadata{}, errorf(UnsupportedOperation, "To create a KMS key in a custom key store, set Origin to AWS_CLOUDHSM or EXTERNAL_KEY_STORE.")
+		}
 	default:
 		return KeyMetadata{}, errorf(Validation, "Unknown Origin %s.", in.Origin)
 	}
 	if err := validateTags(in.Tags); err != nil {
 		return KeyMetadata{}, err
+	}
+	if len(in.Tags) > maxTags {
+		return KeyMetadata{}, errorf(Tag, "A key can have at most %d tags.", maxTags)
 	}
 	if err := s.authorize(ctx, c, nil, func(pc policy.Context) {
 		pc.Set(policy.KeyKeySpec, in.KeySpec)
@@ -157,10 +176,13 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewMaterial(id)
+		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(id, in.KeySpec)
 		if err != nil {
 			return KeyMetadata{}, internal("CreateKey", err)
 		}
+		k.Materials = []store.KeyMaterial{{ID: k.BackingKeyID, Sealed: k.SealedMaterial, Created: k.CreationDate}}
+	case OriginExternal:
+		k.State = StatePendingImport
 	default:
 		if err := s.cks.prepareKey(ctx, c, &k, in); err != nil {
 			return KeyMetadata{}, err
@@ -189,10 +211,21 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 	}
 	if k.State == StatePendingDeletion {
 		m.DeletionDate = k.DeletionDate
-		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
-	if k.Origin == OriginAWSKMS && len(k.BackingKeyID) > 0 {
+	if (k.Origin == OriginAWSKMS || k.Origin == OriginExternal) && len(k.BackingKeyID) > 0 {
 		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
+	}
+	m.KeyManager = k.KeyManager
+	if m.KeyManager == "" {
+		m.KeyManager = KeyManagerCustomer
+	}
+	if info, ok := keyspec.Lookup(k.KeySpec); ok {
+		m.SigningAlgorithms, m.EncryptionAlgorithms, m.KeyAgreementAlgorithms, m.MacAlgorithms = info.Algorithms(k.KeyUsage)
+	}
+	if k.Origin == OriginExternal {
+		if cur := currentMaterial(k); cur != nil && len(cur.Sealed) > 0 {
+			m.ExpirationModel, m.ValidTo = cur.ExpirationModel, cur.ValidTo
+		}
 	}
 	return m
 }
@@ -290,6 +323,9 @@ func (s *Service) DisableKey(ctx context.Context, c Caller, keyID string) error 
 
 func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
+		if k.State == StatePendingImport {
+			return errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+		}
 		k.State = state
 		return nil
 	})
@@ -352,6 +388,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string)
 			return errorf(InvalidState, "%s is not pending deletion.", s.keyARN(k.AccountID, k.ID))
 		}
 		k.State = StateDisabled
+		if k.Origin == OriginExternal && len(k.SealedMaterial) == 0 {
+			k.State = StatePendingImport
+		}
 		k.DeletionDate = time.Time{}
 		k.PendingWindowInDays = 0
 		return nil
@@ -450,7 +489,7 @@ func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, keyID string) (
 func validateTags(tags []store.Tag) error {
 	seen := map[string]bool{}
 	for _, t := range tags {
-		if strings.HasPrefix(t.Key, "aws:") {
+		if strings.HasPrefix(strings.ToLower(t.Key), "aws:") {
 			return errorf(Tag, "Tag keys beginning with 'aws:' are reserved for AWS use: %s", t.Key)
 		}
 		if seen[t.Key] {

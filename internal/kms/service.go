@@ -20,6 +20,7 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
@@ -54,6 +55,29 @@ type Config struct {
 	IdentityPolicies IdentityPolicies
 	// PrincipalTags lets conditions see aws:PrincipalTag/* (optional).
 	PrincipalTags PrincipalTags
+	// Caches bounds the in-memory caches (zero fields take the defaults).
+	Caches CacheSizes
+}
+
+// CacheSizes bound the domain's caches, in entries. Each is least recently
+// used first out; what is not cached is read from the store.
+type CacheSizes struct {
+	Keys     int // key records (a few KB each): default 10,000
+	Aliases  int // alias name -> key id: default 10,000
+	Grants   int // one key's grant list: default 10,000
+	Policies int // parsed key and identity policies: default 10,000
+}
+
+// DefaultCacheSize is the default of every CacheSizes field.
+const DefaultCacheSize = 10000
+
+func (c CacheSizes) withDefaults() CacheSizes {
+	for _, f := range []*int{&c.Keys, &c.Aliases, &c.Grants, &c.Policies} {
+		if *f <= 0 {
+			*f = DefaultCacheSize
+		}
+	}
+	return c
 }
 
 // ErrNoPolicySource is New's error when Config.IdentityPolicies is nil.
@@ -77,12 +101,13 @@ type Service struct {
 	backends map[blob.Kind]keystore.Backend
 
 	mu      sync.RWMutex
-	keys    map[string]store.Key // account/id -> key, a write-through cache
-	aliases map[string]string    // account/alias name -> key id
-	grants  grantCache           // account/id -> the key's grants (grants.go)
+	keys    *lru.Cache[string, store.Key] // account/id -> key, a write-through cache
+	aliases *lru.Cache[string, string]    // account/alias name -> key id
+	grants  grantCache                    // account/id -> the key's grants (grants.go)
 
 	cks   *customKeyStores
 	authz authz
+	usage usageTracker
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -103,10 +128,14 @@ func New(cfg Config) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{region: cfg.Region, st: cfg.Store, root: cfg.Root, now: now, log: log,
-		soft: soft.New(cfg.Root), keys: make(map[string]store.Key), aliases: make(map[string]string)}
+		soft: soft.New(cfg.Root)}
+	caches := cfg.Caches.withDefaults()
+	s.keys, s.aliases = lru.New[string, store.Key](caches.Keys), lru.New[string, string](caches.Aliases)
+	s.grants.byKey = lru.New[grantKey, []store.Grant](caches.Grants)
 	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.authz.docs = make(map[string]parsedPolicy)
+	s.usage.started = now().UTC().Truncate(time.Second)
+	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s)
 	s.cks.xks = newXKSDriver(s, cfg.XKS)
@@ -132,37 +161,24 @@ func cacheKey(account, id string) string { return account + "/" + id }
 // getKey reads a key through the cache.
 func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, error) {
 	ck := cacheKey(account, id)
-	s.mu.RLock()
-	k, ok := s.keys[ck]
-	s.mu.RUnlock()
-	if ok {
+	if k, ok := s.keys.Get(ck); ok {
 		return k, nil
 	}
 	k, err := s.st.GetKey(ctx, account, id)
 	if err != nil {
 		return k, err
 	}
-	s.mu.Lock()
-	s.keys[ck] = k
-	s.mu.Unlock()
+	s.keys.Put(ck, k)
 	return k, nil
 }
 
 func (s *Service) cacheKeyPut(k store.Key) {
-	s.mu.Lock()
-	s.keys[cacheKey(k.AccountID, k.ID)] = k
-	s.mu.Unlock()
+	s.keys.Put(cacheKey(k.AccountID, k.ID), k)
 }
 
 func (s *Service) cacheKeyDrop(account, id string) {
-	s.mu.Lock()
-	delete(s.keys, cacheKey(account, id))
-	for a, kid := range s.aliases {
-		if kid == id && strings.HasPrefix(a, account+"/") {
-			delete(s.aliases, a)
-		}
-	}
-	s.mu.Unlock()
+	s.keys.Delete(cacheKey(account, id))
+	s.aliases.DeleteFunc(func(a, kid string) bool { return kid == id && strings.HasPrefix(a, account+"/") })
 }
 
 // updateKey writes k (read at k.Version) and refreshes the cache. A
@@ -295,9 +311,7 @@ func (s *Service) findKey(ctx context.Context, c Caller, keyID string, o resolve
 func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven string) (store.Key, error) {
 	if account != "" {
 		ak := account + "/" + name
-		s.mu.RLock()
-		id, ok := s.aliases[ak]
-		s.mu.RUnlock()
+		id, ok := s.aliases.Get(ak)
 		if !ok {
 			a, err := s.st.GetAlias(ctx, account, name)
 			if errors.Is(err, store.ErrNotFound) {
@@ -307,9 +321,7 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 				return store.Key{}, internal("resolveAlias", err)
 			}
 			id = a.KeyID
-			s.mu.Lock()
-			s.aliases[ak] = id
-			s.mu.Unlock()
+			s.aliases.Put(ak, id)
 		}
 		k, err := s.getKey(ctx, account, id)
 		if err != nil {

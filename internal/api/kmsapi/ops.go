@@ -59,6 +59,25 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 		op("DescribeCustomKeyStores", handler(m, "DescribeCustomKeyStores", a.describeCustomKeyStores)),
 		op("UpdateCustomKeyStore", handler(m, "UpdateCustomKeyStore", a.updateCustomKeyStore)),
 		op("DeleteCustomKeyStore", handler(m, "DeleteCustomKeyStore", a.deleteCustomKeyStore)),
+		op("EnableKeyRotation", handler(m, "EnableKeyRotation", a.enableKeyRotation)),
+		op("DisableKeyRotation", handler(m, "DisableKeyRotation", a.disableKeyRotation)),
+		op("GetKeyRotationStatus", handler(m, "GetKeyRotationStatus", a.getKeyRotationStatus)),
+		op("RotateKeyOnDemand", handler(m, "RotateKeyOnDemand", a.rotateKeyOnDemand)),
+		op("ListKeyRotations", handler(m, "ListKeyRotations", a.listKeyRotations)),
+		op("Sign", handler(m, "Sign", a.sign)),
+		op("Verify", handler(m, "Verify", a.verify)),
+		op("GetPublicKey", handler(m, "GetPublicKey", a.getPublicKey)),
+		op("DeriveSharedSecret", handler(m, "DeriveSharedSecret", a.deriveSharedSecret)),
+		op("GenerateMac", handler(m, "GenerateMac", a.generateMac)),
+		op("VerifyMac", handler(m, "VerifyMac", a.verifyMac)),
+		op("GenerateDataKeyPair", handler(m, "GenerateDataKeyPair", a.generateDataKeyPair)),
+		op("GenerateDataKeyPairWithoutPlaintext", handler(m, "GenerateDataKeyPairWithoutPlaintext", a.generateDataKeyPairWithoutPlaintext)),
+		op("GetParametersForImport", handler(m, "GetParametersForImport", a.getParametersForImport)),
+		op("ImportKeyMaterial", handler(m, "ImportKeyMaterial", a.importKeyMaterial)),
+		op("DeleteImportedKeyMaterial", handler(m, "DeleteImportedKeyMaterial", a.deleteImportedKeyMaterial)),
+		op("ReplicateKey", handler(m, "ReplicateKey", a.replicateKey)),
+		op("UpdatePrimaryRegion", handler(m, "UpdatePrimaryRegion", a.updatePrimaryRegion)),
+		op("GetKeyLastUsage", handler(m, "GetKeyLastUsage", a.getKeyLastUsage)),
 	)
 	s.Internal = &awsjson.Error{Type: string(kms.Internal), Status: 500, Message: "An internal error occurred. The request can be retried."}
 	return s, nil
@@ -96,11 +115,15 @@ type keyMetadata struct {
 	Origin                      string
 	CustomKeyStoreId            *string `json:",omitempty"`
 	CloudHsmClusterId           *string `json:",omitempty"`
+	ValidTo                     *epoch  `json:",omitempty"`
 	ExpirationModel             *string `json:",omitempty"`
 	KeyManager                  string
 	CustomerMasterKeySpec       string
 	KeySpec                     string
-	EncryptionAlgorithms        []string
+	EncryptionAlgorithms        []string `json:",omitempty"`
+	SigningAlgorithms           []string `json:",omitempty"`
+	KeyAgreementAlgorithms      []string `json:",omitempty"`
+	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
 	PendingDeletionWindowInDays *int                 `json:",omitempty"`
 	XksKeyConfiguration         *xksKeyConfiguration `json:",omitempty"`
@@ -112,8 +135,10 @@ func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
 		AWSAccountId: m.AccountID, KeyId: m.KeyID, Arn: m.ARN, CreationDate: toEpoch(m.CreationDate),
 		Enabled: m.Enabled, Description: m.Description, KeyUsage: m.KeyUsage, KeyState: m.KeyState,
 		DeletionDate: toEpoch(m.DeletionDate), Origin: m.Origin, CustomKeyStoreId: strp(m.CustomKeyStoreID),
-		CloudHsmClusterId: strp(m.CloudHsmClusterID), KeyManager: "CUSTOMER", CustomerMasterKeySpec: m.KeySpec,
-		KeySpec: m.KeySpec, EncryptionAlgorithms: []string{kms.AlgSymmetric}, CurrentKeyMaterialId: strp(m.CurrentKeyMaterialID),
+		CloudHsmClusterId: strp(m.CloudHsmClusterID), KeyManager: m.KeyManager, CustomerMasterKeySpec: m.KeySpec,
+		KeySpec: m.KeySpec, EncryptionAlgorithms: m.EncryptionAlgorithms, SigningAlgorithms: m.SigningAlgorithms,
+		KeyAgreementAlgorithms: m.KeyAgreementAlgorithms, MacAlgorithms: m.MacAlgorithms,
+		CurrentKeyMaterialId: strp(m.CurrentKeyMaterialID), ExpirationModel: strp(m.ExpirationModel), ValidTo: toEpoch(m.ValidTo),
 	}
 	if m.PendingDeletionWindowInDays > 0 {
 		d := m.PendingDeletionWindowInDays
@@ -262,7 +287,7 @@ func (a *API) encrypt(ctx context.Context, c kms.Caller, in *encryptIn) (any, er
 	if err != nil {
 		return nil, err
 	}
-	return encryptOut{CiphertextBlob: out.CiphertextBlob, KeyId: out.KeyARN, EncryptionAlgorithm: kms.AlgSymmetric}, nil
+	return encryptOut{CiphertextBlob: out.CiphertextBlob, KeyId: out.KeyARN, EncryptionAlgorithm: out.Algorithm}, nil
 }
 
 type decryptIn struct {
@@ -303,7 +328,7 @@ func (a *API) decrypt(ctx context.Context, c kms.Caller, in *decryptIn) (any, er
 	if err != nil {
 		return nil, err
 	}
-	return decryptOut{KeyId: out.KeyARN, Plaintext: out.Plaintext, EncryptionAlgorithm: kms.AlgSymmetric, KeyMaterialId: hexp(out.BackingKeyID)}, nil
+	return decryptOut{KeyId: out.KeyARN, Plaintext: out.Plaintext, EncryptionAlgorithm: out.Algorithm, KeyMaterialId: hexp(out.BackingKeyID)}, nil
 }
 
 type reEncryptIn struct {

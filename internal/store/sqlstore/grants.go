@@ -1,9 +1,8 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/store"
@@ -39,51 +38,51 @@ func scanGrant(s scanner) (store.Grant, error) {
 func (d *DB) CreateGrant(ctx context.Context, g store.Grant, maxPerKey int) error {
 	data, err := json.Marshal(grantData{g.Name, g.IssuingAccount, g.Operations, g.EncryptionContextEquals, g.EncryptionContextSubset, g.Created})
 	if err != nil {
-		return wrap("sqlite.CreateGrant", err)
+		return d.wrap("store.CreateGrant", err)
 	}
 	tx, err := d.begin(ctx)
 	if err != nil {
-		return wrap("sqlite.CreateGrant", err)
+		return d.wrap("store.CreateGrant", err)
 	}
 	defer tx.Rollback()
 	var one int
-	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?", g.AccountID, g.KeyID).Scan(&one); err != nil {
-		return wrap("sqlite.CreateGrant", err)
+	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?"+d.dialect.LockRow, g.AccountID, g.KeyID).Scan(&one); err != nil {
+		return d.wrap("store.CreateGrant", err)
 	}
 	var n int
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE account_id = ? AND key_id = ?", g.AccountID, g.KeyID).Scan(&n); err != nil {
-		return wrap("sqlite.CreateGrant", err)
+		return d.wrap("store.CreateGrant", err)
 	}
 	if n >= maxPerKey {
-		return fmt.Errorf("sqlite.CreateGrant: %w", store.ErrLimit)
+		return d.errorf("store.CreateGrant: %w", store.ErrLimit)
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO grants ("+grantCols+") VALUES (?, ?, ?, ?, ?, ?)",
 		g.AccountID, g.KeyID, g.ID, g.GranteePrincipal, g.RetiringPrincipal, data); err != nil {
-		return wrap("sqlite.CreateGrant", err)
+		return d.wrap("store.CreateGrant", err)
 	}
-	return wrap("sqlite.CreateGrant", tx.Commit())
+	return d.wrap("store.CreateGrant", tx.Commit())
 }
 
 func (d *DB) GetGrant(ctx context.Context, accountID, keyID, grantID string) (store.Grant, error) {
 	g, err := scanGrant(d.q.QueryRowContext(ctx, "SELECT "+grantCols+" FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID))
-	return g, wrap("sqlite.GetGrant", err)
+	return g, d.wrap("store.GetGrant", err)
 }
 
 func (d *DB) queryGrants(ctx context.Context, op, q string, args ...any) ([]store.Grant, error) {
 	rows, err := d.q.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, d.wrap(op, err)
 	}
 	defer rows.Close()
 	var out []store.Grant
 	for rows.Next() {
 		g, err := scanGrant(rows)
 		if err != nil {
-			return nil, wrap(op, err)
+			return nil, d.wrap(op, err)
 		}
 		out = append(out, g)
 	}
-	return out, wrap(op, rows.Err())
+	return out, d.wrap(op, rows.Err())
 }
 
 func (d *DB) ListGrants(ctx context.Context, f store.GrantFilter) ([]store.Grant, error) {
@@ -102,7 +101,7 @@ func (d *DB) ListGrants(ctx context.Context, f store.GrantFilter) ([]store.Grant
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
 	}
-	return d.queryGrants(ctx, "sqlite.ListGrants", q, args...)
+	return d.queryGrants(ctx, "store.ListGrants", q, args...)
 }
 
 func (d *DB) ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]store.Grant, error) {
@@ -112,16 +111,16 @@ func (d *DB) ListRetirableGrants(ctx context.Context, principal, after string, l
 		q += " LIMIT ?"
 		args = append(args, limit)
 	}
-	return d.queryGrants(ctx, "sqlite.ListRetirableGrants", q, args...)
+	return d.queryGrants(ctx, "store.ListRetirableGrants", q, args...)
 }
 
 func (d *DB) DeleteGrant(ctx context.Context, accountID, keyID, grantID string) error {
 	res, err := d.q.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID)
 	if err != nil {
-		return wrap("sqlite.DeleteGrant", err)
+		return d.wrap("store.DeleteGrant", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("sqlite.DeleteGrant: %w", store.ErrNotFound)
+		return d.errorf("store.DeleteGrant: %w", store.ErrNotFound)
 	}
 	return nil
 }

@@ -1,9 +1,8 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/store"
@@ -24,11 +23,11 @@ type vpceData struct {
 func (d *DB) PutVPCEndpointService(ctx context.Context, v store.VPCEndpointService) error {
 	data, err := json.Marshal(vpceData{v.Owner, v.Endpoint, v.PrivateDNSName, v.PrivateDNSVerified, v.AllowedPrincipals, v.AcceptanceRequired, v.AvailabilityZones})
 	if err != nil {
-		return wrap("sqlite.PutVPCEndpointService", err)
+		return d.wrap("store.PutVPCEndpointService", err)
 	}
 	_, err = d.q.ExecContext(ctx, `INSERT INTO vpc_endpoint_services (name, data) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET data = excluded.data`, v.ServiceName, data)
-	return wrap("sqlite.PutVPCEndpointService", err)
+	return d.wrap("store.PutVPCEndpointService", err)
 }
 
 func scanVPCE(s scanner) (store.VPCEndpointService, error) {
@@ -48,33 +47,33 @@ func scanVPCE(s scanner) (store.VPCEndpointService, error) {
 
 func (d *DB) GetVPCEndpointService(ctx context.Context, name string) (store.VPCEndpointService, error) {
 	v, err := scanVPCE(d.q.QueryRowContext(ctx, "SELECT name, data FROM vpc_endpoint_services WHERE name = ?", name))
-	return v, wrap("sqlite.GetVPCEndpointService", err)
+	return v, d.wrap("store.GetVPCEndpointService", err)
 }
 
 func (d *DB) ListVPCEndpointServices(ctx context.Context) ([]store.VPCEndpointService, error) {
 	rows, err := d.q.QueryContext(ctx, "SELECT name, data FROM vpc_endpoint_services ORDER BY name")
 	if err != nil {
-		return nil, wrap("sqlite.ListVPCEndpointServices", err)
+		return nil, d.wrap("store.ListVPCEndpointServices", err)
 	}
 	defer rows.Close()
 	var out []store.VPCEndpointService
 	for rows.Next() {
 		v, err := scanVPCE(rows)
 		if err != nil {
-			return nil, wrap("sqlite.ListVPCEndpointServices", err)
+			return nil, d.wrap("store.ListVPCEndpointServices", err)
 		}
 		out = append(out, v)
 	}
-	return out, wrap("sqlite.ListVPCEndpointServices", rows.Err())
+	return out, d.wrap("store.ListVPCEndpointServices", rows.Err())
 }
 
 func (d *DB) DeleteVPCEndpointService(ctx context.Context, name string) error {
 	res, err := d.q.ExecContext(ctx, "DELETE FROM vpc_endpoint_services WHERE name = ?", name)
 	if err != nil {
-		return wrap("sqlite.DeleteVPCEndpointService", err)
+		return d.wrap("store.DeleteVPCEndpointService", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("sqlite.DeleteVPCEndpointService: %w", store.ErrNotFound)
+		return d.errorf("store.DeleteVPCEndpointService: %w", store.ErrNotFound)
 	}
 	return nil
 }
@@ -82,7 +81,7 @@ func (d *DB) DeleteVPCEndpointService(ctx context.Context, name string) error {
 func (d *DB) CreateHSMCluster(ctx context.Context, c store.HSMCluster) error {
 	_, err := d.q.ExecContext(ctx, "INSERT INTO hsm_clusters (id, state, created, record) VALUES (?, ?, ?, ?)",
 		c.ID, c.State, c.Created.UnixNano(), nonNil(c.Record))
-	return wrap("sqlite.CreateHSMCluster", err)
+	return d.wrap("store.CreateHSMCluster", err)
 }
 
 func scanHSMCluster(s scanner) (store.HSMCluster, error) {
@@ -97,7 +96,7 @@ const hsmClusterCols = "id, state, created, record"
 
 func (d *DB) GetHSMCluster(ctx context.Context, id string) (store.HSMCluster, error) {
 	c, err := scanHSMCluster(d.q.QueryRowContext(ctx, "SELECT "+hsmClusterCols+" FROM hsm_clusters WHERE id = ?", id))
-	return c, wrap("sqlite.GetHSMCluster", err)
+	return c, d.wrap("store.GetHSMCluster", err)
 }
 
 func (d *DB) UpdateHSMCluster(ctx context.Context, id string, fn func(*store.HSMCluster) error) (store.HSMCluster, error) {
@@ -106,7 +105,7 @@ func (d *DB) UpdateHSMCluster(ctx context.Context, id string, fn func(*store.HSM
 		t := st.(*DB)
 		c, err := scanHSMCluster(t.q.QueryRowContext(ctx, "SELECT "+hsmClusterCols+" FROM hsm_clusters WHERE id = ?", id))
 		if err != nil {
-			return wrap("sqlite.UpdateHSMCluster", err)
+			return d.wrap("store.UpdateHSMCluster", err)
 		}
 		if err := fn(&c); err != nil {
 			return err
@@ -114,7 +113,7 @@ func (d *DB) UpdateHSMCluster(ctx context.Context, id string, fn func(*store.HSM
 		c.ID = id
 		if _, err := t.q.ExecContext(ctx, "UPDATE hsm_clusters SET state = ?, created = ?, record = ? WHERE id = ?",
 			c.State, c.Created.UnixNano(), nonNil(c.Record), id); err != nil {
-			return wrap("sqlite.UpdateHSMCluster", err)
+			return d.wrap("store.UpdateHSMCluster", err)
 		}
 		out = c
 		return nil
@@ -125,18 +124,18 @@ func (d *DB) UpdateHSMCluster(ctx context.Context, id string, fn func(*store.HSM
 func (d *DB) ListHSMClusters(ctx context.Context) ([]store.HSMCluster, error) {
 	rows, err := d.q.QueryContext(ctx, "SELECT "+hsmClusterCols+" FROM hsm_clusters ORDER BY created, id")
 	if err != nil {
-		return nil, wrap("sqlite.ListHSMClusters", err)
+		return nil, d.wrap("store.ListHSMClusters", err)
 	}
 	defer rows.Close()
 	var out []store.HSMCluster
 	for rows.Next() {
 		c, err := scanHSMCluster(rows)
 		if err != nil {
-			return nil, wrap("sqlite.ListHSMClusters", err)
+			return nil, d.wrap("store.ListHSMClusters", err)
 		}
 		out = append(out, c)
 	}
-	return out, wrap("sqlite.ListHSMClusters", rows.Err())
+	return out, d.wrap("store.ListHSMClusters", rows.Err())
 }
 
 const hsmBackupCols = "id, cluster_id, state, created, record"
@@ -152,12 +151,12 @@ func scanHSMBackup(s scanner) (store.HSMBackup, error) {
 func (d *DB) CreateHSMBackup(ctx context.Context, b store.HSMBackup) error {
 	_, err := d.q.ExecContext(ctx, "INSERT INTO hsm_backups ("+hsmBackupCols+") VALUES (?, ?, ?, ?, ?)",
 		b.ID, b.ClusterID, b.State, b.Created.UnixNano(), nonNil(b.Record))
-	return wrap("sqlite.CreateHSMBackup", err)
+	return d.wrap("store.CreateHSMBackup", err)
 }
 
 func (d *DB) GetHSMBackup(ctx context.Context, id string) (store.HSMBackup, error) {
 	b, err := scanHSMBackup(d.q.QueryRowContext(ctx, "SELECT "+hsmBackupCols+" FROM hsm_backups WHERE id = ?", id))
-	return b, wrap("sqlite.GetHSMBackup", err)
+	return b, d.wrap("store.GetHSMBackup", err)
 }
 
 func (d *DB) UpdateHSMBackup(ctx context.Context, id string, fn func(*store.HSMBackup) error) (store.HSMBackup, error) {
@@ -166,7 +165,7 @@ func (d *DB) UpdateHSMBackup(ctx context.Context, id string, fn func(*store.HSMB
 		t := st.(*DB)
 		b, err := scanHSMBackup(t.q.QueryRowContext(ctx, "SELECT "+hsmBackupCols+" FROM hsm_backups WHERE id = ?", id))
 		if err != nil {
-			return wrap("sqlite.UpdateHSMBackup", err)
+			return d.wrap("store.UpdateHSMBackup", err)
 		}
 		if err := fn(&b); err != nil {
 			return err
@@ -174,7 +173,7 @@ func (d *DB) UpdateHSMBackup(ctx context.Context, id string, fn func(*store.HSMB
 		b.ID = id
 		if _, err := t.q.ExecContext(ctx, "UPDATE hsm_backups SET cluster_id = ?, state = ?, created = ?, record = ? WHERE id = ?",
 			b.ClusterID, b.State, b.Created.UnixNano(), nonNil(b.Record), id); err != nil {
-			return wrap("sqlite.UpdateHSMBackup", err)
+			return d.wrap("store.UpdateHSMBackup", err)
 		}
 		out = b
 		return nil
@@ -185,18 +184,18 @@ func (d *DB) UpdateHSMBackup(ctx context.Context, id string, fn func(*store.HSMB
 func (d *DB) ListHSMBackups(ctx context.Context) ([]store.HSMBackup, error) {
 	rows, err := d.q.QueryContext(ctx, "SELECT "+hsmBackupCols+" FROM hsm_backups ORDER BY created, id")
 	if err != nil {
-		return nil, wrap("sqlite.ListHSMBackups", err)
+		return nil, d.wrap("store.ListHSMBackups", err)
 	}
 	defer rows.Close()
 	var out []store.HSMBackup
 	for rows.Next() {
 		b, err := scanHSMBackup(rows)
 		if err != nil {
-			return nil, wrap("sqlite.ListHSMBackups", err)
+			return nil, d.wrap("store.ListHSMBackups", err)
 		}
 		out = append(out, b)
 	}
-	return out, wrap("sqlite.ListHSMBackups", rows.Err())
+	return out, d.wrap("store.ListHSMBackups", rows.Err())
 }
 
 // nonNil stores an empty record as an empty blob, not NULL.

@@ -1,0 +1,750 @@
+// Package sqlstore is the SQL both Store backends share: every Store
+// method written once, in SQL that SQLite and PostgreSQL both accept, with
+// ? placeholders. A Dialect supplies what differs (placeholders, row locks,
+// how a constraint violation reads, how a transaction serialises);
+// sqlite/ and postgres/ own their connections and their migrations.
+//
+// Tables hold the columns queries need; the rest of a record is JSON in a
+// data column, so adding a field seldom needs a migration.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Dialect is what one database needs done differently.
+type Dialect struct {
+	// Name prefixes errors ("postgres.CreateKey: ...").
+	Name string
+	// Numbered rewrites ? placeholders to $1, $2, ... (PostgreSQL).
+	Numbered bool
+	// LockRow is appended to the SELECT of a read-modify-write to lock the
+	// row it reads ("" where a transaction already holds the database's
+	// write lock, as in SQLite with BEGIN IMMEDIATE).
+	LockRow string
+	// Classify maps a driver error to store.ErrExists,
+	// store.ErrExternalKeyInUse, store.ErrBackupHistoryInUse or
+	// store.ErrUnavailable when it is one (wrapped or not), nil otherwise.
+	Classify func(error) error
+	// BeginTx, when set, runs first in every Tx: PostgreSQL takes a
+	// transaction-scoped advisory lock so that Tx bodies serialise as they
+	// do in SQLite.
+	BeginTx string
+}
+
+// DB is a Store over a *sql.DB. Inside Tx, q and tx are the transaction;
+// otherwise q is the pool.
+type DB struct {
+	db      *sql.DB
+	dialect *Dialect
+	q       querier
+	tx      *sql.Tx
+}
+
+// New returns the Store over db (already migrated).
+func New(db *sql.DB, d Dialect) *DB {
+	dd := d
+	return &DB{db: db, dialect: &dd, q: rebinder{db, &dd}}
+}
+
+// SQL is the underlying pool (for backend-specific statements).
+func (d *DB) SQL() *sql.DB { return d.db }
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// rebinder rewrites the placeholders of each statement for its dialect.
+type rebinder struct {
+	q querier
+	d *Dialect
+}
+
+var numbered sync.Map // query with ? -> query with $n
+
+func (r rebinder) sql(q string) string {
+	if !r.d.Numbered {
+		return q
+	}
+	if v, ok := numbered.Load(q); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	out := b.String()
+	numbered.Store(q, out)
+	return out
+}
+
+func (r rebinder) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return r.q.ExecContext(ctx, r.sql(q), args...)
+}
+
+func (r rebinder) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return r.q.QueryContext(ctx, r.sql(q), args...)
+}
+
+func (r rebinder) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return r.q.QueryRowContext(ctx, r.sql(q), args...)
+}
+
+// txn is a transaction a method runs its statements in: its own, or (inside
+// Tx) the caller's, whose commit and rollback belong to Tx.
+type txn struct {
+	querier
+	own *sql.Tx
+}
+
+func (t *txn) Commit() error {
+	if t.own == nil {
+		return nil
+	}
+	return t.own.Commit()
+}
+
+func (t *txn) Rollback() error {
+	if t.own == nil {
+		return nil
+	}
+	return t.own.Rollback()
+}
+
+func (d *DB) begin(ctx context.Context) (*txn, error) {
+	if d.tx != nil {
+		return &txn{querier: d.q}, nil
+	}
+	// SQLite (_txlock=immediate) takes the write lock at BEGIN, so a
+	// read-modify-write never fails to upgrade; PostgreSQL locks the rows
+	// read with Dialect.LockRow.
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &txn{querier: rebinder{tx, d.dialect}, own: tx}, nil
+}
+
+// Tx runs fn in one transaction: every change fn makes through the Store
+// it is given commits together when fn returns nil, or not at all. fn must
+// use only that Store. Tx bodies serialise (SQLite's write lock,
+// PostgreSQL's advisory lock), as UpdateHSMCluster promises.
+func (d *DB) Tx(ctx context.Context, fn func(store.Store) error) error {
+	if d.tx != nil {
+		return fn(d)
+	}
+	op := d.dialect.Name + ".Tx"
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return d.wrap(op, err)
+	}
+	defer tx.Rollback()
+	in := &DB{db: d.db, dialect: d.dialect, q: rebinder{tx, d.dialect}, tx: tx}
+	if d.dialect.BeginTx != "" {
+		if _, err := in.q.ExecContext(ctx, d.dialect.BeginTx); err != nil {
+			return d.wrap(op, err)
+		}
+	}
+	if err := fn(in); err != nil {
+		return err
+	}
+	return d.wrap(op, tx.Commit())
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Close closes the pool (inside Tx it does nothing: Tx ends the
+// transaction).
+func (d *DB) Close() error {
+	if d.tx != nil {
+		return nil
+	}
+	return d.db.Close()
+}
+
+// wrap names the operation and maps driver errors to the store's errors.
+// op is "store.Method"; the dialect's name replaces "store".
+func (d *DB) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	op = d.dialect.Name + strings.TrimPrefix(op, "store")
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	}
+	if d.dialect.Classify != nil {
+		if se := d.dialect.Classify(err); se != nil {
+			if errors.Is(err, se) {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			return fmt.Errorf("%s: %w (%v)", op, se, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// errorf is fmt.Errorf for "store.Method: %w" with the dialect's name.
+func (d *DB) errorf(format string, args ...any) error {
+	return fmt.Errorf(d.dialect.Name+strings.TrimPrefix(format, "store"), args...)
+}
+
+func (d *DB) CreateAccount(ctx context.Context, a store.Account) error {
+	_, err := d.q.ExecContext(ctx, "INSERT INTO accounts (id, created) VALUES (?, ?)", a.ID, a.Created.UnixNano())
+	return d.wrap("store.CreateAccount", err)
+}
+
+func (d *DB) ListAccounts(ctx context.Context) ([]store.Account, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT id, created FROM accounts ORDER BY created, id")
+	if err != nil {
+		return nil, d.wrap("store.ListAccounts", err)
+	}
+	defer rows.Close()
+	var out []store.Account
+	for rows.Next() {
+		var a store.Account
+		var c int64
+		if err := rows.Scan(&a.ID, &c); err != nil {
+			return nil, d.wrap("store.ListAccounts", err)
+		}
+		a.Created = time.Unix(0, c).UTC()
+		out = append(out, a)
+	}
+	return out, d.wrap("store.ListAccounts", rows.Err())
+}
+
+func (d *DB) PutAccessKey(ctx context.Context, k store.AccessKey) error {
+	var exp int64
+	if !k.Expires.IsZero() {
+		exp = k.Expires.UnixNano()
+	}
+	_, err := d.q.ExecContext(ctx, `INSERT INTO access_keys (id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active`,
+		k.ID, k.AccountID, k.PrincipalARN, k.SealedSecret, k.Active, k.Created.UnixNano(), k.SessionTokenHash, k.RoleARN, exp)
+	return d.wrap("store.PutAccessKey", err)
+}
+
+const accessKeyCols = "id, account_id, principal_arn, sealed_secret, active, created, session_token_hash, role_arn, expires"
+
+func scanAccessKey(s scanner) (store.AccessKey, error) {
+	var k store.AccessKey
+	var c, exp int64
+	err := s.Scan(&k.ID, &k.AccountID, &k.PrincipalARN, &k.SealedSecret, &k.Active, &c, &k.SessionTokenHash, &k.RoleARN, &exp)
+	k.Created = time.Unix(0, c).UTC()
+	if exp != 0 {
+		k.Expires = time.Unix(0, exp).UTC()
+	}
+	return k, err
+}
+
+func (d *DB) GetAccessKey(ctx context.Context, id string) (store.AccessKey, error) {
+	k, err := scanAccessKey(d.q.QueryRowContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE id = ?", id))
+	return k, d.wrap("store.GetAccessKey", err)
+}
+
+func (d *DB) ListAccessKeys(ctx context.Context, principalARN string) ([]store.AccessKey, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT "+accessKeyCols+" FROM access_keys WHERE principal_arn = ? ORDER BY created", principalARN)
+	if err != nil {
+		return nil, d.wrap("store.ListAccessKeys", err)
+	}
+	defer rows.Close()
+	var out []store.AccessKey
+	for rows.Next() {
+		k, err := scanAccessKey(rows)
+		if err != nil {
+			return nil, d.wrap("store.ListAccessKeys", err)
+		}
+		out = append(out, k)
+	}
+	return out, d.wrap("store.ListAccessKeys", rows.Err())
+}
+
+func (d *DB) DeleteAccessKey(ctx context.Context, id string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM access_keys WHERE id = ?", id)
+	if err != nil {
+		return d.wrap("store.DeleteAccessKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeleteAccessKey: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+const principalCols = "arn, account_id, type, name, id, trust_policy, tags, created"
+
+func scanPrincipal(s scanner) (store.Principal, error) {
+	var p store.Principal
+	var tags []byte
+	var c int64
+	if err := s.Scan(&p.ARN, &p.AccountID, &p.Type, &p.Name, &p.ID, &p.TrustPolicy, &tags, &c); err != nil {
+		return p, err
+	}
+	p.Created = time.Unix(0, c).UTC()
+	if len(tags) > 0 {
+		if err := json.Unmarshal(tags, &p.Tags); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func (d *DB) CreatePrincipal(ctx context.Context, p store.Principal) error {
+	tags, err := json.Marshal(p.Tags)
+	if err != nil {
+		return d.wrap("store.CreatePrincipal", err)
+	}
+	_, err = d.q.ExecContext(ctx, "INSERT INTO principals ("+principalCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ARN, p.AccountID, p.Type, p.Name, p.ID, p.TrustPolicy, tags, p.Created.UnixNano())
+	return d.wrap("store.CreatePrincipal", err)
+}
+
+func (d *DB) GetPrincipal(ctx context.Context, arn string) (store.Principal, error) {
+	p, err := scanPrincipal(d.q.QueryRowContext(ctx, "SELECT "+principalCols+" FROM principals WHERE arn = ?", arn))
+	return p, d.wrap("store.GetPrincipal", err)
+}
+
+func (d *DB) ListPrincipals(ctx context.Context, accountID string) ([]store.Principal, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT "+principalCols+" FROM principals WHERE account_id = ? ORDER BY arn", accountID)
+	if err != nil {
+		return nil, d.wrap("store.ListPrincipals", err)
+	}
+	defer rows.Close()
+	var out []store.Principal
+	for rows.Next() {
+		p, err := scanPrincipal(rows)
+		if err != nil {
+			return nil, d.wrap("store.ListPrincipals", err)
+		}
+		out = append(out, p)
+	}
+	return out, d.wrap("store.ListPrincipals", rows.Err())
+}
+
+func (d *DB) UpdatePrincipal(ctx context.Context, p store.Principal) error {
+	tags, err := json.Marshal(p.Tags)
+	if err != nil {
+		return d.wrap("store.UpdatePrincipal", err)
+	}
+	res, err := d.q.ExecContext(ctx, "UPDATE principals SET trust_policy = ?, tags = ? WHERE arn = ?", p.TrustPolicy, tags, p.ARN)
+	if err != nil {
+		return d.wrap("store.UpdatePrincipal", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.UpdatePrincipal: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) DeletePrincipal(ctx context.Context, arn string) error {
+	tx, err := d.begin(ctx)
+	if err != nil {
+		return d.wrap("store.DeletePrincipal", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "DELETE FROM principals WHERE arn = ?", arn)
+	if err != nil {
+		return d.wrap("store.DeletePrincipal", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeletePrincipal: %w", store.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ?", arn); err != nil {
+		return d.wrap("store.DeletePrincipal", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM access_keys WHERE principal_arn = ? OR role_arn = ?", arn, arn); err != nil {
+		return d.wrap("store.DeletePrincipal", err)
+	}
+	return d.wrap("store.DeletePrincipal", tx.Commit())
+}
+
+func (d *DB) PutPrincipalPolicy(ctx context.Context, p store.PrincipalPolicy) error {
+	_, err := d.q.ExecContext(ctx, `INSERT INTO principal_policies (principal_arn, name, document) VALUES (?, ?, ?)
+		ON CONFLICT (principal_arn, name) DO UPDATE SET document = excluded.document`, p.PrincipalARN, p.Name, p.Document)
+	return d.wrap("store.PutPrincipalPolicy", err)
+}
+
+func (d *DB) DeletePrincipalPolicy(ctx context.Context, principalARN, name string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM principal_policies WHERE principal_arn = ? AND name = ?", principalARN, name)
+	if err != nil {
+		return d.wrap("store.DeletePrincipalPolicy", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeletePrincipalPolicy: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]store.PrincipalPolicy, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT principal_arn, name, document FROM principal_policies WHERE principal_arn = ? ORDER BY name", principalARN)
+	if err != nil {
+		return nil, d.wrap("store.ListPrincipalPolicies", err)
+	}
+	defer rows.Close()
+	var out []store.PrincipalPolicy
+	for rows.Next() {
+		var p store.PrincipalPolicy
+		if err := rows.Scan(&p.PrincipalARN, &p.Name, &p.Document); err != nil {
+			return nil, d.wrap("store.ListPrincipalPolicies", err)
+		}
+		out = append(out, p)
+	}
+	return out, d.wrap("store.ListPrincipalPolicies", rows.Err())
+}
+
+// keyData is the JSON form of the columns not needed for queries.
+type keyData struct {
+	CreationDate        time.Time               `json:"c"`
+	Description         string                  `json:"d,omitempty"`
+	KeyUsage            string                  `json:"u"`
+	KeySpec             string                  `json:"s"`
+	Origin              string                  `json:"o"`
+	DeletionDate        time.Time               `json:"dd,omitempty"`
+	PendingWindowInDays int                     `json:"pw,omitempty"`
+	Policy              string                  `json:"p"`
+	Tags                []store.Tag             `json:"t,omitempty"`
+	CloudHsmClusterID   string                  `json:"ch,omitempty"`
+	BackingKeyID        []byte                  `json:"b,omitempty"`
+	SealedMaterial      []byte                  `json:"m,omitempty"`
+	Materials           []store.KeyMaterial     `json:"ms,omitempty"`
+	Rotation            store.Rotation          `json:"r"`
+	Import              *store.ImportParameters `json:"im,omitempty"`
+	KeyManager          string                  `json:"km,omitempty"`
+}
+
+func keyArgs(k store.Key) (data []byte, del int64, err error) {
+	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
+		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial,
+		k.Materials, k.Rotation, k.Import, k.KeyManager})
+	if !k.DeletionDate.IsZero() {
+		del = k.DeletionDate.UnixNano()
+	}
+	return data, del, err
+}
+
+// rotationDue is the earliest time the key lifecycle job has work on k:
+// automatic rotation, or imported material expiring (unix ns, 0 = never).
+func rotationDue(k store.Key) int64 {
+	var due time.Time
+	if k.Rotation.Enabled && !k.Rotation.Next.IsZero() {
+		due = k.Rotation.Next
+	}
+	for _, m := range k.Materials {
+		if !m.ValidTo.IsZero() && len(m.Sealed) > 0 && (due.IsZero() || m.ValidTo.Before(due)) {
+			due = m.ValidTo
+		}
+	}
+	if due.IsZero() {
+		return 0
+	}
+	return due.UnixNano()
+}
+
+const keyCols = "account_id, id, state, custom_key_store_id, xks_key_id, version, data"
+
+type scanner interface{ Scan(...any) error }
+
+func scanKey(s scanner) (store.Key, error) {
+	var k store.Key
+	var data []byte
+	if err := s.Scan(&k.AccountID, &k.ID, &k.State, &k.CustomKeyStoreID, &k.XksKeyID, &k.Version, &data); err != nil {
+		return k, err
+	}
+	var kd keyData
+	if err := json.Unmarshal(data, &kd); err != nil {
+		return k, err
+	}
+	k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin = kd.CreationDate, kd.Description, kd.KeyUsage, kd.KeySpec, kd.Origin
+	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
+	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
+	k.Materials, k.Rotation, k.Import, k.KeyManager = kd.Materials, kd.Rotation, kd.Import, kd.KeyManager
+	return k, nil
+}
+
+func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
+	data, del, err := keyArgs(k)
+	if err != nil {
+		return d.wrap("store.CreateKey", err)
+	}
+	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due)
+		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k))
+	return d.wrap("store.CreateKey", err)
+}
+
+func (d *DB) GetKey(ctx context.Context, accountID, id string) (store.Key, error) {
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
+	return k, d.wrap("store.GetKey", err)
+}
+
+func (d *DB) FindKey(ctx context.Context, id string) (store.Key, error) {
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? LIMIT 1", id))
+	return k, d.wrap("store.FindKey", err)
+}
+
+func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
+	data, del, err := keyArgs(k)
+	if err != nil {
+		return 0, d.wrap("store.UpdateKey", err)
+	}
+	res, err := d.q.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
+		version = version + 1, data = ?, rotation_due = ? WHERE account_id = ? AND id = ? AND version = ?`,
+		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k), k.AccountID, k.ID, k.Version)
+	if err != nil {
+		return 0, d.wrap("store.UpdateKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := d.GetKey(ctx, k.AccountID, k.ID); err != nil {
+			return 0, err
+		}
+		return 0, d.errorf("store.UpdateKey: %w", store.ErrConflict)
+	}
+	return k.Version + 1, nil
+}
+
+func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
+	tx, err := d.begin(ctx)
+	if err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)
+	if err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeleteKey: %w", store.ErrNotFound)
+	}
+	return d.wrap("store.DeleteKey", tx.Commit())
+}
+
+func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.Key, error) {
+	rows, err := d.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, d.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, d.wrap(op, err)
+		}
+		out = append(out, k)
+	}
+	return out, d.wrap(op, rows.Err())
+}
+
+func (d *DB) ListKeys(ctx context.Context, accountID, after string, limit int) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?", accountID, after, limit)
+}
+
+func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.KeysDueForDeletion", "SELECT "+keyCols+" FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?", t.UnixNano())
+}
+
+func (d *DB) KeysDueForRotation(ctx context.Context, t time.Time) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.KeysDueForRotation", "SELECT "+keyCols+" FROM keys WHERE state != 'PendingDeletion' AND rotation_due > 0 AND rotation_due <= ?", t.UnixNano())
+}
+
+func (d *DB) CountKeysInStore(ctx context.Context, accountID, cks string) (int, error) {
+	var n int
+	err := d.q.QueryRowContext(ctx, "SELECT count(*) FROM keys WHERE account_id = ? AND custom_key_store_id = ?", accountID, cks).Scan(&n)
+	return n, d.wrap("store.CountKeysInStore", err)
+}
+
+func (d *DB) KeyByXksKeyID(ctx context.Context, accountID, cks, xksKeyID string) (store.Key, error) {
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND custom_key_store_id = ? AND xks_key_id = ?", accountID, cks, xksKeyID))
+	return k, d.wrap("store.KeyByXksKeyID", err)
+}
+
+func (d *DB) CreateAlias(ctx context.Context, a store.Alias) error {
+	tx, err := d.begin(ctx)
+	if err != nil {
+		return d.wrap("store.CreateAlias", err)
+	}
+	defer tx.Rollback()
+	var one int
+	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?"+d.dialect.LockRow, a.AccountID, a.KeyID).Scan(&one); err != nil {
+		return d.wrap("store.CreateAlias", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO aliases (account_id, name, key_id, created, updated) VALUES (?, ?, ?, ?, ?)",
+		a.AccountID, a.Name, a.KeyID, a.Created.UnixNano(), a.Updated.UnixNano()); err != nil {
+		return d.wrap("store.CreateAlias", err)
+	}
+	return d.wrap("store.CreateAlias", tx.Commit())
+}
+
+func scanAlias(s scanner) (store.Alias, error) {
+	var a store.Alias
+	var c, u int64
+	err := s.Scan(&a.AccountID, &a.Name, &a.KeyID, &c, &u)
+	a.Created, a.Updated = time.Unix(0, c).UTC(), time.Unix(0, u).UTC()
+	return a, err
+}
+
+func (d *DB) GetAlias(ctx context.Context, accountID, name string) (store.Alias, error) {
+	a, err := scanAlias(d.q.QueryRowContext(ctx, "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name = ?", accountID, name))
+	return a, d.wrap("store.GetAlias", err)
+}
+
+func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
+	res, err := d.q.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Name)
+	if err != nil {
+		return d.wrap("store.UpdateAlias", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.UpdateAlias: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) DeleteAlias(ctx context.Context, accountID, name string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND name = ?", accountID, name)
+	if err != nil {
+		return d.wrap("store.DeleteAlias", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeleteAlias: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]store.Alias, error) {
+	q := "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name > ?"
+	args := []any{accountID, after}
+	if keyID != "" {
+		q += " AND key_id = ?"
+		args = append(args, keyID)
+	}
+	q += " ORDER BY name LIMIT ?"
+	args = append(args, limit)
+	rows, err := d.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, d.wrap("store.ListAliases", err)
+	}
+	defer rows.Close()
+	var out []store.Alias
+	for rows.Next() {
+		a, err := scanAlias(rows)
+		if err != nil {
+			return nil, d.wrap("store.ListAliases", err)
+		}
+		out = append(out, a)
+	}
+	return out, d.wrap("store.ListAliases", rows.Err())
+}
+
+type cksData struct {
+	Type                string    `json:"t"`
+	Created             time.Time `json:"c"`
+	Config              []byte    `json:"cfg,omitempty"`
+	SealedSecret        []byte    `json:"s,omitempty"`
+	ConnectionState     string    `json:"cs"`
+	ConnectionErrorCode string    `json:"ce,omitempty"`
+}
+
+func scanCKS(s scanner) (store.CustomKeyStore, error) {
+	var c store.CustomKeyStore
+	var data []byte
+	if err := s.Scan(&c.AccountID, &c.ID, &c.Name, &c.Version, &data, &c.BackupHistory); err != nil {
+		return c, err
+	}
+	var cd cksData
+	if err := json.Unmarshal(data, &cd); err != nil {
+		return c, err
+	}
+	c.Type, c.Created, c.Config, c.SealedSecret, c.ConnectionState, c.ConnectionErrorCode = cd.Type, cd.Created, cd.Config, cd.SealedSecret, cd.ConnectionState, cd.ConnectionErrorCode
+	return c, nil
+}
+
+func cksArgs(c store.CustomKeyStore) ([]byte, error) {
+	return json.Marshal(cksData{c.Type, c.Created, c.Config, c.SealedSecret, c.ConnectionState, c.ConnectionErrorCode})
+}
+
+func (d *DB) CreateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) error {
+	data, err := cksArgs(c)
+	if err != nil {
+		return d.wrap("store.CreateCustomKeyStore", err)
+	}
+	_, err = d.q.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, id, name, version, data, backup_history) VALUES (?, ?, ?, 1, ?, ?)",
+		c.AccountID, c.ID, c.Name, data, c.BackupHistory)
+	return d.wrap("store.CreateCustomKeyStore", err)
+}
+
+const cksCols = "account_id, id, name, version, data, backup_history"
+
+func (d *DB) GetCustomKeyStore(ctx context.Context, accountID, id string) (store.CustomKeyStore, error) {
+	c, err := scanCKS(d.q.QueryRowContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id))
+	return c, d.wrap("store.GetCustomKeyStore", err)
+}
+
+func (d *DB) UpdateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) (int64, error) {
+	data, err := cksArgs(c)
+	if err != nil {
+		return 0, d.wrap("store.UpdateCustomKeyStore", err)
+	}
+	res, err := d.q.ExecContext(ctx, "UPDATE custom_key_stores SET name = ?, data = ?, backup_history = ?, version = version + 1 WHERE account_id = ? AND id = ? AND version = ?",
+		c.Name, data, c.BackupHistory, c.AccountID, c.ID, c.Version)
+	if err != nil {
+		return 0, d.wrap("store.UpdateCustomKeyStore", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := d.GetCustomKeyStore(ctx, c.AccountID, c.ID); err != nil {
+			return 0, err
+		}
+		return 0, d.errorf("store.UpdateCustomKeyStore: %w", store.ErrConflict)
+	}
+	return c.Version + 1, nil
+}
+
+func (d *DB) DeleteCustomKeyStore(ctx context.Context, accountID, id string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id)
+	if err != nil {
+		return d.wrap("store.DeleteCustomKeyStore", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return d.errorf("store.DeleteCustomKeyStore: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *DB) ListCustomKeyStores(ctx context.Context, accountID string) ([]store.CustomKeyStore, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? ORDER BY id", accountID)
+	if err != nil {
+		return nil, d.wrap("store.ListCustomKeyStores", err)
+	}
+	defer rows.Close()
+	var out []store.CustomKeyStore
+	for rows.Next() {
+		c, err := scanCKS(rows)
+		if err != nil {
+			return nil, d.wrap("store.ListCustomKeyStores", err)
+		}
+		out = append(out, c)
+	}
+	return out, d.wrap("store.ListCustomKeyStores", rows.Err())
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/policy"
 )
 
@@ -61,7 +62,7 @@ func runAdminOffline(ctx context.Context, sub string, o adminOffline, stdout io.
 	dir := identity.New(db, root)
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
-			_, err := trustDocument(doc)
+			_, err := kms.ParseTrustPolicy(doc)
 			return err
 		}
 		_, err := policy.Parse(doc, policy.IdentityPolicy)

@@ -31,6 +31,10 @@ import (
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/keystore"
+	"github.com/keyhold/keyhold/internal/keystore/hsmstore"
+	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/logs"
 	"github.com/keyhold/keyhold/internal/metrics"
@@ -91,15 +95,26 @@ type ServeConfig struct {
 	// certificates, in addition to the system pool.
 	XKSCAFile string
 	// Extra adds operation tables (the CloudHSM control plane) once the
-	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
+	// domain is built; it may give the CloudHSM driver its clusters.
+	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
+}
+
+// Extras is what an Extra may wire into: the domain, the store, the first
+// account and the key store drivers that need a control plane.
+type Extras struct {
+	Service   *kms.Service
+	Store     store.Store
+	AccountID string
+	CloudHSM  *hsmstore.Driver
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
-	Config    ServeConfig
-	Store     store.Store
-	Database  *Database
+	Config   ServeConfig
+	Store    store.Store
+	Database *Database
+	// CloudHSM is the CloudHSM key store driver the domain uses.
+	CloudHSM  *hsmstore.Driver
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -186,7 +201,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, fmt.Errorf("--account-id %s: the data directory %s already belongs to account %s", cfg.AccountID, cfg.DataDir, account)
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{}
+	var rootCAs *x509.CertPool
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -201,9 +216,16 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 			in.Close()
 			return nil, fmt.Errorf("--xks-ca-file %s holds no PEM certificate", cfg.XKSCAFile)
 		}
-		xksOpts.RootCAs = pool
+		rootCAs = pool
 	}
-	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts, Caches: cfg.Caches,
+	// The key store drivers: the composition root picks them; the domain
+	// only knows internal/keystore's interfaces.
+	defaultStore := soft.New(root)
+	cloudHSM := hsmstore.New(cfg.Logger)
+	in.CloudHSM = cloudHSM
+	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
+		Default: defaultStore, Drivers: []keystore.Driver{cloudHSM, external},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
 		in.Close()
@@ -217,7 +239,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
+		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM})
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -232,6 +254,10 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	if err := in.followReplicas(dir); err != nil {
+		in.Close()
+		return nil, err
+	}
 	cfg.Metrics.SetCustomKeyStores(customKeyStoreStates(db))
 	if cfg.SeedFile != "" {
 		if err := ApplySeedFile(ctx, svc, account, cfg.SeedFile, cfg.Logger); err != nil {
@@ -241,14 +267,14 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
-			_, err := trustDocument(doc)
+			_, err := kms.ParseTrustPolicy(doc)
 			return err
 		}
 		_, err := policy.Parse(doc, policy.IdentityPolicy)
 		return err
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
-	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(dir))
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
 	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics)
 	if err != nil {
 		in.Close()
@@ -268,7 +294,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 			defer cancel()
 			return database.Ping(ctx) == nil
 		}})
-	in.Handler = withMetrics(cfg.Metrics, api)
+	handler, err := mountConsole(api, cfg)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	in.Handler = withMetrics(cfg.Metrics, handler)
 	return in, nil
 }
 
@@ -443,7 +474,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 		return errors.New("in-memory and database-url exclude each other")
 	}
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
-		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize},DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
+		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
 		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
 	if o.auditStdout {
@@ -466,7 +497,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go in.Service.RunDeletion(bg, o.deletionInterval)
+	go in.RunBackground(bg, o.deletionInterval)
 	srv := cfg.Limits.Server(in.Handler)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	scheme := "http"

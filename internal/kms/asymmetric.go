@@ -67,7 +67,7 @@ func currentMaterial(k store.Key) *store.KeyMaterial {
 	return nil
 }
 
-func (s *Service) encryptAsymmetric(ctx context.Context, c Caller, k store.Key, in EncryptInput) (EncryptOutput, error) {
+func (s *Service) encryptAsymmetric(ctx context.Context, c Request, k store.Key, in EncryptInput) (EncryptOutput, error) {
 	if err := s.usableAs(k, UsageEncryptDecrypt); err != nil {
 		return EncryptOutput{}, err
 	}
@@ -92,7 +92,7 @@ func (s *Service) encryptAsymmetric(ctx context.Context, c Caller, k store.Key, 
 	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
 }
 
-func (s *Service) decryptAsymmetric(ctx context.Context, c Caller, in DecryptInput) (DecryptOutput, error) {
+func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptInput) (DecryptOutput, error) {
 	if in.KeyID == "" {
 		return DecryptOutput{}, errorf(Validation, "KeyId is required when decrypting with an asymmetric KMS key (EncryptionAlgorithm %s).", in.Algorithm)
 	}
@@ -137,7 +137,7 @@ type SignOutput struct {
 	Signature         []byte
 }
 
-func (s *Service) liveKey(ctx context.Context, c Caller, keyID, usage string) (store.Key, error) {
+func (s *Service) liveKey(ctx context.Context, c Request, keyID, usage string) (store.Key, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true, crossAccount: true})
 	if err != nil {
 		return k, err
@@ -146,7 +146,7 @@ func (s *Service) liveKey(ctx context.Context, c Caller, keyID, usage string) (s
 }
 
 // Sign signs with a SIGN_VERIFY key.
-func (s *Service) Sign(ctx context.Context, c Caller, in SignInput) (SignOutput, error) {
+func (s *Service) Sign(ctx context.Context, c Request, in SignInput) (SignOutput, error) {
 	k, err := s.liveKey(ctx, c, in.KeyID, UsageSignVerify)
 	if err != nil {
 		return SignOutput{}, err
@@ -167,7 +167,7 @@ func (s *Service) Sign(ctx context.Context, c Caller, in SignInput) (SignOutput,
 }
 
 // Verify checks a signature; a wrong one is KMSInvalidSignatureException.
-func (s *Service) Verify(ctx context.Context, c Caller, in SignInput) (SignOutput, error) {
+func (s *Service) Verify(ctx context.Context, c Request, in SignInput) (SignOutput, error) {
 	k, err := s.liveKey(ctx, c, in.KeyID, UsageSignVerify)
 	if err != nil {
 		return SignOutput{}, err
@@ -193,7 +193,7 @@ type PublicKeyOutput struct {
 }
 
 // GetPublicKey returns an asymmetric key's DER SubjectPublicKeyInfo.
-func (s *Service) GetPublicKey(ctx context.Context, c Caller, keyID string) (PublicKeyOutput, error) {
+func (s *Service) GetPublicKey(ctx context.Context, c Request, keyID string) (PublicKeyOutput, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true, crossAccount: true})
 	if err != nil {
 		return PublicKeyOutput{}, err
@@ -223,7 +223,7 @@ type DeriveSharedSecretInput struct {
 }
 
 // DeriveSharedSecret runs ECDH with a KEY_AGREEMENT key.
-func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in DeriveSharedSecretInput) ([]byte, string, error) {
+func (s *Service) DeriveSharedSecret(ctx context.Context, c Request, in DeriveSharedSecretInput) ([]byte, string, error) {
 	k, err := s.liveKey(ctx, c, in.KeyID, UsageKeyAgreement)
 	if err != nil {
 		return nil, "", err
@@ -251,7 +251,7 @@ type MacInput struct {
 }
 
 // GenerateMac computes an HMAC with a GENERATE_VERIFY_MAC key.
-func (s *Service) GenerateMac(ctx context.Context, c Caller, in MacInput) ([]byte, string, error) {
+func (s *Service) GenerateMac(ctx context.Context, c Request, in MacInput) ([]byte, string, error) {
 	k, err := s.liveKey(ctx, c, in.KeyID, UsageGenerateVerify)
 	if err != nil {
 		return nil, "", err
@@ -272,7 +272,7 @@ func (s *Service) GenerateMac(ctx context.Context, c Caller, in MacInput) ([]byt
 }
 
 // VerifyMac checks an HMAC; a wrong one is KMSInvalidMacException.
-func (s *Service) VerifyMac(ctx context.Context, c Caller, in MacInput) (string, error) {
+func (s *Service) VerifyMac(ctx context.Context, c Request, in MacInput) (string, error) {
 	k, err := s.liveKey(ctx, c, in.KeyID, UsageGenerateVerify)
 	if err != nil {
 		return "", err
@@ -309,7 +309,7 @@ type DataKeyPairOutput struct {
 
 // GenerateDataKeyPair makes a key pair and returns the private key
 // encrypted under a symmetric key (and, if withPlaintext, in plaintext).
-func (s *Service) GenerateDataKeyPair(ctx context.Context, c Caller, in DataKeyPairInput, withPlaintext bool) (DataKeyPairOutput, error) {
+func (s *Service) GenerateDataKeyPair(ctx context.Context, c Request, in DataKeyPairInput, withPlaintext bool) (DataKeyPairOutput, error) {
 	if in.KeyPairSpec == keyspec.SM2 {
 		return DataKeyPairOutput{}, errorf(Validation, "KeyPairSpec SM2 is supported only in China Regions.")
 	}

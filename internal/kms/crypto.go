@@ -56,8 +56,12 @@ func (s *Service) usable(k store.Key) error {
 
 // usableAs checks that a key may do cryptography of usage now.
 func (s *Service) usableAs(k store.Key, usage string) error {
+	st := s.effectiveState(k)
+	if st == StateEnabled && k.KeyUsage == usage {
+		return nil // the common case: no ARN to format
+	}
 	arn := s.keyARN(k.AccountID, k.ID)
-	switch s.effectiveState(k) {
+	switch st {
 	case StateEnabled:
 	case StateDisabled:
 		return errorf(Disabled, "%s is disabled.", arn)
@@ -106,7 +110,7 @@ func dryRun() error {
 }
 
 // Encrypt encrypts up to 4 KiB under a symmetric key.
-func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (EncryptOutput, error) {
+func (s *Service) Encrypt(ctx context.Context, c Request, in EncryptInput) (EncryptOutput, error) {
 	if !isRSAAlgorithm(in.Algorithm) {
 		if err := checkAlgorithm(in.Algorithm); err != nil {
 			return EncryptOutput{}, err
@@ -135,7 +139,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (Encry
 	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}, nil
 }
 
-func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
+func (s *Service) seal(ctx context.Context, c Request, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
 	h := blob.Header{Kind: kindOf(k)}
 	h.KeyID, _ = blob.ParseUUID(k.ID)
 	copy(h.BackingKeyID[:], k.BackingKeyID)
@@ -144,7 +148,7 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 		return nil, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
 	hdr := h.Bytes()
-	payload, err := b.Encrypt(withCaller(ctx, c), s.keyRef(k), plaintext, blob.AAD(hdr, ec))
+	payload, err := b.Encrypt(ctx, s.keyRef(k), call(ctx, c, "Encrypt"), plaintext, blob.AAD(hdr, ec))
 	if err != nil {
 		return nil, s.backendErr("Encrypt", k, err)
 	}
@@ -158,6 +162,10 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 func (s *Service) backendErr(op string, k store.Key, err error) error {
 	if e, ok := AsError(err); ok {
 		return e
+	}
+	var ke *keystore.Error
+	if errors.As(err, &ke) {
+		return &Error{Code: Code(ke.Code), Message: ke.Message, Cause: ke.Cause}
 	}
 	if errors.Is(err, keystore.ErrInvalidCiphertext) {
 		return errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key and encryption context.")
@@ -191,7 +199,7 @@ func invalidCiphertext() error {
 
 // Decrypt decrypts a ciphertext this server produced. KeyId is optional; when
 // given it must identify the key that encrypted the ciphertext.
-func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (DecryptOutput, error) {
+func (s *Service) Decrypt(ctx context.Context, c Request, in DecryptInput) (DecryptOutput, error) {
 	if len(in.CiphertextBlob) == 0 {
 		return DecryptOutput{}, errorf(Validation, "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null")
 	}
@@ -244,7 +252,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if !ok {
 		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
-	pt, err := b.Decrypt(withCaller(ctx, c), ref, payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
+	pt, err := b.Decrypt(ctx, ref, call(ctx, c, "Decrypt"), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
@@ -278,11 +286,15 @@ type ReEncryptOutput struct {
 }
 
 // ReEncrypt decrypts and re-encrypts on the server, never returning the plaintext.
-func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (ReEncryptOutput, error) {
+func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (ReEncryptOutput, error) {
 	if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dst, err := s.resolveKey(WithAction(ctx, "kms:ReEncryptTo"), c, in.DestinationKeyID,
+	// ReEncrypt is decided as two actions, as in AWS: kms:ReEncryptTo on
+	// the destination key, kms:ReEncryptFrom on the source key.
+	to, from := c, c
+	to.Action, from.Action = ActionReEncryptTo, ActionReEncryptFrom
+	dst, err := s.resolveKey(ctx, to, in.DestinationKeyID,
 		resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.DestinationEncryptionContext)})
 	if err != nil {
 		return ReEncryptOutput{}, err
@@ -290,7 +302,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (R
 	if err := s.usable(dst); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dec, err := s.Decrypt(WithAction(ctx, "kms:ReEncryptFrom"), c, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
+	dec, err := s.Decrypt(ctx, from, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
 		EncryptionContext: in.SourceEncryptionContext, Algorithm: in.SourceAlgorithm, DryRun: in.DryRun})
 	if err != nil {
 		return ReEncryptOutput{}, err
@@ -322,7 +334,7 @@ type GenerateDataKeyOutput struct {
 
 // GenerateDataKey makes a random data key and returns it encrypted (and, if
 // withPlaintext, in plaintext).
-func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateDataKeyInput, withPlaintext bool) (GenerateDataKeyOutput, error) {
+func (s *Service) GenerateDataKey(ctx context.Context, c Request, in GenerateDataKeyInput, withPlaintext bool) (GenerateDataKeyOutput, error) {
 	n := in.NumberOfBytes
 	switch {
 	case in.KeySpec != "" && n != 0, in.KeySpec == "" && n == 0:
@@ -364,7 +376,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateData
 
 // GenerateRandom returns n random bytes, from a custom key store's cluster
 // when customKeyStoreID is set.
-func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKeyStoreID string) ([]byte, error) {
+func (s *Service) GenerateRandom(ctx context.Context, c Request, n int, customKeyStoreID string) ([]byte, error) {
 	if n <= 0 {
 		return nil, errorf(Validation, "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null")
 	}
@@ -381,20 +393,6 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKey
 	return b, nil
 }
 
-type callerKey struct{}
-
-// withCaller passes the caller to key store backends (the XKS proxy wants
-// the principal ARN and request id in its requestMetadata).
-func withCaller(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
-}
-
-// CallerFrom returns the caller a backend call is made for.
-func CallerFrom(ctx context.Context) (Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(Caller)
-	return c, ok
-}
-
 // materialID is the key material id AWS reports (only for keys whose
 // material KMS holds).
 func materialID(k store.Key) []byte {
@@ -406,7 +404,7 @@ func materialID(k store.Key) []byte {
 
 // keyOfCiphertext finds the key a ciphertext names: the caller's own, or
 // another account's (authorization then decides).
-func (s *Service) keyOfCiphertext(ctx context.Context, c Caller, id string) (store.Key, error) {
+func (s *Service) keyOfCiphertext(ctx context.Context, c Request, id string) (store.Key, error) {
 	k, err := s.getKey(ctx, c.AccountID, id)
 	if !errors.Is(err, store.ErrNotFound) {
 		return k, err

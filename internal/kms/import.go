@@ -37,7 +37,7 @@ type ImportParameters struct {
 	ValidTo     time.Time
 }
 
-func (s *Service) externalKey(ctx context.Context, c Caller, keyID string) (store.Key, error) {
+func (s *Service) externalKey(ctx context.Context, c Request, keyID string) (store.Key, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return k, err
@@ -52,7 +52,7 @@ func (s *Service) externalKey(ctx context.Context, c Caller, keyID string) (stor
 }
 
 // GetParametersForImport returns a wrapping public key and import token.
-func (s *Service) GetParametersForImport(ctx context.Context, c Caller, keyID, algorithm, wrappingSpec string) (ImportParameters, error) {
+func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, algorithm, wrappingSpec string) (ImportParameters, error) {
 	if err := keyspec.CheckWrapping(algorithm, wrappingSpec); err != nil {
 		return ImportParameters{}, s.specErr("GetParametersForImport", store.Key{}, err)
 	}
@@ -111,7 +111,7 @@ func materialDigest(keyID string, material []byte) []byte {
 
 // ImportKeyMaterial imports wrapped material; it returns the key ARN and
 // the key material id.
-func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in ImportInput) (string, []byte, error) {
+func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInput) (string, []byte, error) {
 	model := in.ExpirationModel
 	if model == "" {
 		model = DoesNotExpire
@@ -214,7 +214,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in ImportInpu
 
 // DeleteImportedKeyMaterial deletes imported material (all of it, or the
 // one named) and returns the key to PendingImport.
-func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, keyID, materialID string) (string, []byte, error) {
+func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyID, materialID string) (string, []byte, error) {
 	k, err := s.externalKey(ctx, c, keyID)
 	if err != nil {
 		return "", nil, err

@@ -91,7 +91,7 @@ func DefaultPolicy(account string) string { return policy.DefaultKeyPolicy(accou
 
 // CreateKey creates a key. For keys in custom key stores see
 // customKeyStores.createKey.
-func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (KeyMetadata, error) {
+func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (KeyMetadata, error) {
 	if in.KeyUsage == "" {
 		in.KeyUsage = UsageEncryptDecrypt
 	}
@@ -238,7 +238,7 @@ func (s *Service) effectiveState(k store.Key) string {
 }
 
 // DescribeKey reports a key in any state; aliases are accepted.
-func (s *Service) DescribeKey(ctx context.Context, c Caller, keyID string) (KeyMetadata, error) {
+func (s *Service) DescribeKey(ctx context.Context, c Request, keyID string) (KeyMetadata, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true, crossAccount: true})
 	if err != nil {
 		return KeyMetadata{}, err
@@ -282,7 +282,7 @@ func pageLimit(limit int) int {
 }
 
 // ListKeys lists the caller's keys by id.
-func (s *Service) ListKeys(ctx context.Context, c Caller, limit int, marker string) ([]KeyListEntry, Page, error) {
+func (s *Service) ListKeys(ctx context.Context, c Request, limit int, marker string) ([]KeyListEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
 		return nil, Page{}, err
@@ -312,16 +312,16 @@ func (s *Service) pendingDeletion(k store.Key) error {
 }
 
 // EnableKey sets a key's state to Enabled.
-func (s *Service) EnableKey(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) EnableKey(ctx context.Context, c Request, keyID string) error {
 	return s.setEnabled(ctx, c, keyID, StateEnabled)
 }
 
 // DisableKey sets a key's state to Disabled.
-func (s *Service) DisableKey(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) DisableKey(ctx context.Context, c Request, keyID string) error {
 	return s.setEnabled(ctx, c, keyID, StateDisabled)
 }
 
-func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
+func (s *Service) setEnabled(ctx context.Context, c Request, keyID, state string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
 		if k.State == StatePendingImport {
 			return errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
@@ -334,7 +334,7 @@ func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string)
 // changeLiveKey resolves and authorizes a key, then applies fn to it unless
 // the key is pending deletion (KMSInvalidStateException, as AWS answers
 // every management call on such a key but cancellation).
-func (s *Service) changeLiveKey(ctx context.Context, c Caller, keyID string, o resolveOpts, fn func(k *store.Key) error) error {
+func (s *Service) changeLiveKey(ctx context.Context, c Request, keyID string, o resolveOpts, fn func(k *store.Key) error) error {
 	k, err := s.resolveKey(ctx, c, keyID, o)
 	if err != nil {
 		return err
@@ -350,7 +350,7 @@ func (s *Service) changeLiveKey(ctx context.Context, c Caller, keyID string, o r
 
 // ScheduleKeyDeletion puts a key in PendingDeletion for 7-30 days (30 by
 // default). The deletion job removes it when due.
-func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, keyID string, days int) (store.Key, error) {
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Request, keyID string, days int) (store.Key, error) {
 	if days == 0 {
 		days = 30
 	}
@@ -378,7 +378,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, keyID strin
 func (s *Service) KeyARN(account, id string) string { return s.keyARN(account, id) }
 
 // CancelKeyDeletion returns a PendingDeletion key to Disabled, as AWS does.
-func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string) (string, error) {
+func (s *Service) CancelKeyDeletion(ctx context.Context, c Request, keyID string) (string, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return "", err
@@ -402,7 +402,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string)
 }
 
 // UpdateKeyDescription replaces a key's description.
-func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, desc string) error {
+func (s *Service) UpdateKeyDescription(ctx context.Context, c Request, keyID, desc string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
 		k.Description = desc
 		return nil
@@ -413,7 +413,7 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, des
 // it still lets the caller change it later (the lockout safety check): the
 // new policy must allow this caller, with its identity policies and this
 // request's context, to call PutKeyPolicy on the key.
-func (s *Service) checkKeyPolicy(ctx context.Context, c Caller, text string, bypass bool, keyAccount, keyARN string) error {
+func (s *Service) checkKeyPolicy(ctx context.Context, c Request, text string, bypass bool, keyAccount, keyARN string) error {
 	doc, err := policy.Parse(text, policy.KeyPolicy)
 	if err != nil {
 		return errorf(MalformedPolicyDocument, "%v", err)
@@ -445,7 +445,7 @@ func setRequestTags(pc policy.Context, tags []store.Tag) {
 }
 
 // GetKeyPolicy returns the key's policy; the only policy name is "default".
-func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string) (string, error) {
+func (s *Service) GetKeyPolicy(ctx context.Context, c Request, keyID, name string) (string, error) {
 	if name != "" && name != DefaultPolicyKey {
 		return "", errorf(NotFound, "No such policy exists: %s", name)
 	}
@@ -457,7 +457,7 @@ func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string
 }
 
 // PutKeyPolicy replaces the key's policy.
-func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text string, bypass bool) error {
+func (s *Service) PutKeyPolicy(ctx context.Context, c Request, keyID, name, text string, bypass bool) error {
 	if name != "" && name != DefaultPolicyKey {
 		return errorf(NotFound, "No such policy exists: %s", name)
 	}
@@ -479,7 +479,7 @@ func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text 
 }
 
 // ListKeyPolicies lists policy names: always ["default"].
-func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, keyID string) ([]string, error) {
+func (s *Service) ListKeyPolicies(ctx context.Context, c Request, keyID string) ([]string, error) {
 	if _, err := s.resolveKey(ctx, c, keyID, resolveOpts{}); err != nil {
 		return nil, err
 	}
@@ -511,7 +511,7 @@ func copyTags(tags []store.Tag) []store.Tag {
 const maxTags = 50
 
 // TagResource adds or replaces tags.
-func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags []store.Tag) error {
+func (s *Service) TagResource(ctx context.Context, c Request, keyID string, tags []store.Tag) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
@@ -537,7 +537,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 }
 
 // UntagResource removes tags by key.
-func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tagKeys []string) error {
+func (s *Service) UntagResource(ctx context.Context, c Request, keyID string, tagKeys []string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.Set(policy.KeyTagKeys, tagKeys...) }}, func(k *store.Key) error {
 		drop := map[string]bool{}
 		for _, t := range tagKeys {
@@ -555,7 +555,7 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tag
 }
 
 // ListResourceTags lists a key's tags, sorted as stored, with paging.
-func (s *Service) ListResourceTags(ctx context.Context, c Caller, keyID string, limit int, marker string) ([]store.Tag, Page, error) {
+func (s *Service) ListResourceTags(ctx context.Context, c Request, keyID string, limit int, marker string) ([]store.Tag, Page, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return nil, Page{}, err

@@ -32,8 +32,8 @@ type usageTracker struct {
 	last    map[string]KeyUsage // account/key id -> last use
 }
 
-func (s *Service) recordUse(ctx context.Context, c Caller, k store.Key) {
-	op := operationFrom(ctx, "")
+func (s *Service) recordUse(ctx context.Context, c Request, k store.Key) {
+	op := c.Operation
 	if !trackedOps[op] {
 		return
 	}
@@ -54,7 +54,7 @@ type LastUsage struct {
 }
 
 // GetKeyLastUsage reports the key's last successful cryptographic use.
-func (s *Service) GetKeyLastUsage(ctx context.Context, c Caller, keyID string) (LastUsage, error) {
+func (s *Service) GetKeyLastUsage(ctx context.Context, c Request, keyID string) (LastUsage, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{crossAccount: true})
 	if err != nil {
 		return LastUsage{}, err

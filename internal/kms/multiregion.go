@@ -7,7 +7,7 @@ import "context"
 // single-Region key, and ReplicateKey and UpdatePrimaryRegion answer what
 // AWS answers for a single-Region key.
 
-func (s *Service) notMultiRegion(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) notMultiRegion(ctx context.Context, c Request, keyID string) error {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return err
@@ -19,11 +19,11 @@ func (s *Service) notMultiRegion(ctx context.Context, c Caller, keyID string) er
 }
 
 // ReplicateKey replicates a multi-Region primary key into another Region.
-func (s *Service) ReplicateKey(ctx context.Context, c Caller, keyID, region string) error {
+func (s *Service) ReplicateKey(ctx context.Context, c Request, keyID, region string) error {
 	return s.notMultiRegion(ctx, c, keyID)
 }
 
 // UpdatePrimaryRegion makes a replica of a multi-Region key the primary.
-func (s *Service) UpdatePrimaryRegion(ctx context.Context, c Caller, keyID, region string) error {
+func (s *Service) UpdatePrimaryRegion(ctx context.Context, c Request, keyID, region string) error {
 	return s.notMultiRegion(ctx, c, keyID)
 }

@@ -52,7 +52,7 @@ func (s *Service) rotatable(k store.Key) error {
 
 // changeRotation is the shared path of Enable/DisableKeyRotation: the key
 // must be enabled (DisabledException) and support rotation.
-func (s *Service) changeRotation(ctx context.Context, c Caller, keyID string, fn func(k *store.Key)) error {
+func (s *Service) changeRotation(ctx context.Context, c Request, keyID string, fn func(k *store.Key)) error {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func stateWords(k store.Key) string {
 }
 
 // EnableKeyRotation turns on automatic rotation every periodDays (0 = 365).
-func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, keyID string, periodDays int) error {
+func (s *Service) EnableKeyRotation(ctx context.Context, c Request, keyID string, periodDays int) error {
 	if periodDays == 0 {
 		periodDays = defaultRotationDays
 	}
@@ -110,7 +110,7 @@ func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, keyID string,
 }
 
 // DisableKeyRotation turns off automatic rotation.
-func (s *Service) DisableKeyRotation(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) DisableKeyRotation(ctx context.Context, c Request, keyID string) error {
 	return s.changeRotation(ctx, c, keyID, func(k *store.Key) {
 		k.Rotation.Enabled, k.Rotation.Next = false, time.Time{}
 	})
@@ -128,7 +128,7 @@ type RotationStatus struct {
 // GetKeyRotationStatus reports a key's rotation. Keys that cannot rotate
 // (asymmetric, HMAC, imported, custom key store) report false, as AWS
 // documents; AWS managed keys always report true.
-func (s *Service) GetKeyRotationStatus(ctx context.Context, c Caller, keyID string) (RotationStatus, error) {
+func (s *Service) GetKeyRotationStatus(ctx context.Context, c Request, keyID string) (RotationStatus, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{crossAccount: true})
 	if err != nil {
 		return RotationStatus{}, err
@@ -146,7 +146,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, c Caller, keyID stri
 }
 
 // RotateKeyOnDemand rotates the key's material now.
-func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, keyID string) (string, error) {
+func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string) (string, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return "", err
@@ -214,7 +214,7 @@ type RotationEntry struct {
 // ListKeyRotations lists completed rotations, oldest first; with
 // includeAll (ALL_KEY_MATERIAL) also the initial material, and each entry
 // says whether it is current.
-func (s *Service) ListKeyRotations(ctx context.Context, c Caller, keyID string, includeAll bool, limit int, marker string) ([]RotationEntry, Page, error) {
+func (s *Service) ListKeyRotations(ctx context.Context, c Request, keyID string, includeAll bool, limit int, marker string) ([]RotationEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
 		return nil, Page{}, err

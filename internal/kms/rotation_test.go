@@ -1,6 +1,8 @@
 package kms
 
 import (
+	"github.com/keyhold/keyhold/internal/principal"
+
 	"context"
 	"testing"
 	"time"
@@ -9,7 +11,7 @@ import (
 func TestAutomaticRotationWhenDue(t *testing.T) {
 	s, clk, _ := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	k, err := s.CreateKey(ctx, c, CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,17 +2,19 @@ package kms
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/keyspec"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
 // SeedKeyInput is a key a seed file declares: fixed id, optionally fixed
-// material. Only what CreateKey supports today is accepted (symmetric
-// AWS_KMS keys).
+// material. Origin AWS_KMS only; material can be given for
+// SYMMETRIC_DEFAULT keys, other key specs are generated.
 type SeedKeyInput struct {
 	ID          string
 	Description string
@@ -48,11 +50,15 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 	if in.Origin == "" {
 		in.Origin = OriginAWSKMS
 	}
-	if in.KeySpec != SpecSymmetric || in.KeyUsage != UsageEncryptDecrypt {
-		return false, fmt.Errorf("key %s: only SYMMETRIC_DEFAULT / ENCRYPT_DECRYPT keys can be seeded", in.ID)
+	info, ok := keyspec.Lookup(in.KeySpec)
+	if !ok || !info.AllowsUsage(in.KeyUsage) {
+		return false, fmt.Errorf("key %s: KeySpec %s with KeyUsage %s is not a key keyhold can create", in.ID, in.KeySpec, in.KeyUsage)
 	}
 	if in.Origin != OriginAWSKMS {
-		return false, fmt.Errorf("key %s: only origin AWS_KMS can be seeded (keys in custom key stores need their store)", in.ID)
+		return false, fmt.Errorf("key %s: only origin AWS_KMS can be seeded (imported and custom key store keys cannot yet)", in.ID)
+	}
+	if in.Material != nil && in.KeySpec != SpecSymmetric {
+		return false, fmt.Errorf("key %s: KeyMaterial can be given only for SYMMETRIC_DEFAULT keys; other key specs are generated", in.ID)
 	}
 	if err := validateTags(in.Tags); err != nil {
 		return false, fmt.Errorf("key %s: %w", in.ID, err)
@@ -74,9 +80,19 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 		State: state, Policy: keyPolicy, Tags: copyTags(in.Tags),
 	}
 	if in.Material != nil {
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.SealGivenMaterial(in.ID, in.Material)
+		if len(in.Material) != 32 {
+			return false, fmt.Errorf("key %s: KeyMaterial must be 32 bytes, not %d", in.ID, len(in.Material))
+		}
+		// The material id is derived from the key id and the material, so
+		// that the same seed on two data directories makes keys that
+		// decrypt each other's ciphertexts (the blob names the material).
+		h := sha256.New()
+		h.Write([]byte("keyhold seed material id\x00" + in.ID + "\x00"))
+		h.Write(in.Material)
+		k.BackingKeyID = h.Sum(nil)[:16]
+		k.SealedMaterial, err = s.soft.SealKeyMaterial(in.ID, k.BackingKeyID, in.Material)
 	} else {
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewMaterial(in.ID)
+		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(in.ID, in.KeySpec)
 	}
 	if err != nil {
 		return false, fmt.Errorf("key %s: %w", in.ID, err)

@@ -291,16 +291,23 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	if err != nil {
 		return h.errorReply(svc, h.authError(reqID, err), rec)
 	}
+	return h.dispatch(r.Context(), svc, op, p, body, r.TLS != nil, rec)
+}
+
+// dispatch runs an operation for an authenticated principal: authorization,
+// the handler, the answer. It is shared by SigV4 requests and Invoke.
+func (h *Handler) dispatch(ctx context.Context, svc *awsjson.Service, op awsjson.Operation, p identity.Principal, body []byte, secure bool, rec *AuditRecord) reply {
+	reqID, opName := rec.RequestID, op.Name
 	rec.Request = body
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
-	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: r.TLS != nil,
-		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
+	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: secure,
+		SourceIP: rec.SourceIP, UserAgent: rec.UserAgent}
 	if h.cfg.Authorize != nil {
-		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {
+		if err := h.cfg.Authorize(ctx, call.Caller, op, body); err != nil {
 			return h.handlerErrorReply(svc, reqID, opName, err, rec)
 		}
 	}
-	out, err := op.Handle(r.Context(), call)
+	out, err := op.Handle(ctx, call)
 	if err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, err, rec)
 	}

@@ -17,11 +17,15 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 	}
 	a := &API{svc: svc, model: m}
 	op := func(name string, h func(context.Context, *awsjson.Call) (any, error)) awsjson.Operation {
-		action := "kms:" + name
-		// The domain authorizes the action registered here, nothing else.
-		return awsjson.Operation{Name: name, Action: action, MaxBody: m.MaxInputBytes(name), Handle: func(ctx context.Context, c *awsjson.Call) (any, error) {
-			return h(kms.WithAction(ctx, action), c)
-		}}
+		// The domain authorizes the actions registered here, nothing
+		// else: the handler's Request carries the first, and ReEncrypt's
+		// second is the domain's own (kms.Actions).
+		acts := kms.Actions(name)
+		o := awsjson.Operation{Name: name, Action: acts[0], MaxBody: m.MaxInputBytes(name), Handle: h}
+		if len(acts) > 1 {
+			o.Actions = acts
+		}
+		return o
 	}
 	s := awsjson.NewService("TrentService", "kms", mapError,
 		op("CreateKey", handler(m, "CreateKey", a.createKey)),
@@ -166,7 +170,7 @@ type createKeyIn struct {
 	XksKeyId                       string
 }
 
-func (a *API) createKey(ctx context.Context, c kms.Caller, in *createKeyIn) (any, error) {
+func (a *API) createKey(ctx context.Context, c kms.Request, in *createKeyIn) (any, error) {
 	m, err := a.svc.CreateKey(ctx, c, kms.CreateKeyInput{
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, CustomerMasterKeySpec: in.CustomerMasterKeySpec,
 		Origin: in.Origin, Policy: in.Policy, BypassPolicyLockoutSafetyCheck: in.BypassPolicyLockoutSafetyCheck,
@@ -184,7 +188,7 @@ type keyIDIn struct {
 	GrantTokens []string
 }
 
-func (a *API) describeKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) describeKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	m, err := a.svc.DescribeKey(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -205,7 +209,7 @@ type listKeysOut struct {
 	Truncated  bool
 }
 
-func (a *API) listKeys(ctx context.Context, c kms.Caller, in *pageIn) (any, error) {
+func (a *API) listKeys(ctx context.Context, c kms.Request, in *pageIn) (any, error) {
 	ks, p, err := a.svc.ListKeys(ctx, c, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -217,11 +221,11 @@ func (a *API) listKeys(ctx context.Context, c kms.Caller, in *pageIn) (any, erro
 	return out, nil
 }
 
-func (a *API) enableKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) enableKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	return empty{}, a.svc.EnableKey(ctx, c, in.KeyId)
 }
 
-func (a *API) disableKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) disableKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	return empty{}, a.svc.DisableKey(ctx, c, in.KeyId)
 }
 
@@ -237,7 +241,7 @@ type scheduleOut struct {
 	PendingWindowInDays int
 }
 
-func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Caller, in *scheduleIn) (any, error) {
+func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Request, in *scheduleIn) (any, error) {
 	k, err := a.svc.ScheduleKeyDeletion(ctx, c, in.KeyId, in.PendingWindowInDays)
 	if err != nil {
 		return nil, err
@@ -247,7 +251,7 @@ func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Caller, in *schedul
 
 type keyIDOut struct{ KeyId string }
 
-func (a *API) cancelKeyDeletion(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) cancelKeyDeletion(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	arn, err := a.svc.CancelKeyDeletion(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -260,7 +264,7 @@ type updateDescIn struct {
 	Description string
 }
 
-func (a *API) updateKeyDescription(ctx context.Context, c kms.Caller, in *updateDescIn) (any, error) {
+func (a *API) updateKeyDescription(ctx context.Context, c kms.Request, in *updateDescIn) (any, error) {
 	return empty{}, a.svc.UpdateKeyDescription(ctx, c, in.KeyId, in.Description)
 }
 
@@ -281,7 +285,7 @@ type encryptOut struct {
 
 func isTrue(b *bool) bool { return b != nil && *b }
 
-func (a *API) encrypt(ctx context.Context, c kms.Caller, in *encryptIn) (any, error) {
+func (a *API) encrypt(ctx context.Context, c kms.Request, in *encryptIn) (any, error) {
 	out, err := a.svc.Encrypt(ctx, c, kms.EncryptInput{KeyID: in.KeyId, Plaintext: in.Plaintext,
 		EncryptionContext: in.EncryptionContext, Algorithm: in.EncryptionAlgorithm, DryRun: isTrue(in.DryRun)})
 	if err != nil {
@@ -319,7 +323,7 @@ func hexp(b []byte) *string {
 	return &s
 }
 
-func (a *API) decrypt(ctx context.Context, c kms.Caller, in *decryptIn) (any, error) {
+func (a *API) decrypt(ctx context.Context, c kms.Request, in *decryptIn) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -354,7 +358,7 @@ type reEncryptOut struct {
 	DestinationKeyMaterialId       *string `json:",omitempty"`
 }
 
-func (a *API) reEncrypt(ctx context.Context, c kms.Caller, in *reEncryptIn) (any, error) {
+func (a *API) reEncrypt(ctx context.Context, c kms.Request, in *reEncryptIn) (any, error) {
 	out, err := a.svc.ReEncrypt(ctx, c, kms.ReEncryptInput{CiphertextBlob: in.CiphertextBlob, SourceKeyID: in.SourceKeyId,
 		SourceEncryptionContext: in.SourceEncryptionContext, SourceAlgorithm: in.SourceEncryptionAlgorithm,
 		DestinationKeyID: in.DestinationKeyId, DestinationEncryptionContext: in.DestinationEncryptionContext,
@@ -387,7 +391,7 @@ type generateDataKeyOut struct {
 	KeyMaterialId  *string `json:",omitempty"`
 }
 
-func (a *API) gdk(ctx context.Context, c kms.Caller, in *generateDataKeyIn, withPlaintext bool) (any, error) {
+func (a *API) gdk(ctx context.Context, c kms.Request, in *generateDataKeyIn, withPlaintext bool) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -399,7 +403,7 @@ func (a *API) gdk(ctx context.Context, c kms.Caller, in *generateDataKeyIn, with
 	return generateDataKeyOut{CiphertextBlob: out.CiphertextBlob, Plaintext: out.Plaintext, KeyId: out.KeyARN}, nil
 }
 
-func (a *API) generateDataKey(ctx context.Context, c kms.Caller, in *generateDataKeyIn) (any, error) {
+func (a *API) generateDataKey(ctx context.Context, c kms.Request, in *generateDataKeyIn) (any, error) {
 	return a.gdk(ctx, c, in, true)
 }
 
@@ -412,7 +416,7 @@ type generateDataKeyWithoutPlaintextIn struct {
 	DryRun            *bool
 }
 
-func (a *API) generateDataKeyWithoutPlaintext(ctx context.Context, c kms.Caller, in *generateDataKeyWithoutPlaintextIn) (any, error) {
+func (a *API) generateDataKeyWithoutPlaintext(ctx context.Context, c kms.Request, in *generateDataKeyWithoutPlaintextIn) (any, error) {
 	return a.gdk(ctx, c, &generateDataKeyIn{KeyId: in.KeyId, EncryptionContext: in.EncryptionContext, KeySpec: in.KeySpec,
 		NumberOfBytes: in.NumberOfBytes, DryRun: in.DryRun}, false)
 }
@@ -428,7 +432,7 @@ type generateRandomIn struct {
 
 type generateRandomOut struct{ Plaintext []byte }
 
-func (a *API) generateRandom(ctx context.Context, c kms.Caller, in *generateRandomIn) (any, error) {
+func (a *API) generateRandom(ctx context.Context, c kms.Request, in *generateRandomIn) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -444,17 +448,17 @@ type aliasIn struct {
 	TargetKeyId string
 }
 
-func (a *API) createAlias(ctx context.Context, c kms.Caller, in *aliasIn) (any, error) {
+func (a *API) createAlias(ctx context.Context, c kms.Request, in *aliasIn) (any, error) {
 	return empty{}, a.svc.CreateAlias(ctx, c, in.AliasName, in.TargetKeyId)
 }
 
-func (a *API) updateAlias(ctx context.Context, c kms.Caller, in *aliasIn) (any, error) {
+func (a *API) updateAlias(ctx context.Context, c kms.Request, in *aliasIn) (any, error) {
 	return empty{}, a.svc.UpdateAlias(ctx, c, in.AliasName, in.TargetKeyId)
 }
 
 type deleteAliasIn struct{ AliasName string }
 
-func (a *API) deleteAlias(ctx context.Context, c kms.Caller, in *deleteAliasIn) (any, error) {
+func (a *API) deleteAlias(ctx context.Context, c kms.Request, in *deleteAliasIn) (any, error) {
 	return empty{}, a.svc.DeleteAlias(ctx, c, in.AliasName)
 }
 
@@ -478,7 +482,7 @@ type listAliasesOut struct {
 	Truncated  bool
 }
 
-func (a *API) listAliases(ctx context.Context, c kms.Caller, in *listAliasesIn) (any, error) {
+func (a *API) listAliases(ctx context.Context, c kms.Request, in *listAliasesIn) (any, error) {
 	as, p, err := a.svc.ListAliases(ctx, c, in.KeyId, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -496,7 +500,7 @@ type tagResourceIn struct {
 	Tags  []tag
 }
 
-func (a *API) tagResource(ctx context.Context, c kms.Caller, in *tagResourceIn) (any, error) {
+func (a *API) tagResource(ctx context.Context, c kms.Request, in *tagResourceIn) (any, error) {
 	return empty{}, a.svc.TagResource(ctx, c, in.KeyId, toStoreTags(in.Tags))
 }
 
@@ -505,7 +509,7 @@ type untagResourceIn struct {
 	TagKeys []string
 }
 
-func (a *API) untagResource(ctx context.Context, c kms.Caller, in *untagResourceIn) (any, error) {
+func (a *API) untagResource(ctx context.Context, c kms.Request, in *untagResourceIn) (any, error) {
 	return empty{}, a.svc.UntagResource(ctx, c, in.KeyId, in.TagKeys)
 }
 
@@ -521,7 +525,7 @@ type listTagsOut struct {
 	Truncated  bool
 }
 
-func (a *API) listResourceTags(ctx context.Context, c kms.Caller, in *listTagsIn) (any, error) {
+func (a *API) listResourceTags(ctx context.Context, c kms.Request, in *listTagsIn) (any, error) {
 	ts, p, err := a.svc.ListResourceTags(ctx, c, in.KeyId, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -543,7 +547,7 @@ type getKeyPolicyOut struct {
 	PolicyName string
 }
 
-func (a *API) getKeyPolicy(ctx context.Context, c kms.Caller, in *getKeyPolicyIn) (any, error) {
+func (a *API) getKeyPolicy(ctx context.Context, c kms.Request, in *getKeyPolicyIn) (any, error) {
 	p, err := a.svc.GetKeyPolicy(ctx, c, in.KeyId, in.PolicyName)
 	if err != nil {
 		return nil, err
@@ -558,7 +562,7 @@ type putKeyPolicyIn struct {
 	BypassPolicyLockoutSafetyCheck bool
 }
 
-func (a *API) putKeyPolicy(ctx context.Context, c kms.Caller, in *putKeyPolicyIn) (any, error) {
+func (a *API) putKeyPolicy(ctx context.Context, c kms.Request, in *putKeyPolicyIn) (any, error) {
 	return empty{}, a.svc.PutKeyPolicy(ctx, c, in.KeyId, in.PolicyName, in.Policy, in.BypassPolicyLockoutSafetyCheck)
 }
 
@@ -573,7 +577,7 @@ type listKeyPoliciesOut struct {
 	Truncated   bool
 }
 
-func (a *API) listKeyPolicies(ctx context.Context, c kms.Caller, in *listKeyPoliciesIn) (any, error) {
+func (a *API) listKeyPolicies(ctx context.Context, c kms.Request, in *listKeyPoliciesIn) (any, error) {
 	ns, err := a.svc.ListKeyPolicies(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err

@@ -15,11 +15,11 @@ type enableKeyRotationIn struct {
 	RotationPeriodInDays int
 }
 
-func (a *API) enableKeyRotation(ctx context.Context, c kms.Caller, in *enableKeyRotationIn) (any, error) {
+func (a *API) enableKeyRotation(ctx context.Context, c kms.Request, in *enableKeyRotationIn) (any, error) {
 	return empty{}, a.svc.EnableKeyRotation(ctx, c, in.KeyId, in.RotationPeriodInDays)
 }
 
-func (a *API) disableKeyRotation(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) disableKeyRotation(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	return empty{}, a.svc.DisableKeyRotation(ctx, c, in.KeyId)
 }
 
@@ -31,7 +31,7 @@ type rotationStatusOut struct {
 	OnDemandRotationStartDate *epoch `json:",omitempty"`
 }
 
-func (a *API) getKeyRotationStatus(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) getKeyRotationStatus(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	st, err := a.svc.GetKeyRotationStatus(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (a *API) getKeyRotationStatus(ctx context.Context, c kms.Caller, in *keyIDI
 	return out, nil
 }
 
-func (a *API) rotateKeyOnDemand(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) rotateKeyOnDemand(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	arn, err := a.svc.RotateKeyOnDemand(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ type listKeyRotationsOut struct {
 	Truncated  bool
 }
 
-func (a *API) listKeyRotations(ctx context.Context, c kms.Caller, in *listKeyRotationsIn) (any, error) {
+func (a *API) listKeyRotations(ctx context.Context, c kms.Request, in *listKeyRotationsIn) (any, error) {
 	rs, p, err := a.svc.ListKeyRotations(ctx, c, in.KeyId, in.IncludeKeyMaterial == "ALL_KEY_MATERIAL", in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ type signOut struct {
 	SigningAlgorithm string
 }
 
-func (a *API) sign(ctx context.Context, c kms.Caller, in *signIn) (any, error) {
+func (a *API) sign(ctx context.Context, c kms.Request, in *signIn) (any, error) {
 	out, err := a.svc.Sign(ctx, c, kms.SignInput{KeyID: in.KeyId, Algorithm: in.SigningAlgorithm, MessageType: in.MessageType,
 		Message: in.Message, DryRun: isTrue(in.DryRun)})
 	if err != nil {
@@ -122,7 +122,7 @@ type verifyOut struct {
 	SigningAlgorithm string
 }
 
-func (a *API) verify(ctx context.Context, c kms.Caller, in *signIn) (any, error) {
+func (a *API) verify(ctx context.Context, c kms.Request, in *signIn) (any, error) {
 	out, err := a.svc.Verify(ctx, c, kms.SignInput{KeyID: in.KeyId, Algorithm: in.SigningAlgorithm, MessageType: in.MessageType,
 		Message: in.Message, Signature: in.Signature, DryRun: isTrue(in.DryRun)})
 	if err != nil {
@@ -142,7 +142,7 @@ type getPublicKeyOut struct {
 	KeyAgreementAlgorithms []string `json:",omitempty"`
 }
 
-func (a *API) getPublicKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) getPublicKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	out, err := a.svc.GetPublicKey(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ type deriveSharedSecretOut struct {
 	KeyOrigin             string
 }
 
-func (a *API) deriveSharedSecret(ctx context.Context, c kms.Caller, in *deriveSharedSecretIn) (any, error) {
+func (a *API) deriveSharedSecret(ctx context.Context, c kms.Request, in *deriveSharedSecretIn) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -202,7 +202,7 @@ type generateMacOut struct {
 	KeyId        string
 }
 
-func (a *API) generateMac(ctx context.Context, c kms.Caller, in *macIn) (any, error) {
+func (a *API) generateMac(ctx context.Context, c kms.Request, in *macIn) (any, error) {
 	mac, arn, err := a.svc.GenerateMac(ctx, c, kms.MacInput{KeyID: in.KeyId, Algorithm: in.MacAlgorithm, Message: in.Message, DryRun: isTrue(in.DryRun)})
 	if err != nil {
 		return nil, err
@@ -216,7 +216,7 @@ type verifyMacOut struct {
 	MacAlgorithm string
 }
 
-func (a *API) verifyMac(ctx context.Context, c kms.Caller, in *macIn) (any, error) {
+func (a *API) verifyMac(ctx context.Context, c kms.Request, in *macIn) (any, error) {
 	arn, err := a.svc.VerifyMac(ctx, c, kms.MacInput{KeyID: in.KeyId, Algorithm: in.MacAlgorithm, Message: in.Message, Mac: in.Mac, DryRun: isTrue(in.DryRun)})
 	if err != nil {
 		return nil, err
@@ -245,7 +245,7 @@ type dataKeyPairOut struct {
 	KeyMaterialId            *string `json:",omitempty"`
 }
 
-func (a *API) dataKeyPair(ctx context.Context, c kms.Caller, in *dataKeyPairIn, withPlaintext bool) (any, error) {
+func (a *API) dataKeyPair(ctx context.Context, c kms.Request, in *dataKeyPairIn, withPlaintext bool) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -258,11 +258,11 @@ func (a *API) dataKeyPair(ctx context.Context, c kms.Caller, in *dataKeyPairIn, 
 		PublicKey: out.PublicKey, KeyId: out.KeyARN, KeyPairSpec: out.KeyPairSpec, KeyMaterialId: hexp(out.KeyMaterialID)}, nil
 }
 
-func (a *API) generateDataKeyPair(ctx context.Context, c kms.Caller, in *dataKeyPairIn) (any, error) {
+func (a *API) generateDataKeyPair(ctx context.Context, c kms.Request, in *dataKeyPairIn) (any, error) {
 	return a.dataKeyPair(ctx, c, in, true)
 }
 
-func (a *API) generateDataKeyPairWithoutPlaintext(ctx context.Context, c kms.Caller, in *dataKeyPairIn) (any, error) {
+func (a *API) generateDataKeyPairWithoutPlaintext(ctx context.Context, c kms.Request, in *dataKeyPairIn) (any, error) {
 	return a.dataKeyPair(ctx, c, in, false)
 }
 
@@ -279,7 +279,7 @@ type getParametersForImportOut struct {
 	ParametersValidTo *epoch
 }
 
-func (a *API) getParametersForImport(ctx context.Context, c kms.Caller, in *getParametersForImportIn) (any, error) {
+func (a *API) getParametersForImport(ctx context.Context, c kms.Request, in *getParametersForImportIn) (any, error) {
 	p, err := a.svc.GetParametersForImport(ctx, c, in.KeyId, in.WrappingAlgorithm, in.WrappingKeySpec)
 	if err != nil {
 		return nil, err
@@ -303,7 +303,7 @@ type importKeyMaterialOut struct {
 	KeyMaterialId *string `json:",omitempty"`
 }
 
-func (a *API) importKeyMaterial(ctx context.Context, c kms.Caller, in *importKeyMaterialIn) (any, error) {
+func (a *API) importKeyMaterial(ctx context.Context, c kms.Request, in *importKeyMaterialIn) (any, error) {
 	var validTo time.Time
 	if in.ValidTo != nil {
 		validTo = time.UnixMilli(int64(*in.ValidTo * 1000)).UTC()
@@ -322,7 +322,7 @@ type deleteImportedIn struct {
 	KeyMaterialId string
 }
 
-func (a *API) deleteImportedKeyMaterial(ctx context.Context, c kms.Caller, in *deleteImportedIn) (any, error) {
+func (a *API) deleteImportedKeyMaterial(ctx context.Context, c kms.Request, in *deleteImportedIn) (any, error) {
 	arn, id, err := a.svc.DeleteImportedKeyMaterial(ctx, c, in.KeyId, in.KeyMaterialId)
 	if err != nil {
 		return nil, err
@@ -339,7 +339,7 @@ type replicateKeyIn struct {
 	Tags                           []tag
 }
 
-func (a *API) replicateKey(ctx context.Context, c kms.Caller, in *replicateKeyIn) (any, error) {
+func (a *API) replicateKey(ctx context.Context, c kms.Request, in *replicateKeyIn) (any, error) {
 	return nil, a.svc.ReplicateKey(ctx, c, in.KeyId, in.ReplicaRegion)
 }
 
@@ -348,7 +348,7 @@ type updatePrimaryRegionIn struct {
 	PrimaryRegion string
 }
 
-func (a *API) updatePrimaryRegion(ctx context.Context, c kms.Caller, in *updatePrimaryRegionIn) (any, error) {
+func (a *API) updatePrimaryRegion(ctx context.Context, c kms.Request, in *updatePrimaryRegionIn) (any, error) {
 	return empty{}, a.svc.UpdatePrimaryRegion(ctx, c, in.KeyId, in.PrimaryRegion)
 }
 
@@ -365,7 +365,7 @@ type getKeyLastUsageOut struct {
 	KeyCreationDate   *epoch
 }
 
-func (a *API) getKeyLastUsage(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) getKeyLastUsage(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	u, err := a.svc.GetKeyLastUsage(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,8 @@ import (
 	"github.com/keyhold/keyhold/internal/rootkey"
 )
 
-// Backend implements keystore.Backend for keyhold-held material.
+// Backend is the default key store's driver (keystore.Default) for
+// keyhold-held material.
 type Backend struct {
 	root  *rootkey.Key
 	mu    sync.RWMutex
@@ -25,7 +26,7 @@ type Backend struct {
 	privs map[string]*keyspec.Private
 }
 
-var _ keystore.Backend = (*Backend)(nil)
+var _ keystore.Default = (*Backend)(nil)
 
 // New returns a backend sealing material with root.
 func New(root *rootkey.Key) *Backend {
@@ -36,18 +37,21 @@ func (b *Backend) Kind() blob.Kind { return blob.KindSoft }
 
 // NewMaterial generates fresh material for a key and returns it sealed under
 // the root key (bound to the key id) with its backing key id.
-func (b *Backend) NewMaterial(keyID string) (sealed, backingKeyID []byte, err error) {
+func (b *Backend) NewMaterial(keyID string) (keystore.Material, error) {
 	m := make([]byte, 32)
 	defer clear(m)
-	backingKeyID = make([]byte, 16)
+	backingKeyID := make([]byte, 16)
 	if _, err := rand.Read(m); err != nil {
-		return nil, nil, fmt.Errorf("soft.NewMaterial: %w", err)
+		return keystore.Material{}, fmt.Errorf("soft.NewMaterial: %w", err)
 	}
 	if _, err := rand.Read(backingKeyID); err != nil {
-		return nil, nil, fmt.Errorf("soft.NewMaterial: %w", err)
+		return keystore.Material{}, fmt.Errorf("soft.NewMaterial: %w", err)
 	}
-	sealed, err = b.root.Seal(m, materialAAD(keyID, backingKeyID))
-	return sealed, backingKeyID, err
+	sealed, err := b.root.Seal(m, materialAAD(keyID, backingKeyID))
+	if err != nil {
+		return keystore.Material{}, fmt.Errorf("soft.NewMaterial: %w", err)
+	}
+	return keystore.Material{BackingKeyID: backingKeyID, SealedMaterial: sealed}, nil
 }
 
 func materialAAD(keyID string, backing []byte) []byte {
@@ -98,7 +102,7 @@ func (b *Backend) aead(k keystore.KeyRef) (cipher.AEAD, error) {
 }
 
 // Encrypt seals plaintext: payload = iv(12) || ciphertext || tag.
-func (b *Backend) Encrypt(_ context.Context, k keystore.KeyRef, plaintext, aad []byte) ([]byte, error) {
+func (b *Backend) Encrypt(_ context.Context, k keystore.KeyRef, _ keystore.Call, plaintext, aad []byte) ([]byte, error) {
 	a, err := b.aead(k)
 	if err != nil {
 		return nil, err
@@ -111,7 +115,7 @@ func (b *Backend) Encrypt(_ context.Context, k keystore.KeyRef, plaintext, aad [
 }
 
 // Decrypt opens a payload made by Encrypt.
-func (b *Backend) Decrypt(_ context.Context, k keystore.KeyRef, payload, aad []byte) ([]byte, error) {
+func (b *Backend) Decrypt(_ context.Context, k keystore.KeyRef, _ keystore.Call, payload, aad []byte) ([]byte, error) {
 	if len(payload) < 12+16 {
 		return nil, keystore.ErrInvalidCiphertext
 	}
@@ -146,7 +150,8 @@ func newMaterialID() ([]byte, error) {
 // NewKeyMaterial generates material of any key spec, sealed.
 func (b *Backend) NewKeyMaterial(keyID, spec string) (sealed, materialID []byte, err error) {
 	if spec == "" || spec == keyspec.SymmetricKey {
-		return b.NewMaterial(keyID)
+		m, err := b.NewMaterial(keyID)
+		return m.SealedMaterial, m.BackingKeyID, err
 	}
 	m, err := keyspec.Generate(spec)
 	if err != nil {

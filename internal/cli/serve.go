@@ -225,7 +225,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	in.CloudHSM = cloudHSM
 	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
 	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
-		Default: defaultStore, Drivers: []keystore.Driver{cloudHSM, external},
+		Default: defaultStore, Drivers: []keystore.Driver{timeDriver(cloudHSM, cfg.Metrics, "hsm"), timeDriver(external, cfg.Metrics, "xks")},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
 		in.Close()

@@ -1,7 +1,7 @@
 // Package metrics holds keyhold's Prometheus metrics (client_golang) and the
-// small hooks that feed them: a request observer, a backend-call timer, an
-// http.RoundTripper decorator for XKS proxy calls, audit queue and write
-// figures, store call latency and custom key store connection states.
+// small hooks that feed them: a request observer, a backend-call timer
+// (HSM and XKS key store drivers), audit queue and write figures and
+// custom key store connection states.
 //
 // Labels are bounded: service and operation come from the operation tables
 // (an unknown operation is "unknown"), error codes from AWS's error names,
@@ -31,7 +31,6 @@ type Metrics struct {
 	auditWrite    prometheus.Histogram
 	auditRefused  prometheus.Counter
 	auditDepth    prometheus.GaugeFunc
-	storeLatency  *prometheus.HistogramVec
 	stores        *storeCollector
 	auditQueue    func() int
 }
@@ -78,16 +77,11 @@ func New() *Metrics {
 		}
 		return float64(m.auditQueue())
 	})
-	m.storeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "keyhold_store_call_duration_seconds",
-		Help:    "Latency of metadata store calls by method.",
-		Buckets: latencyBuckets,
-	}, []string{"method"})
 	m.stores = &storeCollector{desc: prometheus.NewDesc("keyhold_custom_key_store_connection_state",
 		"1 for the state each custom key store is in (label state), 0 for the others.",
 		[]string{"account", "custom_key_store_id", "type", "state"}, nil)}
 	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.auditWrite, m.auditRefused, m.auditDepth,
-		m.storeLatency, m.stores,
+		m.stores,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	return m
@@ -117,11 +111,6 @@ func (m *Metrics) ObserveBackend(backend, call string, d time.Duration, err erro
 	if err != nil {
 		m.backendErrors.WithLabelValues(backend, call).Inc()
 	}
-}
-
-// ObserveStore records one store call.
-func (m *Metrics) ObserveStore(method string, d time.Duration) {
-	m.storeLatency.WithLabelValues(method).Observe(d.Seconds())
 }
 
 // ObserveAuditWrite records the time one audit event took to encode and
@@ -170,48 +159,4 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s.AccountID, s.ID, s.Type, st)
 		}
 	}
-}
-
-// RoundTripper times every HTTP call to a backend (the XKS proxy client's
-// transport): call is the last path segment (encrypt, decrypt, health,
-// metadata); a transport error or a 5xx counts as an error.
-func (m *Metrics) RoundTripper(backend string, next http.RoundTripper) http.RoundTripper {
-	return roundTripper{m: m, backend: backend, next: next}
-}
-
-type roundTripper struct {
-	m       *Metrics
-	backend string
-	next    http.RoundTripper
-}
-
-func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	start := time.Now()
-	resp, err := t.next.RoundTrip(r)
-	call := lastSegment(r.URL.Path)
-	failed := err
-	if err == nil && resp.StatusCode >= 500 {
-		failed = errStatus
-	}
-	t.m.ObserveBackend(t.backend, call, time.Since(start), failed)
-	return resp, err
-}
-
-type statusError struct{}
-
-func (statusError) Error() string { return "server error status" }
-
-var errStatus error = statusError{}
-
-func lastSegment(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			p = p[i+1:]
-			break
-		}
-	}
-	if p == "" || len(p) > 32 {
-		return "other"
-	}
-	return p
 }

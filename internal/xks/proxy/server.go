@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -290,8 +291,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body, _ = json.Marshal(xks.ErrorResponse{ErrorName: aerr.name, ErrorMessage: aerr.msg})
 		}
 	}
+	body = append(body, '\n')
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(body)
 	s.logRequest(r, req, status, aerr, time.Since(start))
 }
 

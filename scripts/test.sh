@@ -12,6 +12,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+echo "== go test (load tests without the race detector)"
+go test -count=1 -run 'TestSDKNoFailuresUnderLoad' ./internal/integration/
 echo "== integration tests on PostgreSQL"
 # The same in-process tests with every keyhold on a throwaway PostgreSQL
 # (they skip, saying so, when initdb/postgres are not installed).

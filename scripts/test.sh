@@ -3,27 +3,117 @@
 # detector), then the end-to-end scripts against the built binary with the
 # aws CLI and boto3. Needs SoftHSM2 for the HSM and XKS parts (CI installs
 # it; without it those tests skip and say so).
+#
+# The parts are independent, so they overlap: the binary is built first,
+# every e2e script starts at once in the background (each picks free ports
+# and its own temporary directories, and they share the one binary), and
+# `go vet` and `go test -race` run meanwhile. Each script's output goes to
+# its own log, printed when the script ends, so the output stays readable.
+# E2E_JOBS bounds how many scripts run at once (default: all of them);
+# E2E_JOBS=0 runs them after the Go tests, one by one, as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+E2E_JOBS=${E2E_JOBS:-}
+SECONDS=0
+elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
+
 echo "== gofmt"
 unformatted=$(gofmt -l cmd internal)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
-echo "== go vet"
-go vet ./...
-echo "== go test -race"
-go test -race -count=1 -timeout 15m ./...
-echo "== go test (load tests without the race detector)"
-go test -count=1 -run 'TestSDKNoFailuresUnderLoad' ./internal/integration/
-echo "== integration tests on PostgreSQL"
-# The same in-process tests with every keyhold on a throwaway PostgreSQL
-# (they skip, saying so, when initdb/postgres are not installed).
-KEYHOLD_TEST_DATABASE=postgres go test -race -count=1 -timeout 10m ./internal/integration/
+
 echo "== build"
-BIN=$(mktemp -d)/keyhold
+WORK=$(mktemp -d)
+e2e_pids=()
+cleanup() {
+  local p
+  for p in "${e2e_pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+BIN=$WORK/keyhold
 go build -o "$BIN" ./cmd/keyhold
+
+scripts=()
 for s in e2e/*.sh; do
   case "$s" in e2e/lib.sh) continue ;; esac
-  echo "== $s"
-  bash "$s" "$BIN"
+  scripts+=("$s")
 done
+
+# run_e2e SCRIPT: one script, its output in its log, its status in .rc.
+run_e2e() {
+  local s=$1 name start rc=0
+  name=$(basename "$s" .sh)
+  start=$SECONDS
+  bash "$s" "$BIN" >"$WORK/$name.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - start))" >"$WORK/$name.rc"
+}
+
+# report_e2e SCRIPT: print how the script went; 1 if it failed.
+report_e2e() {
+  local s=$1 name rc secs
+  name=$(basename "$s" .sh)
+  read -r rc secs <"$WORK/$name.rc" || { rc=255 secs=?; }
+  if [ "$rc" = 0 ]; then
+    echo "== $s: ok (${secs}s)"
+    return 0
+  fi
+  echo "== $s: FAILED (exit $rc, ${secs}s); its output:"
+  sed 's/^/    /' "$WORK/$name.log"
+  return 1
+}
+
+if [ "$E2E_JOBS" != 0 ]; then
+  jobs_max=${E2E_JOBS:-${#scripts[@]}}
+  echo "== e2e: ${#scripts[@]} scripts in the background, at most $jobs_max at once"
+  # set -m gives each script its own process group, so cleanup can stop a
+  # script together with the servers it started.
+  set -m
+  (
+    set +m
+    running=0
+    for s in "${scripts[@]}"; do
+      if [ "$running" -ge "$jobs_max" ]; then
+        wait -n || true
+        running=$((running - 1))
+      fi
+      run_e2e "$s" &
+      running=$((running + 1))
+    done
+    wait
+  ) &
+  e2e_pids+=($!)
+  set +m
+fi
+
+echo "== go vet ($(elapsed))"
+go vet ./...
+echo "== go test -race ($(elapsed))"
+go_rc=0
+go test -race -count=1 -timeout 15m ./... || go_rc=$?
+echo "== load tests without the race detector ($(elapsed))"
+# The race detector slows each call tenfold: the 10,000-call SDK test runs here.
+go test -count=1 -run 'TestSDKNoFailuresUnderLoad' ./internal/integration/ || go_rc=$?
+echo "== integration tests on PostgreSQL ($(elapsed))"
+# The same in-process tests with every keyhold on a throwaway PostgreSQL
+# (they skip, saying so, when initdb/postgres are not installed).
+KEYHOLD_TEST_DATABASE=postgres go test -race -count=1 -timeout 10m ./internal/integration/ || go_rc=$?
+echo "== go test done ($(elapsed))"
+
+e2e_rc=0
+if [ "$E2E_JOBS" = 0 ]; then
+  for s in "${scripts[@]}"; do
+    echo "== $s"
+    run_e2e "$s"
+    report_e2e "$s" || e2e_rc=1
+  done
+else
+  wait "${e2e_pids[@]}" || true
+  e2e_pids=()
+  for s in "${scripts[@]}"; do report_e2e "$s" || e2e_rc=1; done
+fi
+echo "== done ($(elapsed))"
+if [ "$go_rc" != 0 ] || [ "$e2e_rc" != 0 ]; then
+  echo "FAILED: go test exit $go_rc, e2e $([ "$e2e_rc" = 0 ] && echo ok || echo failed)"
+  exit 1
+fi
 echo "all tests passed"

@@ -168,6 +168,9 @@ type shape struct {
 	Member    *shapeRef           `json:"member"`
 	Value     *shapeRef           `json:"value"`
 	Sensitive bool                `json:"sensitive"`
+	// lower maps a structure's member names to CloudTrail's
+	// (lowerCamelCase), computed once.
+	lower map[string]string
 }
 
 // extraSensitive are shapes the models do not mark sensitive but that hold
@@ -202,6 +205,12 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 			if revealed[name] {
 				sh.Sensitive = false
 			}
+			if len(sh.Members) > 0 {
+				sh.lower = make(map[string]string, len(sh.Members))
+				for m := range sh.Members {
+					sh.lower[m] = lowerFirst(m)
+				}
+			}
 		}
 		e.sources[s.TargetPrefix] = &source{eventSource: s.EventSource, ops: raw.Operations, shapes: raw.Shapes}
 	}
@@ -210,7 +219,11 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 
 // Marshal encodes r as one JSON line (without the newline).
 func (e *Encoder) Marshal(r *Record) ([]byte, error) {
-	return json.Marshal(e.Event(r))
+	ev := e.Event(r)
+	if b, ok := appendEvent(make([]byte, 0, 1024), ev); ok {
+		return b, nil
+	}
+	return json.Marshal(ev)
 }
 
 // Event builds the CloudTrail event for r.
@@ -234,31 +247,42 @@ func (e *Encoder) Event(r *Record) *Event {
 		EventCategory:   "Management",
 	}
 	src := e.sources[r.TargetPrefix]
-	var req, resp map[string]any
+	var reqRefs, respRefs keyRefs
 	var ids responseIDs
 	if src != nil {
 		ev.EventSource = src.eventSource
 		if op, ok := src.ops[r.Operation]; ok {
-			req = parseObject(r.Request)
-			if r.ErrorCode == "" {
-				if ev.ReadOnly {
-					// Not rendered: only the key ids are needed, and a typed
-					// decode skips the (large) blobs cheaply.
-					ids = parseIDs(r.Response)
-				} else {
-					resp = parseObject(r.Response)
+			readResponse := r.ErrorCode == "" && !ev.ReadOnly
+			if r.ErrorCode == "" && ev.ReadOnly {
+				// Not rendered: only the key ids are needed, and they can
+				// be found without reading the (large) blobs.
+				ids = parseIDs(r.Response)
+			}
+			if ev.ErrorMessage == "" {
+				// The common case: read the bodies in place.
+				ev.RequestParameters, reqRefs = src.readBody(op.Input, r.Request)
+				if readResponse {
+					ev.ResponseElements, respRefs = src.readBody(op.Output, r.Response)
 				}
+			} else {
+				// An error message may echo a value the event drops or
+				// hides: collect those to scrub it.
+				var dropped []string
+				req := parseObject(r.Request)
+				ev.RequestParameters = src.render(op.Input, req, &dropped)
+				reqRefs = refsFromMap(req)
+				if readResponse {
+					if resp := parseObject(r.Response); resp != nil {
+						ev.ResponseElements = src.render(op.Output, resp, &dropped)
+						respRefs = refsFromMap(resp)
+					}
+				}
+				ev.ErrorMessage = scrub(ev.ErrorMessage, dropped)
 			}
-			var dropped []string
-			ev.RequestParameters = src.render(op.Input, req, &dropped)
-			if !ev.ReadOnly && resp != nil {
-				ev.ResponseElements = src.render(op.Output, resp, &dropped)
-			}
-			ev.ErrorMessage = scrub(ev.ErrorMessage, dropped)
 		}
 	}
 	if r.TargetPrefix == "TrentService" {
-		ev.Resources = e.keyResources(r, req, resp, ids)
+		ev.Resources = e.keyResources(r, reqRefs, respRefs, ids)
 	}
 	ev.RecipientAccountID = r.Caller.AccountID
 	if len(ev.Resources) > 0 {
@@ -341,10 +365,6 @@ func identityOf(r *Record) UserIdentity {
 	return id
 }
 
-// keyResources lists the keys an event touched: ARNs from the response
-// (KeyId, KeyMetadata.Arn, SourceKeyId) and from the request's key ids when
-// they are ARNs or bare key ids (which name a key in the caller's account
-// and this region). Aliases are not resolved.
 // responseIDs are the members of a response that name keys.
 type responseIDs struct {
 	KeyId       string
@@ -379,11 +399,13 @@ func memberString(b []byte, prefix string) string {
 	return string(rest[:j])
 }
 
-func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids responseIDs) []Resource {
+// keyResources lists the keys an event touched: ARNs from the response
+// (KeyId, KeyMetadata.Arn, SourceKeyId) and from the request's key ids when
+// they are ARNs or bare key ids (which name a key in the caller's account
+// and this region). Aliases are not resolved.
+func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []Resource {
 	var out []Resource
-	seen := map[string]bool{}
-	add := func(v any, fromRequest bool) {
-		s, _ := v.(string)
+	add := func(s string, fromRequest bool) {
 		if s == "" {
 			return
 		}
@@ -394,28 +416,28 @@ func (e *Encoder) keyResources(r *Record, req, resp map[string]any, ids response
 			}
 			arn = "arn:aws:kms:" + e.cfg.Region + ":" + r.Caller.AccountID + ":key/" + s
 		}
+		// arn:partition:kms:region:account:key/id
 		parts := strings.SplitN(arn, ":", 6)
-		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") || seen[arn] {
+		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") {
 			return
 		}
-		seen[arn] = true
+		for _, o := range out {
+			if o.ARN == arn {
+				return
+			}
+		}
 		out = append(out, Resource{AccountID: parts[4], Type: "AWS::KMS::Key", ARN: arn})
 	}
-	if resp != nil {
-		if md, ok := resp["KeyMetadata"].(map[string]any); ok {
-			add(md["Arn"], false)
-		}
-		add(resp["KeyId"], false)
-		add(resp["SourceKeyId"], false)
-	}
+	add(resp.MetadataArn, false)
+	add(resp.KeyId, false)
+	add(resp.SourceKeyId, false)
 	add(ids.KeyMetadata.Arn, false)
 	add(ids.KeyId, false)
 	add(ids.SourceKeyId, false)
-	if req != nil {
-		for _, m := range []string{"KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"} {
-			add(req[m], true)
-		}
-	}
+	add(req.KeyId, true)
+	add(req.SourceKeyId, true)
+	add(req.DestinationKeyId, true)
+	add(req.TargetKeyId, true)
 	return out
 }
 
@@ -546,8 +568,11 @@ func (s *source) value(name string, v any, dropped *[]string) (any, bool) {
 	return nil, false
 }
 
-// collect adds the strings inside v to dropped.
+// collect adds the strings inside v to dropped (when not nil).
 func collect(v any, dropped *[]string) {
+	if dropped == nil {
+		return
+	}
 	switch t := v.(type) {
 	case string:
 		*dropped = append(*dropped, t)
@@ -594,6 +619,15 @@ func newUUID() string {
 	rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
 }

@@ -76,6 +76,10 @@ type shape struct {
 	Value     *shapeRef           `json:"value"`
 	Sensitive bool                `json:"sensitive"`
 	re        *regexp.Regexp
+
+	// Resolved by compile for the fast check.
+	fast                              *compiled
+	memberShape, keyShape, valueShape *shape
 }
 
 // LoadModel parses a (trimmed) AWS JSON service model.
@@ -96,7 +100,9 @@ func LoadModel(data []byte) (*Model, error) {
 			}
 		}
 	}
-	return &Model{ops: raw.Operations, shapes: raw.Shapes}, nil
+	m := &Model{ops: raw.Operations, shapes: raw.Shapes}
+	m.compile()
+	return m, nil
 }
 
 // HasOperation reports whether the model defines op.
@@ -115,6 +121,31 @@ func (m *Model) DecodeInput(op string, body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	if o.Input != "" && json.Valid(body) {
+		sc := scanner{b: body}
+		if sc.fastOK(m.shapes[o.Input]) {
+			return decodeInto(body, v)
+		}
+	}
+	if err := m.checkBody(o, body); err != nil {
+		return err
+	}
+	return decodeInto(body, v)
+}
+
+func decodeInto(body []byte, v any) error {
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return serializationError(err)
+	}
+	return nil
+}
+
+// checkBody is the full walk: decode into generic values, then check them
+// against the input shape, collecting every violation with AWS's wording.
+func (m *Model) checkBody(o modelOp, body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var doc any
@@ -132,12 +163,6 @@ func (m *Model) DecodeInput(op string, body []byte, v any) error {
 		if len(vs) > 0 {
 			return vs.err()
 		}
-	}
-	if v == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return serializationError(err)
 	}
 	return nil
 }

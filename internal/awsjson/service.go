@@ -3,17 +3,13 @@ package awsjson
 import (
 	"context"
 	"fmt"
+
+	"github.com/keyhold/keyhold/internal/principal"
 )
 
-// Caller is the authenticated principal behind a request.
-type Caller struct {
-	AccountID   string
-	ARN         string
-	UserID      string
-	AccessKeyID string
-	// RoleARN is the role of an assumed-role session.
-	RoleARN string
-}
+// Caller is the authenticated principal behind a request (keyhold's one
+// principal type).
+type Caller = principal.Principal
 
 // Call is one decoded-enough request handed to an operation handler.
 type Call struct {
@@ -31,6 +27,10 @@ type Call struct {
 type Operation struct {
 	Name   string // wire name, e.g. "Encrypt"
 	Action string // IAM action checked by policy, e.g. "kms:Encrypt"; required
+	// Actions lists every policy action the operation is decided on when
+	// there is more than one (ReEncrypt: kms:ReEncryptFrom and
+	// kms:ReEncryptTo); Action is then the first.
+	Actions []string
 	// MaxBody bounds the request body; 0 means the service default.
 	MaxBody int64
 	Handle  func(ctx context.Context, c *Call) (any, error)

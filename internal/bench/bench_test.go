@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,15 +361,31 @@ func TestTextOutput(t *testing.T) {
 }
 
 func TestInterrupted(t *testing.T) {
-	_, srv := newFake(t, "kms", false)
+	f, srv := newFake(t, "kms", false)
 	t.Setenv("AWS_ACCESS_KEY_ID", testAK)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSK)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
-	start := time.Now()
+	// Interrupt once the server has seen 40 requests: with 16 workers each
+	// sending its next request only after its last one was answered, at
+	// least 24 were complete by then, however slow the machine is.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var canceledAt atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			f.mu.Lock()
+			n := f.calls["Encrypt"]
+			f.mu.Unlock()
+			if n >= 40 {
+				canceledAt.Store(time.Now().UnixNano())
+				cancel(context.DeadlineExceeded)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	var out bytes.Buffer
-	err := Command(ctx, []string{"--endpoint", srv.URL, "--key-id", "k", "--duration", "1m", "--json"}, &out, io.Discard)
-	if !errors.Is(err, context.DeadlineExceeded) {
+	err := Command(ctx, []string{"--endpoint", srv.URL, "--key-id", "k", "--concurrency", "16", "--duration", "1m", "--json"}, &out, io.Discard)
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 	var rep Report
@@ -378,7 +395,7 @@ func TestInterrupted(t *testing.T) {
 	if !rep.Interrupted || rep.Requests == 0 || rep.Errors != 0 {
 		t.Errorf("partial report = %+v", rep)
 	}
-	if time.Since(start) > 10*time.Second {
+	if time.Since(time.Unix(0, canceledAt.Load())) > 10*time.Second {
 		t.Fatal("did not stop when the context ended")
 	}
 }

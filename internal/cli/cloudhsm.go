@@ -6,8 +6,6 @@ import (
 	"github.com/keyhold/keyhold/internal/api/hsmapi"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/hsm"
-	"github.com/keyhold/keyhold/internal/kms"
-	"github.com/keyhold/keyhold/internal/store"
 )
 
 // DatabaseFile is the embedded store's file in the data directory.
@@ -30,16 +28,18 @@ func OpenRecords(ctx context.Context, dataDir string) (hsm.Records, func(), erro
 // keyhold instance and gives the KMS domain the cluster manager for CloudHSM
 // key stores. cfg.Dir is the clusters' token directory (DATADIR/hsm for
 // serve); their records go to the instance's store.
-func CloudHSMExtra(cfg hsm.Config) func(context.Context, *kms.Service, store.Store, string) ([]*awsjson.Service, func(), error) {
-	return func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error) {
+func CloudHSMExtra(cfg hsm.Config) func(context.Context, Extras) ([]*awsjson.Service, func(), error) {
+	return func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error) {
 		if cfg.Records == nil {
-			cfg.Records = st
+			cfg.Records = env.Store
 		}
 		m, err := hsm.Open(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}
-		svc.SetClusters(m)
-		return []*awsjson.Service{hsmapi.New(m, cfg.Region, account)}, func() { m.Close() }, nil
+		if env.CloudHSM != nil {
+			env.CloudHSM.SetClusters(m)
+		}
+		return []*awsjson.Service{hsmapi.New(m, cfg.Region, env.AccountID)}, func() { m.Close() }, nil
 	}
 }

@@ -99,3 +99,47 @@ func (in *Instance) databaseName() string {
 	}
 	return "postgres " + in.Database.PG.Describe()
 }
+
+// followReplicas (PostgreSQL only) listens for the changes other replicas
+// commit and drops what this replica cached about them, so that a write
+// acknowledged anywhere is what every replica serves next; it returns once
+// the listener is in place.
+func (in *Instance) followReplicas(dir *identity.Directory) error {
+	pg := in.Database.PG
+	if pg == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(done)
+		pg.Listen(ctx, in.Config.Logger, func(c postgres.Change) {
+			in.Service.Invalidate(c.Table, c.A, c.B)
+			dir.Invalidate(c.Table, c.A, c.B)
+		}, func() {
+			in.Service.ForgetCaches()
+			dir.ForgetAll()
+		}, ready)
+	}()
+	in.closers = append(in.closers, func() { cancel(); <-done })
+	select {
+	case <-ready:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("database: LISTEN keyhold_changes did not start within 10s")
+	}
+}
+
+// RunBackground runs the background jobs (key deletion when due) until ctx
+// ends. On PostgreSQL only the leader runs them: the replica holding the
+// leader advisory lock; when it dies another takes over within a second.
+func (in *Instance) RunBackground(ctx context.Context, deletionInterval time.Duration) {
+	if in.Database == nil || in.Database.PG == nil {
+		in.Service.RunDeletion(ctx, deletionInterval)
+		return
+	}
+	in.Database.PG.Lead(ctx, time.Second, in.Config.Logger, func(ctx context.Context) {
+		in.Service.RunDeletion(ctx, deletionInterval)
+	})
+}

@@ -22,6 +22,10 @@ import (
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/keystore"
+	"github.com/keyhold/keyhold/internal/keystore/hsmstore"
+	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
@@ -71,15 +75,26 @@ type ServeConfig struct {
 	// (zero fields take netlimit.Defaults).
 	Limits netlimit.Limits
 	// Extra adds operation tables (the CloudHSM control plane) once the
-	// domain is built; it may also register key store backends.
-	Extra func(ctx context.Context, svc *kms.Service, st store.Store, account string) ([]*awsjson.Service, func(), error)
+	// domain is built; it may give the CloudHSM driver its clusters.
+	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
+}
+
+// Extras is what an Extra may wire into: the domain, the store, the first
+// account and the key store drivers that need a control plane.
+type Extras struct {
+	Service   *kms.Service
+	Store     store.Store
+	AccountID string
+	CloudHSM  *hsmstore.Driver
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
 type Instance struct {
-	Config    ServeConfig
-	Store     store.Store
-	Database  *Database
+	Config   ServeConfig
+	Store    store.Store
+	Database *Database
+	// CloudHSM is the CloudHSM key store driver the domain uses.
+	CloudHSM  *hsmstore.Driver
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
@@ -151,7 +166,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		return nil, err
 	}
 	in.AccountID = account
-	xksOpts := kms.XKSOptions{}
+	var rootCAs *x509.CertPool
 	if cfg.XKSCAFile != "" {
 		pem, err := os.ReadFile(cfg.XKSCAFile)
 		if err != nil {
@@ -166,9 +181,16 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 			in.Close()
 			return nil, fmt.Errorf("--xks-ca-file %s holds no PEM certificate", cfg.XKSCAFile)
 		}
-		xksOpts.RootCAs = pool
+		rootCAs = pool
 	}
-	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, XKS: xksOpts, Caches: cfg.Caches,
+	// The key store drivers: the composition root picks them; the domain
+	// only knows internal/keystore's interfaces.
+	defaultStore := soft.New(root)
+	cloudHSM := hsmstore.New(cfg.Logger)
+	in.CloudHSM = cloudHSM
+	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
+	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
+		Default: defaultStore, Drivers: []keystore.Driver{cloudHSM, external},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
 		in.Close()
@@ -182,7 +204,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, svc, db, account)
+		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM})
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -197,16 +219,20 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	if err := in.followReplicas(dir); err != nil {
+		in.Close()
+		return nil, err
+	}
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
-			_, err := trustDocument(doc)
+			_, err := kms.ParseTrustPolicy(doc)
 			return err
 		}
 		_, err := policy.Parse(doc, policy.IdentityPolicy)
 		return err
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
-	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, trustCheck(dir))
+	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
 	auditHook, closeAudit, err := AuditHook(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger)
 	if err != nil {
 		in.Close()
@@ -287,7 +313,7 @@ func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go in.Service.RunDeletion(bg, *delInterval)
+	go in.RunBackground(bg, *delInterval)
 	srv := cfg.Limits.Server(in.Handler)
 	scheme := "http"
 	var tc *tls.Config

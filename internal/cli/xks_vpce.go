@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold/internal/datadir"
-	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
@@ -87,20 +87,20 @@ func VPCE(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	svcs, err := kms.ListVPCEndpointServices(ctx, db)
+	svcs, err := xksstore.ListVPCEndpointServices(ctx, db)
 	if err != nil {
 		return err
 	}
 	switch args[0] {
 	case "list":
 		if svcs == nil {
-			svcs = []kms.VPCEndpointService{}
+			svcs = []xksstore.VPCEndpointService{}
 		}
 		b, _ := json.MarshalIndent(svcs, "", "  ")
 		_, err := fmt.Fprintln(stdout, string(b))
 		return err
 	case "remove":
-		err := kms.RemoveVPCEndpointService(ctx, db, *name)
+		err := xksstore.RemoveVPCEndpointService(ctx, db, *name)
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("vpce remove: %q is not registered", *name)
 		}
@@ -115,16 +115,16 @@ func VPCE(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return out
 		}
-		v := kms.VPCEndpointService{ServiceName: *name, Owner: *owner, Endpoint: *endpoint, PrivateDNSName: *dns,
+		v := xksstore.VPCEndpointService{ServiceName: *name, Owner: *owner, Endpoint: *endpoint, PrivateDNSName: *dns,
 			PrivateDNSVerified: !*unverified, AcceptanceRequired: *acceptance,
 			AvailabilityZones: split(*zones), AllowedPrincipals: split(*principals)}
 		if len(v.AvailabilityZones) == 0 {
 			v.AvailabilityZones = []string{*region + "a", *region + "b"}
 		}
 		if len(v.AllowedPrincipals) == 0 {
-			v.AllowedPrincipals = []string{kms.KMSServicePrincipal(*region)}
+			v.AllowedPrincipals = []string{xksstore.KMSServicePrincipal(*region)}
 		}
-		if err := kms.RegisterVPCEndpointService(ctx, db, v); err != nil {
+		if err := xksstore.RegisterVPCEndpointService(ctx, db, v); err != nil {
 			return fmt.Errorf("vpce register: %w", err)
 		}
 		fmt.Fprintf(stdout, "registered %s -> %s (private DNS name %s)\n", v.ServiceName, v.Endpoint, v.PrivateDNSName)

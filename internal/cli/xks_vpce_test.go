@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
@@ -18,13 +18,13 @@ func TestVPCECommand(t *testing.T) {
 		err := VPCE(context.Background(), args, &out, &errb)
 		return out.String(), err
 	}
-	list := func() ([]kms.VPCEndpointService, error) {
+	list := func() ([]xksstore.VPCEndpointService, error) {
 		db, err := sqlite.Open(context.Background(), filepath.Join(dir, DatabaseFile))
 		if err != nil {
 			return nil, err
 		}
 		defer db.Close()
-		return kms.ListVPCEndpointServices(context.Background(), db)
+		return xksstore.ListVPCEndpointServices(context.Background(), db)
 	}
 	name := "com.amazonaws.vpce.us-east-1.vpce-svc-0123abcd"
 	if _, err := run("register", "--data-dir", dir, "--service-name", name, "--endpoint", "https://127.0.0.1:8443", "--private-dns-name", "xks.example.internal"); err != nil {

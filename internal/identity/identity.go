@@ -22,26 +22,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/sigv4"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
-// Principal is who signed a request.
-type Principal struct {
-	AccountID   string
-	ARN         string // user ARN, or arn:aws:sts::ACCT:assumed-role/ROLE/SESSION
-	AccessKeyID string
-	// RoleARN is set for an assumed-role session.
-	RoleARN string
-	// UserID is the unique id (AIDA... / AROA...:session).
-	UserID string
-	// Expires is set for temporary credentials.
-	Expires time.Time
-	// sessionTokenHash is the SHA-256 of the session token temporary
-	// credentials must present.
-	sessionTokenHash []byte
-}
+// Principal is who signed a request (keyhold's one principal type).
+type Principal = principal.Principal
 
 // Errors of Authenticate beyond sigv4's.
 var (
@@ -62,6 +50,11 @@ type Directory struct {
 type entry struct {
 	secret    string
 	principal Principal
+	// expires is set for temporary credentials.
+	expires time.Time
+	// sessionTokenHash is the SHA-256 of the session token temporary
+	// credentials must present.
+	sessionTokenHash []byte
 }
 
 // New returns a Directory over st.
@@ -90,7 +83,7 @@ func (d *Directory) load(ctx context.Context, id string) (entry, error) {
 		return entry{}, fmt.Errorf("identity: unseal access key: %w", err)
 	}
 	e = entry{secret: string(sec), principal: Principal{AccountID: k.AccountID, ARN: k.PrincipalARN, AccessKeyID: k.ID,
-		RoleARN: k.RoleARN, Expires: k.Expires, sessionTokenHash: k.SessionTokenHash}}
+		RoleARN: k.RoleARN}, expires: k.Expires, sessionTokenHash: k.SessionTokenHash}
 	owner := k.PrincipalARN
 	if k.RoleARN != "" {
 		owner = k.RoleARN
@@ -127,17 +120,17 @@ func (d *Directory) Authenticate(ctx context.Context, accessKeyID, sessionToken 
 		return Principal{}, err
 	}
 	p := e.principal
-	if len(p.sessionTokenHash) == 0 {
+	if len(e.sessionTokenHash) == 0 {
 		if sessionToken != "" {
 			return Principal{}, ErrInvalidToken
 		}
 		return p, nil
 	}
 	h := sha256.Sum256([]byte(sessionToken))
-	if sessionToken == "" || subtle.ConstantTimeCompare(h[:], p.sessionTokenHash) != 1 {
+	if sessionToken == "" || subtle.ConstantTimeCompare(h[:], e.sessionTokenHash) != 1 {
 		return Principal{}, ErrInvalidToken
 	}
-	if now.After(p.Expires) {
+	if now.After(e.expires) {
 		return Principal{}, ErrExpiredToken
 	}
 	return p, nil
@@ -288,4 +281,25 @@ func (d *Directory) CheckRootKey(ctx context.Context, account string) error {
 		return nil
 	}
 	return nil
+}
+
+// Invalidate drops what the directory caches about a row another replica
+// changed (tables access_keys, principals, principal_policies; a and b as
+// postgres.Change names them).
+func (d *Directory) Invalidate(table, a, b string) {
+	switch table {
+	case "access_keys":
+		d.Forget(b)
+	case "principals":
+		d.Forget()
+		d.forgetPolicies()
+	case "principal_policies":
+		d.forgetPolicies()
+	}
+}
+
+// ForgetAll drops every cached access key and policy list.
+func (d *Directory) ForgetAll() {
+	d.Forget()
+	d.forgetPolicies()
 }

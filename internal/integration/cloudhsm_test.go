@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
+	"github.com/keyhold/keyhold/internal/xks/proxy"
 )
 
 // TestMain lets this test binary serve as the HSM daemon: the cluster
@@ -32,6 +35,18 @@ func TestMain(m *testing.M) {
 			args = args[1:]
 		}
 		if err := hsm.DaemonCommand(context.Background(), args, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if os.Getenv("KEYHOLD_XKS_PROXY") == "1" {
+		// `keyhold xks-proxy ...`, for tests that run the real proxy as a
+		// process (keystore_conformance_test.go).
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		err := proxy.Command(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -199,7 +200,9 @@ func TestKeyLifecycleAndCrypto(t *testing.T) {
 	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/mine"), TargetKeyId: &keyID})
 	wantErr[*types.InvalidAliasNameException](t, err)
 	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("noprefix"), TargetKeyId: &keyID})
-	wantErr[*types.InvalidAliasNameException](t, err)
+	wantCode(t, err, "ValidationException")
+	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/a:b"), TargetKeyId: &keyID})
+	wantCode(t, err, "ValidationException")
 	if _, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/app"), TargetKeyId: k2.KeyMetadata.KeyId}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +234,9 @@ func TestKeyLifecycleAndCrypto(t *testing.T) {
 	wantErr[*types.KMSInvalidStateException](t, err)
 	_, err = c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &keyID})
 	wantErr[*types.KMSInvalidStateException](t, err)
-	if d, _ := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); d.KeyMetadata.DeletionDate == nil || *d.KeyMetadata.PendingDeletionWindowInDays != 7 {
+	// PendingDeletionWindowInDays belongs to multi-Region primaries in
+	// PendingReplicaDeletion only (the model says so); not to this key.
+	if d, _ := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); d.KeyMetadata.DeletionDate == nil || d.KeyMetadata.PendingDeletionWindowInDays != nil {
 		t.Fatalf("DescribeKey during pending deletion: %+v", d.KeyMetadata)
 	}
 	cd, err := c.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: &keyID})
@@ -292,28 +297,42 @@ func TestListKeysPaging(t *testing.T) {
 	wantCode(t, err, "ValidationException")
 }
 
+func fiftyOneTags() []types.Tag {
+	var ts []types.Tag
+	for i := 0; i < 51; i++ {
+		ts = append(ts, types.Tag{TagKey: aws.String(fmt.Sprint("k", i)), TagValue: aws.String("v")})
+	}
+	return ts
+}
+
 func TestBadInputChangesNothing(t *testing.T) {
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
 	for name, in := range map[string]*kms.CreateKeyInput{
-		"asymmetric spec":      {KeySpec: types.KeySpecRsa2048},
-		"hmac spec":            {KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac},
-		"multi-region":         {MultiRegion: aws.Bool(true)},
-		"imported material":    {Origin: types.OriginTypeExternal},
-		"bad policy":           {Policy: aws.String("not json")},
-		"reserved tag":         {Tags: []types.Tag{{TagKey: aws.String("aws:x"), TagValue: aws.String("v")}}},
-		"sign usage symmetric": {KeyUsage: types.KeyUsageTypeSignVerify},
-		"description too long": {Description: aws.String(strings.Repeat("d", 8193))},
-		"xks id without store": {XksKeyId: aws.String("abc")},
+		"hmac without usage":    {KeySpec: types.KeySpecHmac256},
+		"ecc for encryption":    {KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeEncryptDecrypt},
+		"sm2 outside china":     {KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify},
+		"multi-region":          {MultiRegion: aws.Bool(true)},
+		"too many tags":         {Tags: fiftyOneTags()},
+		"reserved tag any case": {Tags: []types.Tag{{TagKey: aws.String("AWS:x"), TagValue: aws.String("v")}}},
+		"bad policy":            {Policy: aws.String("not json")},
+		"reserved tag":          {Tags: []types.Tag{{TagKey: aws.String("aws:x"), TagValue: aws.String("v")}}},
+		"sign usage symmetric":  {KeyUsage: types.KeyUsageTypeSignVerify},
+		"description too long":  {Description: aws.String(strings.Repeat("d", 8193))},
+		"xks id without store":  {XksKeyId: aws.String("abc")},
 	} {
 		_, err := c.CreateKey(ctx, in)
 		if err == nil {
 			t.Errorf("%s: CreateKey succeeded", name)
 		}
 	}
-	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048})
+	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
 	wantErr[*types.UnsupportedOperationException](t, err)
+	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Tags: fiftyOneTags()})
+	wantErr[*types.TagException](t, err)
+	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256})
+	wantCode(t, err, "ValidationException")
 	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Policy: aws.String("not json")})
 	wantErr[*types.MalformedPolicyDocumentException](t, err)
 	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String(strings.Repeat("d", 8193))})

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	keyholdkms "github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/xks"
 	"github.com/keyhold/keyhold/internal/xks/xkstest"
 )
@@ -193,10 +193,10 @@ func TestXKSUniqueness(t *testing.T) {
 			}
 		}
 	}
-	registerVPCE(t, e, keyholdkms.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0aaa", Endpoint: p.Endpoint,
+	registerVPCE(t, e, xksstore.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0aaa", Endpoint: p.Endpoint,
 		PrivateDNSName: "xks-a.example.internal", PrivateDNSVerified: true, AllowedPrincipals: []string{"cks.kms.us-east-1.amazonaws.com"},
 		AvailabilityZones: []string{"us-east-1a", "us-east-1b"}},
-		keyholdkms.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0bbb", Endpoint: p.Endpoint,
+		xksstore.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0bbb", Endpoint: p.Endpoint,
 			PrivateDNSName: "xks-b.example.internal", PrivateDNSVerified: true, AllowedPrincipals: []string{"*"},
 			AvailabilityZones: []string{"us-east-1a", "us-east-1c"}})
 
@@ -286,9 +286,9 @@ func TestXKSUniqueness(t *testing.T) {
 	}
 }
 
-func registerVPCE(t *testing.T, e *env, svcs ...keyholdkms.VPCEndpointService) {
+func registerVPCE(t *testing.T, e *env, svcs ...xksstore.VPCEndpointService) {
 	t.Helper()
-	if err := keyholdkms.ReplaceVPCEndpointServices(context.Background(), e.Instance.Store, svcs); err != nil {
+	if err := xksstore.ReplaceVPCEndpointServices(context.Background(), e.Instance.Store, svcs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -299,7 +299,7 @@ func TestXKSVPCErrors(t *testing.T) {
 	ctx := context.Background()
 	p := newRecProxy(t)
 	e := startXKSKeyhold(t, trustFile(t, p.Leaf))
-	good := keyholdkms.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0123abcd", Endpoint: p.Endpoint,
+	good := xksstore.VPCEndpointService{ServiceName: "com.amazonaws.vpce.us-east-1.vpce-svc-0123abcd", Endpoint: p.Endpoint,
 		PrivateDNSName: "xks.example.internal", PrivateDNSVerified: true, AllowedPrincipals: []string{"cks.kms.us-east-1.amazonaws.com"},
 		AvailabilityZones: []string{"us-east-1a", "us-east-1b"}}
 	vpc := func(in *kms.CreateCustomKeyStoreInput) {
@@ -309,18 +309,18 @@ func TestXKSVPCErrors(t *testing.T) {
 	}
 	target := p.xksTarget
 	bad := map[string]struct {
-		mod      func(*keyholdkms.VPCEndpointService)
+		mod      func(*xksstore.VPCEndpointService)
 		notFound bool
 	}{
-		"unregistered": {func(v *keyholdkms.VPCEndpointService) { v.ServiceName = "com.amazonaws.vpce.us-east-1.vpce-svc-0fff" }, true},
-		"other owner":  {func(v *keyholdkms.VPCEndpointService) { v.Owner = "111122223333" }, true},
-		"kms not allowed": {func(v *keyholdkms.VPCEndpointService) {
+		"unregistered": {func(v *xksstore.VPCEndpointService) { v.ServiceName = "com.amazonaws.vpce.us-east-1.vpce-svc-0fff" }, true},
+		"other owner":  {func(v *xksstore.VPCEndpointService) { v.Owner = "111122223333" }, true},
+		"kms not allowed": {func(v *xksstore.VPCEndpointService) {
 			v.AllowedPrincipals = []string{"arn:aws:iam::111122223333:root"}
 		}, true},
-		"acceptance required": {func(v *keyholdkms.VPCEndpointService) { v.AcceptanceRequired = true }, false},
-		"one zone":            {func(v *keyholdkms.VPCEndpointService) { v.AvailabilityZones = []string{"us-east-1a", "us-east-1a"} }, false},
-		"dns mismatch":        {func(v *keyholdkms.VPCEndpointService) { v.PrivateDNSName = "other.example.internal" }, false},
-		"dns unverified":      {func(v *keyholdkms.VPCEndpointService) { v.PrivateDNSVerified = false }, false},
+		"acceptance required": {func(v *xksstore.VPCEndpointService) { v.AcceptanceRequired = true }, false},
+		"one zone":            {func(v *xksstore.VPCEndpointService) { v.AvailabilityZones = []string{"us-east-1a", "us-east-1a"} }, false},
+		"dns mismatch":        {func(v *xksstore.VPCEndpointService) { v.PrivateDNSName = "other.example.internal" }, false},
+		"dns unverified":      {func(v *xksstore.VPCEndpointService) { v.PrivateDNSVerified = false }, false},
 	}
 	for name, b := range bad {
 		v := good

@@ -16,8 +16,13 @@ type AliasEntry struct {
 }
 
 func checkAliasName(name string) error {
+	// AWS answers a malformed name with ValidationException (the
+	// InvalidAliasNameException is for reserved names).
 	if !strings.HasPrefix(name, "alias/") || len(name) <= len("alias/") {
-		return errorf(InvalidAliasName, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+		return errorf(Validation, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+	}
+	if strings.Contains(name, ":") {
+		return errorf(Validation, "Alias name %s must not contain ':'.", name)
 	}
 	if strings.HasPrefix(name, "alias/aws/") {
 		return errorf(InvalidAliasName, "Alias %s must not begin with alias/aws/, which is reserved for AWS managed keys.", name)
@@ -27,7 +32,7 @@ func checkAliasName(name string) error {
 
 // aliasTarget checks an alias name and resolves (and authorizes) the key it
 // is to point at, which must not be pending deletion.
-func (s *Service) aliasTarget(ctx context.Context, c Caller, name, target string) (store.Key, error) {
+func (s *Service) aliasTarget(ctx context.Context, c Request, name, target string) (store.Key, error) {
 	if err := checkAliasName(name); err != nil {
 		return store.Key{}, err
 	}
@@ -42,7 +47,7 @@ func (s *Service) aliasTarget(ctx context.Context, c Caller, name, target string
 }
 
 // CreateAlias points a new alias at a key (key id or key ARN).
-func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string) error {
+func (s *Service) CreateAlias(ctx context.Context, c Request, name, target string) error {
 	k, err := s.aliasTarget(ctx, c, name, target)
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, name, target string
 }
 
 // UpdateAlias points an existing alias at another key.
-func (s *Service) UpdateAlias(ctx context.Context, c Caller, name, target string) error {
+func (s *Service) UpdateAlias(ctx context.Context, c Request, name, target string) error {
 	k, err := s.aliasTarget(ctx, c, name, target)
 	if err != nil {
 		return err
@@ -92,7 +97,7 @@ func (s *Service) dropAlias(account, name string) {
 }
 
 // DeleteAlias removes an alias; the key is untouched.
-func (s *Service) DeleteAlias(ctx context.Context, c Caller, name string) error {
+func (s *Service) DeleteAlias(ctx context.Context, c Request, name string) error {
 	if err := checkAliasName(name); err != nil {
 		return err
 	}
@@ -122,7 +127,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, name string) error 
 }
 
 // ListAliases lists the account's aliases, optionally of one key.
-func (s *Service) ListAliases(ctx context.Context, c Caller, keyID string, limit int, marker string) ([]AliasEntry, Page, error) {
+func (s *Service) ListAliases(ctx context.Context, c Request, keyID string, limit int, marker string) ([]AliasEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
 		return nil, Page{}, err

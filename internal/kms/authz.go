@@ -2,10 +2,12 @@ package kms
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
@@ -14,23 +16,10 @@ const AccessDenied Code = "AccessDeniedException"
 
 // IdentityPolicies returns the identity policy documents of a caller (a
 // session gets its role's). Errors are internal.
-type IdentityPolicies func(ctx context.Context, c Caller) ([]string, error)
+type IdentityPolicies func(ctx context.Context, c Request) ([]string, error)
 
 // PrincipalTags returns the tags of a caller's user or role.
-type PrincipalTags func(ctx context.Context, c Caller) (map[string]string, error)
-
-type actionKey struct{}
-
-// WithAction names the policy action of the operation being served; the
-// operation table sets it, so the action checked is the one registered.
-func WithAction(ctx context.Context, action string) context.Context {
-	return context.WithValue(ctx, actionKey{}, action)
-}
-
-func actionFrom(ctx context.Context) string {
-	a, _ := ctx.Value(actionKey{}).(string)
-	return a
-}
+type PrincipalTags func(ctx context.Context, c Request) (map[string]string, error)
 
 // authz holds the policy side of the domain.
 type authz struct {
@@ -78,7 +67,7 @@ func (a *authz) parse(text string, kind policy.Kind) (parsedPolicy, error) {
 	return p, nil
 }
 
-func (s *Service) principal(c Caller) policy.Principal {
+func (s *Service) principal(c Request) policy.Principal {
 	p, err := policy.ParsePrincipal(c.ARN)
 	if err != nil {
 		return policy.Principal{ARN: c.ARN, AccountID: c.AccountID}
@@ -90,7 +79,7 @@ func (s *Service) principal(c Caller) policy.Principal {
 }
 
 // requestContext fills the condition keys every request has.
-func (s *Service) requestContext(c Caller, p policy.Principal) policy.Context {
+func (s *Service) requestContext(c Request, p policy.Principal) policy.Context {
 	pc := policy.NewContext().SetPrincipal(p).SetCurrentTime(s.now())
 	pc.SetBool(policy.KeySecureTransport, c.SecureTransport)
 	if c.SourceIP != "" {
@@ -103,12 +92,12 @@ func (s *Service) requestContext(c Caller, p policy.Principal) policy.Context {
 // authorize decides the current operation (the action in ctx) for caller c
 // on key k (nil for operations on no key). extra adds operation-specific
 // condition keys (encryption context, request tags, ...).
-func (s *Service) authorize(ctx context.Context, c Caller, k *store.Key, extra func(policy.Context)) error {
-	return s.authorizeAction(ctx, actionFrom(ctx), c, k, extra)
+func (s *Service) authorize(ctx context.Context, c Request, k *store.Key, extra func(policy.Context)) error {
+	return s.authorizeAction(ctx, c.Action, c, k, extra)
 }
 
-func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, k *store.Key, extra func(policy.Context)) error {
-	if err := s.checkGrantTokens(ctx); err != nil {
+func (s *Service) authorizeAction(ctx context.Context, action string, c Request, k *store.Key, extra func(policy.Context)) error {
+	if err := s.checkGrantTokens(c); err != nil {
 		return err
 	}
 	if s.authz.skip {
@@ -195,14 +184,15 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Caller, 
 
 // AuthorizeIdentityOnly decides an operation on no KMS key, outside the
 // KMS table (the CloudHSM control plane, IAM), by the caller's identity
-// policies, with the same parsed-policy cache as KMS operations.
-func (s *Service) AuthorizeIdentityOnly(ctx context.Context, c Caller, action string) error {
-	return s.authorizeAction(ctx, action, c, nil, nil)
+// policies, with the same parsed-policy cache as KMS operations. c.Action
+// is the operation's policy action.
+func (s *Service) AuthorizeIdentityOnly(ctx context.Context, c Request) error {
+	return s.authorizeAction(ctx, c.Action, c, nil, nil)
 }
 
 // identityDocs returns the caller's parsed identity policies and whether
 // any of them needs the request's condition keys.
-func (s *Service) identityDocs(ctx context.Context, c Caller) ([]*policy.Document, bool, error) {
+func (s *Service) identityDocs(ctx context.Context, c Request) ([]*policy.Document, bool, error) {
 	texts, err := s.authz.identity(ctx, c)
 	if err != nil {
 		return nil, false, internal("authorize: identity policies", err)
@@ -223,7 +213,7 @@ func (s *Service) identityDocs(ctx context.Context, c Caller) ([]*policy.Documen
 
 // grantAllows reports whether a grant on k gives c the action (grants.go).
 // A key without grants costs one cache lookup.
-func (s *Service) grantAllows(ctx context.Context, c Caller, action string, k *store.Key, pc policy.Context) bool {
+func (s *Service) grantAllows(ctx context.Context, c Request, action string, k *store.Key, pc policy.Context) bool {
 	gs, err := s.keyGrants(ctx, k.AccountID, k.ID)
 	if err != nil {
 		s.log.Error("reading grants; none apply", "key", s.keyARN(k.AccountID, k.ID), "err", err)
@@ -234,4 +224,63 @@ func (s *Service) grantAllows(ctx context.Context, c Caller, action string, k *s
 
 func encryptionContext(ec map[string]string) func(policy.Context) {
 	return func(pc policy.Context) { pc.SetEncryptionContext(ec) }
+}
+
+// AssumeRoleAllowed decides sts:AssumeRole for caller on roleARN, whose
+// trust policy is trust: the trust policy is the resource policy (naming
+// the caller allows it; naming the caller's account delegates to the
+// caller's identity policies), decided by the same evaluator and identity
+// policies as every KMS call. It fails closed: a trust policy that does not
+// parse, or identity policies that cannot be read, deny.
+func (s *Service) AssumeRoleAllowed(ctx context.Context, trust, roleARN string, caller principal.Principal) bool {
+	doc, err := ParseTrustPolicy(trust)
+	if err != nil {
+		return false
+	}
+	c := Request{Principal: caller, Action: "sts:AssumeRole", Operation: "AssumeRole"}
+	docs, _, err := s.identityDocs(ctx, c)
+	if err != nil {
+		s.log.Error("AssumeRole: identity policies", "principal", caller.ARN, "err", err)
+		return false
+	}
+	p := s.principal(c)
+	roleAccount := ""
+	if parts := strings.Split(roleARN, ":"); len(parts) > 4 {
+		roleAccount = parts[4]
+	}
+	in := policy.Input{KeyPolicy: doc, KeyAccount: roleAccount, IdentityPolicies: docs,
+		Request: policy.Request{Principal: p, Action: "sts:AssumeRole", Resource: roleARN, Context: policy.NewContext().SetPrincipal(p)}}
+	return policy.Decide(in).Allowed
+}
+
+// ParseTrustPolicy parses a role trust policy: a resource policy whose
+// statements name principals and, unlike key policies, usually no Resource
+// (the role itself is the resource).
+func ParseTrustPolicy(text string) (*policy.Document, error) {
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		return policy.Parse(text, policy.KeyPolicy) // reports the JSON error
+	}
+	fill := func(st any) {
+		if m, ok := st.(map[string]any); ok {
+			_, r := m["Resource"]
+			_, nr := m["NotResource"]
+			if !r && !nr {
+				m["Resource"] = "*"
+			}
+		}
+	}
+	switch st := doc["Statement"].(type) {
+	case []any:
+		for _, x := range st {
+			fill(x)
+		}
+	default:
+		fill(st)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Parse(string(b), policy.KeyPolicy)
 }

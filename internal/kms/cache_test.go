@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/keyhold/keyhold/internal/principal"
 )
 
 // TestCachesBounded: with caches of two entries, twenty keys with an alias
@@ -13,14 +15,14 @@ import (
 func TestCachesBounded(t *testing.T) {
 	s, _, _ := newService(t)
 	small := CacheSizes{Keys: 2, Aliases: 2, Grants: 2, Policies: 2}.withDefaults()
-	s2, err := New(Config{Region: "us-east-1", Store: s.st, Root: s.root, Logger: s.log, IdentityPolicies: noPolicies, Caches: small})
+	s2, err := New(Config{Region: "us-east-1", Store: s.st, Root: s.root, Logger: s.log, IdentityPolicies: noPolicies, Caches: small, Default: s.soft})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s2.authz.skip = true
 	t.Cleanup(s2.Close)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	type made struct {
 		id, alias string
 		ct        []byte

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
@@ -22,11 +23,39 @@ func kindOf(k store.Key) blob.Kind {
 
 func (s *Service) keyRef(k store.Key) keystore.KeyRef {
 	return keystore.KeyRef{AccountID: k.AccountID, ID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID,
-		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID}
+		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID, KeySpec: k.KeySpec}
 }
 
-// usable checks that a key may do cryptography now.
+// materialRef is keyRef with the material a ciphertext names: the current
+// one or any earlier one kept by rotation. ok is false for material the key
+// never had, or imported material since deleted.
+func (s *Service) materialRef(k store.Key, materialID []byte) (keystore.KeyRef, bool) {
+	ref := s.keyRef(k)
+	if string(materialID) == string(k.BackingKeyID) && (k.Origin != OriginExternal || len(k.SealedMaterial) > 0) {
+		return ref, true
+	}
+	for _, m := range k.Materials {
+		if string(m.ID) == string(materialID) && len(m.Sealed) > 0 {
+			ref.BackingKeyID, ref.SealedMaterial = m.ID, m.Sealed
+			return ref, true
+		}
+	}
+	return ref, false
+}
+
+// usable checks that a key may do symmetric encryption now.
 func (s *Service) usable(k store.Key) error {
+	if err := s.usableAs(k, UsageEncryptDecrypt); err != nil {
+		return err
+	}
+	if k.KeySpec != SpecSymmetric {
+		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+	}
+	return nil
+}
+
+// usableAs checks that a key may do cryptography of usage now.
+func (s *Service) usableAs(k store.Key, usage string) error {
 	arn := s.keyARN(k.AccountID, k.ID)
 	switch s.effectiveState(k) {
 	case StateEnabled:
@@ -36,10 +65,12 @@ func (s *Service) usable(k store.Key) error {
 		return errorf(InvalidState, "%s is pending deletion.", arn)
 	case StateUnavailable:
 		return errorf(InvalidState, "%s is unavailable.", arn)
+	case StatePendingImport:
+		return errorf(InvalidState, "%s is pending import.", arn)
 	default:
 		return errorf(InvalidState, "%s is not in a valid state for this operation.", arn)
 	}
-	if k.KeyUsage != UsageEncryptDecrypt {
+	if k.KeyUsage != usage {
 		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arn, k.KeyUsage)
 	}
 	return nil
@@ -65,19 +96,30 @@ type EncryptInput struct {
 type EncryptOutput struct {
 	CiphertextBlob []byte
 	KeyARN         string
+	Algorithm      string
 }
+
+func isRSAAlgorithm(alg string) bool { return strings.HasPrefix(alg, "RSAES_") }
 
 func dryRun() error {
 	return errorf(DryRunOperation, "The request would have succeeded, but the DryRun option is set.")
 }
 
 // Encrypt encrypts up to 4 KiB under a symmetric key.
-func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (EncryptOutput, error) {
-	if err := checkAlgorithm(in.Algorithm); err != nil {
-		return EncryptOutput{}, err
+func (s *Service) Encrypt(ctx context.Context, c Request, in EncryptInput) (EncryptOutput, error) {
+	if !isRSAAlgorithm(in.Algorithm) {
+		if err := checkAlgorithm(in.Algorithm); err != nil {
+			return EncryptOutput{}, err
+		}
 	}
 	k, err := s.resolveKey(ctx, c, in.KeyID, resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.EncryptionContext)})
 	if err != nil {
+		return EncryptOutput{}, err
+	}
+	if k.KeySpec != SpecSymmetric && k.KeyUsage == UsageEncryptDecrypt {
+		return s.encryptAsymmetric(ctx, c, k, in)
+	}
+	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return EncryptOutput{}, err
 	}
 	if err := s.usable(k); err != nil {
@@ -90,10 +132,10 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in EncryptInput) (Encry
 	if err != nil {
 		return EncryptOutput{}, err
 	}
-	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID)}, nil
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}, nil
 }
 
-func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
+func (s *Service) seal(ctx context.Context, c Request, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
 	h := blob.Header{Kind: kindOf(k)}
 	h.KeyID, _ = blob.ParseUUID(k.ID)
 	copy(h.BackingKeyID[:], k.BackingKeyID)
@@ -102,10 +144,11 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 		return nil, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
 	hdr := h.Bytes()
-	payload, err := b.Encrypt(withCaller(ctx, c), s.keyRef(k), plaintext, blob.AAD(hdr, ec))
+	payload, err := b.Encrypt(ctx, s.keyRef(k), call(ctx, c, "Encrypt"), plaintext, blob.AAD(hdr, ec))
 	if err != nil {
 		return nil, s.backendErr("Encrypt", k, err)
 	}
+	s.recordUse(ctx, c, k)
 	return append(hdr, payload...), nil
 }
 
@@ -115,6 +158,10 @@ func (s *Service) seal(ctx context.Context, c Caller, k store.Key, plaintext []b
 func (s *Service) backendErr(op string, k store.Key, err error) error {
 	if e, ok := AsError(err); ok {
 		return e
+	}
+	var ke *keystore.Error
+	if errors.As(err, &ke) {
+		return &Error{Code: Code(ke.Code), Message: ke.Message, Cause: ke.Cause}
 	}
 	if errors.Is(err, keystore.ErrInvalidCiphertext) {
 		return errorf(InvalidCiphertext, "The ciphertext is invalid or was not encrypted under this KMS key and encryption context.")
@@ -139,6 +186,7 @@ type DecryptOutput struct {
 	Plaintext    []byte
 	KeyARN       string
 	BackingKeyID []byte
+	Algorithm    string
 }
 
 func invalidCiphertext() error {
@@ -147,9 +195,12 @@ func invalidCiphertext() error {
 
 // Decrypt decrypts a ciphertext this server produced. KeyId is optional; when
 // given it must identify the key that encrypted the ciphertext.
-func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (DecryptOutput, error) {
+func (s *Service) Decrypt(ctx context.Context, c Request, in DecryptInput) (DecryptOutput, error) {
 	if len(in.CiphertextBlob) == 0 {
 		return DecryptOutput{}, errorf(Validation, "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null")
+	}
+	if isRSAAlgorithm(in.Algorithm) {
+		return s.decryptAsymmetric(ctx, c, in)
 	}
 	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return DecryptOutput{}, err
@@ -177,7 +228,14 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if err := s.authorize(ctx, c, &k, encryptionContext(in.EncryptionContext)); err != nil {
 		return DecryptOutput{}, err
 	}
-	if kindOf(k) != h.Kind || string(h.BackingKeyID[:len(k.BackingKeyID)]) != string(k.BackingKeyID) {
+	if k.KeySpec != SpecSymmetric {
+		return DecryptOutput{}, errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+	}
+	ref, ok := s.materialRef(k, h.BackingKeyID[:len(k.BackingKeyID)])
+	if kindOf(k) != h.Kind || !ok {
+		if k.State == StatePendingImport {
+			return DecryptOutput{}, errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+		}
 		return DecryptOutput{}, invalidCiphertext()
 	}
 	if err := s.usable(k); err != nil {
@@ -190,13 +248,14 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in DecryptInput) (Decry
 	if !ok {
 		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
 	}
-	pt, err := b.Decrypt(withCaller(ctx, c), s.keyRef(k), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
+	pt, err := b.Decrypt(ctx, ref, call(ctx, c, "Decrypt"), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
-	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID)}
-	if k.Origin == OriginAWSKMS {
-		out.BackingKeyID = k.BackingKeyID
+	s.recordUse(ctx, c, k)
+	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}
+	if k.Origin == OriginAWSKMS || k.Origin == OriginExternal {
+		out.BackingKeyID = ref.BackingKeyID
 	}
 	return out, nil
 }
@@ -223,11 +282,15 @@ type ReEncryptOutput struct {
 }
 
 // ReEncrypt decrypts and re-encrypts on the server, never returning the plaintext.
-func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (ReEncryptOutput, error) {
+func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (ReEncryptOutput, error) {
 	if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dst, err := s.resolveKey(WithAction(ctx, "kms:ReEncryptTo"), c, in.DestinationKeyID,
+	// ReEncrypt is decided as two actions, as in AWS: kms:ReEncryptTo on
+	// the destination key, kms:ReEncryptFrom on the source key.
+	to, from := c, c
+	to.Action, from.Action = ActionReEncryptTo, ActionReEncryptFrom
+	dst, err := s.resolveKey(ctx, to, in.DestinationKeyID,
 		resolveOpts{allowAlias: true, crossAccount: true, ctx: encryptionContext(in.DestinationEncryptionContext)})
 	if err != nil {
 		return ReEncryptOutput{}, err
@@ -235,7 +298,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in ReEncryptInput) (R
 	if err := s.usable(dst); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	dec, err := s.Decrypt(WithAction(ctx, "kms:ReEncryptFrom"), c, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
+	dec, err := s.Decrypt(ctx, from, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
 		EncryptionContext: in.SourceEncryptionContext, Algorithm: in.SourceAlgorithm, DryRun: in.DryRun})
 	if err != nil {
 		return ReEncryptOutput{}, err
@@ -267,7 +330,7 @@ type GenerateDataKeyOutput struct {
 
 // GenerateDataKey makes a random data key and returns it encrypted (and, if
 // withPlaintext, in plaintext).
-func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateDataKeyInput, withPlaintext bool) (GenerateDataKeyOutput, error) {
+func (s *Service) GenerateDataKey(ctx context.Context, c Request, in GenerateDataKeyInput, withPlaintext bool) (GenerateDataKeyOutput, error) {
 	n := in.NumberOfBytes
 	switch {
 	case in.KeySpec != "" && n != 0, in.KeySpec == "" && n == 0:
@@ -309,7 +372,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in GenerateData
 
 // GenerateRandom returns n random bytes, from a custom key store's cluster
 // when customKeyStoreID is set.
-func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKeyStoreID string) ([]byte, error) {
+func (s *Service) GenerateRandom(ctx context.Context, c Request, n int, customKeyStoreID string) ([]byte, error) {
 	if n <= 0 {
 		return nil, errorf(Validation, "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null")
 	}
@@ -326,23 +389,10 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, n int, customKey
 	return b, nil
 }
 
-type callerKey struct{}
-
-// withCaller passes the caller to key store backends (the XKS proxy wants
-// the principal ARN and request id in its requestMetadata).
-func withCaller(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
-}
-
-// CallerFrom returns the caller a backend call is made for.
-func CallerFrom(ctx context.Context) (Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(Caller)
-	return c, ok
-}
-
-// materialID is the key material id AWS reports (only for AWS_KMS keys).
+// materialID is the key material id AWS reports (only for keys whose
+// material KMS holds).
 func materialID(k store.Key) []byte {
-	if k.Origin != OriginAWSKMS {
+	if k.Origin != OriginAWSKMS && k.Origin != OriginExternal {
 		return nil
 	}
 	return k.BackingKeyID
@@ -350,7 +400,7 @@ func materialID(k store.Key) []byte {
 
 // keyOfCiphertext finds the key a ciphertext names: the caller's own, or
 // another account's (authorization then decides).
-func (s *Service) keyOfCiphertext(ctx context.Context, c Caller, id string) (store.Key, error) {
+func (s *Service) keyOfCiphertext(ctx context.Context, c Request, id string) (store.Key, error) {
 	k, err := s.getKey(ctx, c.AccountID, id)
 	if !errors.Is(err, store.ErrNotFound) {
 		return k, err

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/keyhold/keyhold/internal/keystore/hsmstore"
+	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
@@ -30,35 +32,18 @@ const (
 	maxCustomKeyStores = 10
 )
 
-// cksConfig is the non-secret configuration of a custom key store.
-type cksConfig struct {
-	CloudHsmClusterID      string `json:",omitempty"`
-	TrustAnchorCertificate string `json:",omitempty"`
-	// ClusterCertificate is the cluster's certificate when the store was
-	// created or last re-pointed: "shares a backup history" means the same
-	// certificate, and a deleted cluster can still be compared.
-	ClusterCertificate string `json:",omitempty"`
+// cksConfig and cksSecret are the keystore package's, which drivers read.
+type (
+	cksConfig = keystore.Config
+	cksSecret = keystore.Secret
+)
 
-	XksProxyUriEndpoint             string `json:",omitempty"`
-	XksProxyUriPath                 string `json:",omitempty"`
-	XksProxyConnectivity            string `json:",omitempty"`
-	XksProxyVpcEndpointServiceName  string `json:",omitempty"`
-	XksProxyVpcEndpointServiceOwner string `json:",omitempty"`
-	XksAccessKeyID                  string `json:",omitempty"`
-}
-
-// cksSecret is sealed by the root key before it is stored.
-type cksSecret struct {
-	// Password is kmsuser's password as KMS knows it: the one given at
-	// create/update, replaced by the rotated one after each connect.
-	Password string `json:",omitempty"`
-	// PendingPassword is a rotation in flight: if keyhold died between
-	// C_SetPIN and saving, the next connect tries it too.
-	PendingPassword    string `json:",omitempty"`
-	XksSecretAccessKey string `json:",omitempty"`
-}
-
-func (cksSecret) String() string { return "cksSecret{redacted}" }
+// XKS connectivity values as AWS spells them.
+const (
+	XksPublicEndpoint     = "PUBLIC_ENDPOINT"
+	XksVpcEndpointService = "VPC_ENDPOINT_SERVICE"
+	defaultHealthPeriod   = 3 * time.Minute
+)
 
 // CustomKeyStore is what DescribeCustomKeyStores reports.
 type CustomKeyStore struct {
@@ -117,28 +102,77 @@ type conn struct {
 }
 
 // customKeyStores holds the custom key store side of the domain: records
-// in the store, live connection states, and the backends that reach the
-// clusters and proxies.
+// in the store, the connection state machine, and the drivers (one per
+// store type) that reach the clusters and proxies.
 type customKeyStores struct {
-	s        *Service
-	clusters Clusters
-	hsm      *hsmstore.Backend
-	xks      xksDriver
+	s       *Service
+	drivers map[string]keystore.Driver // by CustomKeyStoreType
 
 	mu    sync.RWMutex
 	conns map[string]*conn // account/id -> state
 	wg    sync.WaitGroup
+
+	// Periodic health checks of connected stores (as AWS makes of XKS
+	// proxies): a failed check is logged and kept here; the store stays
+	// CONNECTED.
+	period      atomic.Int64 // ns
+	monitorOnce sync.Once
+	hmu         sync.Mutex
+	health      map[string]storeHealth // store id -> last check
 }
 
-func newCustomKeyStores(s *Service) *customKeyStores {
-	return &customKeyStores{s: s, hsm: hsmstore.New(), xks: noXKS{}, conns: make(map[string]*conn)}
+type storeHealth struct {
+	code string // "" = healthy, else a ConnectionErrorCode
+	at   time.Time
 }
 
-// SetClusters gives the domain the HSM cluster control plane. Without it,
-// CloudHSM key stores report CloudHsmClusterNotFoundException.
-func (s *Service) SetClusters(c Clusters) {
-	s.cks.clusters = c
-	s.RegisterBackend(s.cks.hsm)
+func newCustomKeyStores(s *Service, drivers []keystore.Driver) *customKeyStores {
+	c := &customKeyStores{s: s, drivers: map[string]keystore.Driver{}, conns: make(map[string]*conn), health: map[string]storeHealth{}}
+	for _, d := range drivers {
+		c.drivers[d.Type()] = d
+	}
+	c.period.Store(int64(defaultHealthPeriod))
+	return c
+}
+
+// driver picks the driver of a store type.
+func (c *customKeyStores) driver(typ string) (keystore.Driver, error) {
+	if d := c.drivers[typ]; d != nil {
+		return d, nil
+	}
+	switch typ {
+	case TypeCloudHSM:
+		return nil, errorf(UnsupportedOperation, "CloudHSM key stores are not enabled on this keyhold.")
+	case TypeXKS:
+		return nil, errorf(UnsupportedOperation, "External key stores are not enabled on this keyhold.")
+	}
+	return nil, errorf(Validation, "Unknown CustomKeyStoreType %s.", typ)
+}
+
+// driverErr turns a driver's failure into the domain's error: a
+// keystore.Error keeps its AWS exception and message; anything else is
+// internal.
+func driverErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ke *keystore.Error
+	if errors.As(err, &ke) {
+		return &Error{Code: Code(ke.Code), Message: ke.Message, Cause: ke.Cause}
+	}
+	if _, ok := AsError(err); ok {
+		return err
+	}
+	return internal(op, err)
+}
+
+// call is what a driver is told about the request it serves.
+func call(ctx context.Context, caller Request, def string) keystore.Call {
+	op := caller.Operation
+	if op == "" {
+		op = def
+	}
+	return keystore.Call{PrincipalARN: caller.ARN, Operation: op, RequestID: caller.RequestID}
 }
 
 func (c *customKeyStores) key(account, id string) string { return account + "/" + id }
@@ -218,7 +252,7 @@ func (c *customKeyStores) sealSecret(account, id string, sec cksSecret) ([]byte,
 }
 
 // CreateCustomKeyStore creates a DISCONNECTED store.
-func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in CreateCustomKeyStoreInput) (string, error) {
+func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in CreateCustomKeyStoreInput) (string, error) {
 	c := s.cks
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return "", err
@@ -226,30 +260,41 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	if in.Type == "" {
 		in.Type = TypeCloudHSM
 	}
+	drv, err := c.driver(in.Type)
+	if err != nil {
+		return "", err
+	}
 	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
-	var cfg cksConfig
-	var sec cksSecret
-	switch in.Type {
-	case TypeCloudHSM:
-		id, ok, err := c.validateCloudHSMCreate(ctx, in, all)
-		if err != nil || ok {
-			return id, err
+	given := in.settings()
+	if rp, ok := drv.(keystore.Repeater); ok {
+		// Creating the same store again returns it (CloudHSM, while it is
+		// disconnected).
+		for _, r := range all {
+			if r.Type != in.Type || r.Name != in.Name {
+				continue
+			}
+			view, err := c.view(r)
+			if err != nil {
+				return "", err
+			}
+			if st, _ := c.connState(r); rp.Repeats(view, st, in.Name, given) {
+				return r.ID, nil
+			}
 		}
-		cfg, sec, err = c.cloudHSMConfig(ctx, in)
-		if err != nil {
-			return "", err
-		}
-	case TypeXKS:
-		cfg, sec, err = c.xks.validateCreate(ctx, caller, in, all)
-		if err != nil {
-			return "", err
-		}
-	default:
-		return "", errorf(Validation, "Unknown CustomKeyStoreType %s.", in.Type)
 	}
+	others, err := c.regionStores(ctx, caller.AccountID, "")
+	if err != nil {
+		return "", err
+	}
+	ch := keystore.Change{AccountID: caller.AccountID, Given: given, Others: others, Call: call(ctx, caller, "CreateCustomKeyStore")}
+	v, err := drv.Validate(ctx, ch)
+	if err != nil {
+		return "", driverErr("CreateCustomKeyStore", err)
+	}
+	// The domain's own rules come before any contact with a backend.
 	for _, r := range all {
 		if r.Name == in.Name {
 			return "", nameInUse(in.Name)
@@ -258,6 +303,10 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	if len(all) >= maxCustomKeyStores {
 		return "", errorf(LimitExceeded, "This account has the maximum of %d custom key stores in this Region.", maxCustomKeyStores)
 	}
+	if err := drv.Probe(ctx, ch, v); err != nil {
+		return "", driverErr("CreateCustomKeyStore", err)
+	}
+	cfg, sec := v.Config, v.Secret
 	id, err := newStoreID()
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
@@ -270,9 +319,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 	if rec.SealedSecret, err = c.sealSecret(caller.AccountID, id, sec); err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
-	if in.Type == TypeCloudHSM {
-		rec.BackupHistory = backupHistory(cfg.ClusterCertificate)
-	}
+	rec.BackupHistory = v.BackupHistory
 	if err := s.st.CreateCustomKeyStore(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrBackupHistoryInUse) {
 			return "", clusterInUse(in.CloudHsmClusterID)
@@ -286,7 +333,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Caller, in Cr
 }
 
 // DescribeCustomKeyStores lists stores, or the one named by id or name.
-func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Caller, id, name string, limit int, marker string) ([]CustomKeyStore, Page, error) {
+func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Request, id, name string, limit int, marker string) ([]CustomKeyStore, Page, error) {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return nil, Page{}, err
 	}
@@ -349,7 +396,7 @@ func invalidState(id, state, what string) error {
 // UpdateCustomKeyStore changes a store's properties. The name (and, for an
 // external key store, the credential and URI path) may change while
 // CONNECTED; everything else needs DISCONNECTED.
-func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
+func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return err
 	}
@@ -366,7 +413,7 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Caller, in Up
 	}
 }
 
-func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in UpdateCustomKeyStoreInput) error {
+func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	c := s.cks
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
 	if err != nil {
@@ -392,25 +439,31 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 		}
 		rec.Name = *in.NewName
 	}
-	reconfigureLive := false
-	switch rec.Type {
-	case TypeCloudHSM:
-		if err := c.updateCloudHSM(ctx, in, state, &cfg, &sec, all); err != nil {
-			return err
-		}
-	case TypeXKS:
-		if reconfigureLive, err = c.xks.update(ctx, caller, rec, in, state, &cfg, &sec, all); err != nil {
-			return err
-		}
+	drv, err := c.driver(rec.Type)
+	if err != nil {
+		return err
 	}
+	others, err := c.regionStores(ctx, rec.AccountID, rec.ID)
+	if err != nil {
+		return err
+	}
+	cur := keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type, Config: cfg, Secret: sec}
+	ch := keystore.Change{AccountID: rec.AccountID, ID: rec.ID, Current: &cur, State: state, Given: in.settings(), Others: others,
+		Call: call(ctx, caller, "UpdateCustomKeyStore")}
+	v, err := drv.Validate(ctx, ch)
+	if err != nil {
+		return driverErr("UpdateCustomKeyStore", err)
+	}
+	if err := drv.Probe(ctx, ch, v); err != nil {
+		return driverErr("UpdateCustomKeyStore", err)
+	}
+	cfg, sec = v.Config, v.Secret
+	rec.BackupHistory = v.BackupHistory
 	if rec.Config, err = json.Marshal(cfg); err != nil {
 		return internal("UpdateCustomKeyStore", err)
 	}
 	if rec.SealedSecret, err = c.sealSecret(rec.AccountID, rec.ID, sec); err != nil {
 		return internal("UpdateCustomKeyStore", err)
-	}
-	if rec.Type == TypeCloudHSM {
-		rec.BackupHistory = backupHistory(cfg.ClusterCertificate)
 	}
 	if _, err := s.st.UpdateCustomKeyStore(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrBackupHistoryInUse) {
@@ -424,15 +477,18 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Caller, in Up
 		}
 		return internal("UpdateCustomKeyStore", err)
 	}
-	if reconfigureLive {
-		c.xks.reconfigure(ctx, rec, cfg, sec)
+	if v.Live {
+		cur.Name, cur.Config, cur.Secret = rec.Name, cfg, sec
+		if err := drv.Reconfigure(ctx, cur); err != nil {
+			s.log.Error("applying an update to a connected custom key store failed", "store", rec.ID, "err", err)
+		}
 	}
 	return nil
 }
 
 // DeleteCustomKeyStore deletes a DISCONNECTED store that has no keys. It
 // never touches the cluster, the proxy or any backing key.
-func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -462,7 +518,7 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, caller Caller, id st
 
 // ConnectCustomKeyStore starts connecting; Describe shows CONNECTING, then
 // CONNECTED or FAILED with a ConnectionErrorCode.
-func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, cfg, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -476,12 +532,16 @@ func (s *Service) ConnectCustomKeyStore(ctx context.Context, caller Caller, id s
 	default:
 		return invalidState(id, state, "a store that is "+state+" must be disconnected before it can be connected.")
 	}
-	if rec.Type == TypeCloudHSM {
-		if err := c.checkConnectCloudHSM(ctx, cfg); err != nil {
-			return err
-		}
-	} else if err := c.xks.checkConnect(ctx, rec, cfg); err != nil {
+	drv, err := c.driver(rec.Type)
+	if err != nil {
 		return err
+	}
+	sec, err := c.openSecret(rec)
+	if err != nil {
+		return err
+	}
+	if err := drv.CheckConnect(ctx, keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type, Config: cfg, Secret: sec}); err != nil {
+		return driverErr("ConnectCustomKeyStore", err)
 	}
 	return c.startConnect(ctx, rec)
 }
@@ -533,7 +593,7 @@ func (c *customKeyStores) updateRecord(ctx context.Context, account, id string, 
 
 // authorizedStore authorizes the current operation (custom key store
 // operations are identity-policy only) and loads the caller's store.
-func (s *Service) authorizedStore(ctx context.Context, caller Caller, id string) (store.CustomKeyStore, cksConfig, error) {
+func (s *Service) authorizedStore(ctx context.Context, caller Request, id string) (store.CustomKeyStore, cksConfig, error) {
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return store.CustomKeyStore{}, cksConfig{}, err
 	}
@@ -557,12 +617,7 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 		// The connection outlives the request that asked for it.
 		bg, cancel := context.WithTimeout(c.s.bg, 2*time.Minute)
 		defer cancel()
-		var code string
-		if rec.Type == TypeCloudHSM {
-			code = c.connectCloudHSM(bg, rec)
-		} else {
-			code = c.xks.connect(bg, rec)
-		}
+		code := c.connect(bg, rec)
 		state := Connected
 		if code != "" {
 			state = Failed
@@ -602,7 +657,7 @@ func (c *customKeyStores) current(rec store.CustomKeyStore, gen int) bool {
 }
 
 // DisconnectCustomKeyStore logs out and makes the store's keys unavailable.
-func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Caller, id string) error {
+func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Request, id string) error {
 	c := s.cks
 	rec, _, err := s.authorizedStore(ctx, caller, id)
 	if err != nil {
@@ -621,17 +676,48 @@ func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Caller, i
 	return nil
 }
 
+// connect asks the store's driver for a live connection; it returns "" or
+// a ConnectionErrorCode.
+func (c *customKeyStores) connect(ctx context.Context, rec store.CustomKeyStore) string {
+	drv, err := c.driver(rec.Type)
+	if err != nil {
+		return "INTERNAL_ERROR"
+	}
+	view, err := c.view(rec)
+	if err != nil {
+		return "INTERNAL_ERROR"
+	}
+	save := func(ctx context.Context, sec keystore.Secret) error { return c.saveSecret(ctx, rec, sec) }
+	if err := drv.Connect(ctx, view, save); err != nil {
+		code := keystore.ConnectionCode(err)
+		c.s.log.Info("custom key store connect failed", "store", rec.ID, "type", rec.Type, "code", code, "err", err)
+		return code
+	}
+	c.startMonitor()
+	return ""
+}
+
+func (c *customKeyStores) saveSecret(ctx context.Context, rec store.CustomKeyStore, sec cksSecret) error {
+	sealed, err := c.sealSecret(rec.AccountID, rec.ID, sec)
+	if err != nil {
+		return err
+	}
+	return c.updateRecord(ctx, rec.AccountID, rec.ID, func(cur *store.CustomKeyStore) error {
+		cur.SealedSecret = sealed
+		return nil
+	})
+}
+
 // release drops a store's live connection (logout for CloudHSM).
 func (c *customKeyStores) release(ctx context.Context, rec store.CustomKeyStore) {
-	if rec.Type == TypeCloudHSM {
-		if sess := c.hsm.Detach(rec.ID); sess != nil {
-			if err := sess.Logout(ctx); err != nil {
-				c.s.log.Warn("kmsuser logout", "store", rec.ID, "err", err)
-			}
+	if drv, err := c.driver(rec.Type); err == nil {
+		if err := drv.Disconnect(ctx, keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type}); err != nil {
+			c.s.log.Warn("custom key store disconnect", "store", rec.ID, "err", err)
 		}
-		return
 	}
-	c.xks.release(rec)
+	c.hmu.Lock()
+	delete(c.health, rec.ID)
+	c.hmu.Unlock()
 }
 
 // Start resumes the connections that were up when keyhold stopped.
@@ -658,8 +744,8 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // prepareKey fills a new key's custom key store fields and creates its
-// material in the store.
-func (c *customKeyStores) prepareKey(ctx context.Context, caller Caller, k *store.Key, in CreateKeyInput) error {
+// backing material through the store's driver.
+func (c *customKeyStores) prepareKey(ctx context.Context, caller Request, k *store.Key, in CreateKeyInput) error {
 	rec, cfg, err := c.load(ctx, caller.AccountID, in.CustomKeyStoreID)
 	if err != nil {
 		return err
@@ -674,61 +760,253 @@ func (c *customKeyStores) prepareKey(ctx context.Context, caller Caller, k *stor
 	if state, _ := c.connState(rec); state != Connected {
 		return invalidState(rec.ID, state, "keys can be created only in a CONNECTED custom key store.")
 	}
-	k.CustomKeyStoreID = rec.ID
-	if rec.Type == TypeCloudHSM {
-		return c.prepareCloudHSMKey(ctx, k, cfg)
+	drv, err := c.driver(rec.Type)
+	if err != nil {
+		return err
 	}
-	return c.xks.prepareKey(ctx, caller, rec, cfg, k, in.XksKeyID)
+	if in.Origin == OriginXKS {
+		// One KMS key per external key per store: checked here so a taken
+		// id fails before the proxy is asked; a race is settled by the
+		// store's UNIQUE constraint (CreateKey).
+		if _, err := c.s.st.KeyByXksKeyID(ctx, rec.AccountID, rec.ID, in.XksKeyID); err == nil {
+			return errorf(XksKeyAlreadyInUse, "The external key %s is already associated with a KMS key in custom key store %s.", in.XksKeyID, rec.ID)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return internal("KeyByXksKeyID", err)
+		}
+	}
+	view, err := c.view(rec)
+	if err != nil {
+		return err
+	}
+	k.CustomKeyStoreID = rec.ID
+	ref := c.s.keyRef(*k)
+	ref.XksKeyID = in.XksKeyID
+	m, err := drv.CreateKey(ctx, view, ref, call(ctx, caller, "CreateKey"))
+	if err != nil {
+		return driverErr("CreateKey", err)
+	}
+	k.BackingKeyID, k.SealedMaterial = m.BackingKeyID, m.SealedMaterial
+	switch rec.Type {
+	case TypeCloudHSM:
+		k.CloudHsmClusterID = cfg.CloudHsmClusterID
+	case TypeXKS:
+		k.XksKeyID = in.XksKeyID
+	}
+	return nil
 }
 
 // abandonKey undoes prepareKey when the key record could not be written.
 func (c *customKeyStores) abandonKey(ctx context.Context, k store.Key) {
-	if k.Origin == OriginCloudHSM {
-		c.destroyKeyMaterial(ctx, k)
+	c.destroyKeyMaterial(ctx, k)
+}
+
+// destroyKeyMaterial makes a best-effort destroy of a deleted key's
+// material through its store's driver (an external key is never touched).
+func (c *customKeyStores) destroyKeyMaterial(ctx context.Context, k store.Key) {
+	if k.CustomKeyStoreID == "" {
+		return
+	}
+	drv, err := c.driver(storeType(k))
+	if err == nil {
+		err = drv.DestroyKey(ctx, c.s.keyRef(k))
+	}
+	if err != nil {
+		c.s.log.Warn("destroying a deleted key's material in its custom key store failed (best effort)", "key", c.s.keyARN(k.AccountID, k.ID), "err", err)
 	}
 }
 
-// destroyKeyMaterial makes a best-effort destroy of a deleted key's material
-// in its cluster; XKS keys have nothing to destroy on the KMS side beyond
-// the record (the external key is never touched).
-func (c *customKeyStores) destroyKeyMaterial(ctx context.Context, k store.Key) {
-	if k.Origin != OriginCloudHSM {
-		return
+// storeType is the type of the custom key store a key's origin implies.
+func storeType(k store.Key) string {
+	if k.Origin == OriginXKS {
+		return TypeXKS
 	}
-	sess, err := c.hsm.Session(k.CustomKeyStoreID)
-	if err == nil {
-		err = sess.DestroyKey(ctx, c.s.keyARN(k.AccountID, k.ID))
-	}
-	if err != nil {
-		c.s.log.Warn("destroying a deleted key's material in its cluster failed (best effort)", "key", c.s.keyARN(k.AccountID, k.ID), "err", err)
-	}
+	return TypeCloudHSM
 }
 
 func (c *customKeyStores) failureMessage(k store.Key) string {
-	if k.Origin == OriginCloudHSM {
-		return fmt.Sprintf("KMS cannot communicate with the CloudHSM cluster of custom key store %s for %s.", k.CustomKeyStoreID, c.s.keyARN(k.AccountID, k.ID))
+	if drv, err := c.driver(storeType(k)); err == nil {
+		return drv.Unavailable(c.s.keyRef(k))
 	}
-	return c.xks.failureMessage(k)
+	return fmt.Sprintf("%s is unavailable.", c.s.keyARN(k.AccountID, k.ID))
 }
 
-func (c *customKeyStores) generateRandom(ctx context.Context, caller Caller, id string, n int) ([]byte, error) {
+func (c *customKeyStores) generateRandom(ctx context.Context, caller Request, id string, n int) ([]byte, error) {
 	rec, _, err := c.load(ctx, caller.AccountID, id)
 	if err != nil {
 		return nil, err
 	}
-	if rec.Type != TypeCloudHSM {
+	drv, _ := c.driver(rec.Type)
+	r, ok := drv.(keystore.Randomness)
+	if !ok {
 		return nil, errorf(UnsupportedOperation, "GenerateRandom is not supported for custom key stores of type %s.", rec.Type)
 	}
 	if state, _ := c.connState(rec); state != Connected {
 		return nil, invalidState(id, state, "GenerateRandom needs a CONNECTED custom key store.")
 	}
-	sess, err := c.hsm.Session(id)
+	b, err := r.GenerateRandom(ctx, id, n)
 	if err != nil {
-		return nil, invalidState(id, Disconnected, "GenerateRandom needs a CONNECTED custom key store.")
-	}
-	b, err := sess.GenerateRandom(ctx, n)
-	if err != nil {
-		return nil, &Error{Code: InvalidState, Message: "KMS cannot communicate with the CloudHSM cluster of custom key store " + id + ".", Cause: err}
+		return nil, driverErr("GenerateRandom", err)
 	}
 	return b, nil
+}
+
+// view is a store as its driver sees it (secret opened).
+func (c *customKeyStores) view(rec store.CustomKeyStore) (keystore.Store, error) {
+	var cfg cksConfig
+	if err := json.Unmarshal(rec.Config, &cfg); err != nil {
+		return keystore.Store{}, internal("custom key store config", err)
+	}
+	sec, err := c.openSecret(rec)
+	if err != nil {
+		return keystore.Store{}, err
+	}
+	return keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type, Config: cfg, Secret: sec}, nil
+}
+
+// regionStores lists the custom key stores of every account but self
+// (their configurations, not their secrets): uniqueness rules hold across
+// the Region.
+func (c *customKeyStores) regionStores(ctx context.Context, account, self string) ([]keystore.Store, error) {
+	accts, err := c.s.st.ListAccounts(ctx)
+	if err != nil {
+		return nil, internal("ListAccounts", err)
+	}
+	seen := false
+	var out []keystore.Store
+	list := func(a string) error {
+		rs, err := c.s.st.ListCustomKeyStores(ctx, a)
+		if err != nil {
+			return internal("ListCustomKeyStores", err)
+		}
+		for _, r := range rs {
+			if r.AccountID == account && r.ID == self {
+				continue
+			}
+			out = append(out, keystore.Store{AccountID: r.AccountID, ID: r.ID, Name: r.Name, Type: r.Type, Config: c.config(r)})
+		}
+		return nil
+	}
+	for _, a := range accts {
+		seen = seen || a.ID == account
+		if err := list(a.ID); err != nil {
+			return nil, err
+		}
+	}
+	if !seen {
+		if err := list(account); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (c *customKeyStores) config(r store.CustomKeyStore) cksConfig {
+	var cfg cksConfig
+	c.s.unmarshalConfig(r.Config, &cfg)
+	return cfg
+}
+
+// settings are the type-specific fields of a create.
+func (in CreateCustomKeyStoreInput) settings() keystore.Settings {
+	opt := func(v string) *string {
+		if v == "" {
+			return nil
+		}
+		return &v
+	}
+	return keystore.Settings{CloudHsmClusterID: opt(in.CloudHsmClusterID), TrustAnchorCertificate: opt(in.TrustAnchorCertificate),
+		KeyStorePassword: opt(in.KeyStorePassword), XksProxyUriEndpoint: opt(in.XksProxyUriEndpoint), XksProxyUriPath: opt(in.XksProxyUriPath),
+		XksProxyConnectivity: opt(in.XksProxyConnectivity), XksProxyVpcEndpointServiceName: opt(in.XksProxyVpcEndpointServiceName),
+		XksProxyVpcEndpointServiceOwner: opt(in.XksProxyVpcEndpointServiceOwner), XksAccessKeyID: opt(in.XksAccessKeyID),
+		XksSecretAccessKey: opt(in.XksSecretAccessKey)}
+}
+
+// settings are the type-specific fields of an update.
+func (in UpdateCustomKeyStoreInput) settings() keystore.Settings {
+	return keystore.Settings{CloudHsmClusterID: in.CloudHsmClusterID, KeyStorePassword: in.KeyStorePassword,
+		XksProxyUriEndpoint: in.XksProxyUriEndpoint, XksProxyUriPath: in.XksProxyUriPath, XksProxyConnectivity: in.XksProxyConnectivity,
+		XksProxyVpcEndpointServiceName: in.XksProxyVpcEndpointServiceName, XksProxyVpcEndpointServiceOwner: in.XksProxyVpcEndpointServiceOwner,
+		XksAccessKeyID: in.XksAccessKeyID, XksSecretAccessKey: in.XksSecretAccessKey}
+}
+
+// SetXKSHealthCheckInterval sets how often connected custom key stores'
+// backends (XKS proxies) are health-checked (default 3 minutes, as "every
+// few minutes").
+func (s *Service) SetXKSHealthCheckInterval(p time.Duration) {
+	if p > 0 {
+		s.cks.period.Store(int64(p))
+	}
+}
+
+// XKSHealth reports the last periodic health check of a connected custom
+// key store: "" when healthy, else the ConnectionErrorCode it would have
+// had; ok is false before the first check.
+func (s *Service) XKSHealth(storeID string) (code string, at time.Time, ok bool) {
+	c := s.cks
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	h, ok := c.health[storeID]
+	return h.code, h.at, ok
+}
+
+// startMonitor starts the periodic health checks (once per Service). As in
+// AWS, a failed check does not change the connection state: the store
+// stays CONNECTED, its keys' operations fail with KMSInvalidStateException
+// while the backend is down, and the failure is logged (with recovery).
+func (c *customKeyStores) startMonitor() {
+	c.monitorOnce.Do(func() {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for {
+				t := time.NewTimer(time.Duration(c.period.Load()))
+				select {
+				case <-c.s.bg.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				c.checkAll(c.s.bg)
+			}
+		}()
+	})
+}
+
+// checkAll health-checks every store this process holds CONNECTED.
+func (c *customKeyStores) checkAll(ctx context.Context) {
+	type target struct{ account, id string }
+	var ts []target
+	c.mu.RLock()
+	for k, cn := range c.conns {
+		if cn.state == Connected {
+			if i := strings.IndexByte(k, '/'); i > 0 {
+				ts = append(ts, target{k[:i], k[i+1:]})
+			}
+		}
+	}
+	c.mu.RUnlock()
+	for _, t := range ts {
+		rec, err := c.s.st.GetCustomKeyStore(ctx, t.account, t.id)
+		if err != nil {
+			continue
+		}
+		drv, err := c.driver(rec.Type)
+		if err != nil {
+			continue
+		}
+		err = drv.Health(ctx, rec.ID)
+		code := keystore.ConnectionCode(err)
+		c.hmu.Lock()
+		prev, seen := c.health[rec.ID]
+		if c.connected(t.account, t.id) {
+			c.health[rec.ID] = storeHealth{code: code, at: time.Now()}
+		}
+		c.hmu.Unlock()
+		switch {
+		case code != "" && (!seen || prev.code != code):
+			c.s.log.Warn("custom key store periodic health check failed; the store stays CONNECTED but its keys fail until its backend recovers", "store", rec.ID, "code", code, "err", err)
+		case code == "" && seen && prev.code != "":
+			c.s.log.Info("custom key store periodic health check: backend recovered", "store", rec.ID)
+		}
+	}
 }

@@ -30,13 +30,18 @@ func (s *Service) DeleteDueKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// RunDeletion runs DeleteDueKeys every interval until ctx ends.
+// RunDeletion runs the key lifecycle jobs every interval until ctx ends:
+// DeleteDueKeys, then RotateDueKeys (automatic rotation and the expiry of
+// imported key material).
 func (s *Service) RunDeletion(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if _, err := s.DeleteDueKeys(ctx); err != nil {
 			s.log.Error("deletion job", "err", err)
+		}
+		if _, err := s.RotateDueKeys(ctx); err != nil {
+			s.log.Error("rotation job", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -3,6 +3,8 @@ package kms
 import (
 	"errors"
 	"fmt"
+
+	"github.com/keyhold/keyhold/internal/store"
 )
 
 // Code is a KMS exception name, exactly as AWS spells it on the wire.
@@ -11,6 +13,12 @@ type Code string
 // The codes the domain returns. internal/api/kmsapi maps each to its HTTP status.
 const (
 	AlreadyExists                Code = "AlreadyExistsException"
+	Conflict                     Code = "ConflictException"
+	ExpiredImportToken           Code = "ExpiredImportTokenException"
+	IncorrectKeyMaterial         Code = "IncorrectKeyMaterialException"
+	InvalidImportToken           Code = "InvalidImportTokenException"
+	InvalidMac                   Code = "KMSInvalidMacException"
+	InvalidSignature             Code = "KMSInvalidSignatureException"
 	CloudHsmClusterInUse         Code = "CloudHsmClusterInUseException"
 	CloudHsmClusterInvalidConfig Code = "CloudHsmClusterInvalidConfigurationException"
 	CloudHsmClusterNotActive     Code = "CloudHsmClusterNotActiveException"
@@ -74,6 +82,10 @@ func errorf(code Code, format string, args ...any) *Error {
 }
 
 func internal(op string, cause error) *Error {
+	if errors.Is(cause, store.ErrUnavailable) {
+		// The database is unreachable or too slow: the caller may retry.
+		return &Error{Code: DependencyTimeout, Message: "The service could not reach its database in time. The request can be retried.", Cause: fmt.Errorf("%s: %w", op, cause)}
+	}
 	return &Error{Code: Internal, Message: "An internal error occurred. The request can be retried.", Cause: fmt.Errorf("%s: %w", op, cause)}
 }
 

@@ -142,6 +142,7 @@ func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
+	e := s.epoch.Load()
 	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: account, KeyID: keyID})
 	if err != nil {
 		return nil, err
@@ -149,27 +150,18 @@ func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([
 	if gs == nil {
 		gs = []store.Grant{}
 	}
-	s.grants.set(ck, gs)
+	if s.epoch.Load() == e {
+		s.grants.set(ck, gs)
+	}
 	return gs, nil
 }
 
-type grantTokensKey struct{}
-
-// WithGrantTokens records the GrantTokens of a request; the domain checks
-// them before authorizing (a malformed or forged one is
-// InvalidGrantTokenException). keyhold's grants take effect at once, so a
-// valid token adds nothing to what the grant itself allows.
-func WithGrantTokens(ctx context.Context, tokens []string) context.Context {
-	if len(tokens) == 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, grantTokensKey{}, tokens)
-}
-
-// checkGrantTokens validates the grant tokens recorded in ctx.
-func (s *Service) checkGrantTokens(ctx context.Context) error {
-	tokens, _ := ctx.Value(grantTokensKey{}).([]string)
-	for _, t := range tokens {
+// checkGrantTokens validates a request's GrantTokens before it is
+// authorized (a malformed or forged one is InvalidGrantTokenException).
+// keyhold's grants take effect at once, so a valid token adds nothing to
+// what the grant itself allows.
+func (s *Service) checkGrantTokens(c Request) error {
+	for _, t := range c.GrantTokens {
 		if _, _, _, err := s.parseGrantToken(t); err != nil {
 			return err
 		}
@@ -258,8 +250,6 @@ type grantRequest struct {
 	equals, subset map[string]string
 }
 
-type grantRequestKey struct{}
-
 func normalizeConstraints(c *GrantConstraints) (equals, subset map[string]string) {
 	if c == nil {
 		return nil, nil
@@ -276,7 +266,7 @@ func normalizeConstraints(c *GrantConstraints) (equals, subset map[string]string
 // CreateGrant adds a grant to a key (key id or ARN; another account's key
 // by ARN). A Name makes retries idempotent: the same Name and parameters on
 // the same key return the existing grant id with a new token.
-func (s *Service) CreateGrant(ctx context.Context, c Caller, in CreateGrantInput) (CreateGrantOutput, error) {
+func (s *Service) CreateGrant(ctx context.Context, c Request, in CreateGrantInput) (CreateGrantOutput, error) {
 	if err := checkGrantPrincipal("granteePrincipal", in.GranteePrincipal); err != nil {
 		return CreateGrantOutput{}, err
 	}
@@ -302,7 +292,9 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in CreateGrantInput
 		return CreateGrantOutput{}, err
 	}
 	req := &grantRequest{ops: ops, equals: equals, subset: subset}
-	k, err := s.resolveKey(context.WithValue(ctx, grantRequestKey{}, req), c, in.KeyID, resolveOpts{crossAccount: true, ctx: func(pc policy.Context) {
+	gc := c
+	gc.grant = req
+	k, err := s.resolveKey(ctx, gc, in.KeyID, resolveOpts{crossAccount: true, ctx: func(pc policy.Context) {
 		pc.Set(policy.KeyGrantOperations, ops...)
 		var types []string
 		if equals != nil {
@@ -433,7 +425,7 @@ type ListGrantsInput struct {
 
 // ListGrants lists a key's grants, optionally only one grant id or one
 // grantee, by grant id.
-func (s *Service) ListGrants(ctx context.Context, c Caller, in ListGrantsInput) ([]GrantEntry, Page, error) {
+func (s *Service) ListGrants(ctx context.Context, c Request, in ListGrantsInput) ([]GrantEntry, Page, error) {
 	after, err := decodeMarker(in.Marker)
 	if err != nil {
 		return nil, Page{}, err
@@ -460,7 +452,7 @@ func (s *Service) ListGrants(ctx context.Context, c Caller, in ListGrantsInput) 
 // ListRetirableGrants lists the grants, on keys of any account, whose
 // retiring principal is principal, a principal of the caller's account.
 // Identity policies alone decide it.
-func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, principal string, limit int, marker string) ([]GrantEntry, Page, error) {
+func (s *Service) ListRetirableGrants(ctx context.Context, c Request, principal string, limit int, marker string) ([]GrantEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
 		return nil, Page{}, err
@@ -498,7 +490,7 @@ type RetireGrantInput struct {
 // grantee when the grant includes RetireGrant, or the account that created
 // it (a principal of that account whose identity policies allow
 // kms:RetireGrant). Key policies play no part, as in AWS.
-func (s *Service) RetireGrant(ctx context.Context, c Caller, in RetireGrantInput) error {
+func (s *Service) RetireGrant(ctx context.Context, c Request, in RetireGrantInput) error {
 	var account, keyID, grantID string
 	switch {
 	case in.GrantToken != "":
@@ -535,7 +527,7 @@ func (s *Service) RetireGrant(ctx context.Context, c Caller, in RetireGrantInput
 	return s.deleteGrant(ctx, g)
 }
 
-func (s *Service) mayRetire(ctx context.Context, c Caller, g store.Grant) bool {
+func (s *Service) mayRetire(ctx context.Context, c Request, g store.Grant) bool {
 	if g.RetiringPrincipal != "" && principalIs(g.RetiringPrincipal, c) {
 		return true
 	}
@@ -548,7 +540,7 @@ func (s *Service) mayRetire(ctx context.Context, c Caller, g store.Grant) bool {
 }
 
 // RevokeGrant deletes a grant; kms:RevokeGrant on the key decides.
-func (s *Service) RevokeGrant(ctx context.Context, c Caller, keyID, grantID string, dry bool) error {
+func (s *Service) RevokeGrant(ctx context.Context, c Request, keyID, grantID string, dry bool) error {
 	if err := checkGrantID(grantID); err != nil {
 		return err
 	}
@@ -588,14 +580,14 @@ func (s *Service) deleteGrant(ctx context.Context, g store.Grant) error {
 
 // principalIs reports whether a grant's principal names the caller: its
 // ARN, or for an assumed-role session the session or its role.
-func principalIs(p string, c Caller) bool {
+func principalIs(p string, c Request) bool {
 	return p == c.ARN || (c.RoleARN != "" && p == c.RoleARN)
 }
 
 // grantAllowsAction is grantAllows' decision over a key's grants: a grant
 // naming the caller as grantee, listing the operation, whose constraints
 // the request's encryption context meets.
-func (s *Service) grantAllowsAction(ctx context.Context, gs []store.Grant, c Caller, action string, pc policy.Context) bool {
+func (s *Service) grantAllowsAction(ctx context.Context, gs []store.Grant, c Request, action string, pc policy.Context) bool {
 	op, ok := strings.CutPrefix(action, "kms:")
 	if !ok {
 		return false
@@ -614,7 +606,7 @@ func (s *Service) grantAllowsAction(ctx context.Context, gs []store.Grant, c Cal
 				continue
 			}
 		}
-		if op == "CreateGrant" && !withinGrant(ctx, g) {
+		if op == "CreateGrant" && !withinGrant(c, g) {
 			continue
 		}
 		return true
@@ -664,11 +656,11 @@ func constraintsHold(equals, subset, ec map[string]string) bool {
 	return subset == nil || containsPairs(ec, subset)
 }
 
-// withinGrant reports whether the grant being created (recorded in ctx by
-// CreateGrant) stays within parent: no operation parent lacks, and an
+// withinGrant reports whether the grant being created (CreateGrant's
+// request, in c) stays within parent: no operation parent lacks, and an
 // encryption context constraint at least as strict as parent's.
-func withinGrant(ctx context.Context, parent *store.Grant) bool {
-	req, _ := ctx.Value(grantRequestKey{}).(*grantRequest)
+func withinGrant(c Request, parent *store.Grant) bool {
+	req := c.grant
 	if req == nil {
 		return false
 	}

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/policy"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
@@ -18,7 +20,7 @@ import (
 func TestGrantsGoWithTheirKey(t *testing.T) {
 	s, clk, st := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}}
 	retirer := "arn:aws:iam::111122223333:user/r"
 	doomed, _ := s.CreateKey(ctx, c, CreateKeyInput{})
 	kept, _ := s.CreateKey(ctx, c, CreateKeyInput{})
@@ -79,11 +81,10 @@ func TestGrantTokens(t *testing.T) {
 			t.Errorf("%s: %v, want InvalidGrantTokenException", name, err)
 		}
 	}
-	ctx := WithGrantTokens(context.Background(), []string{t1, "bad"})
-	if err := s.checkGrantTokens(ctx); code(err) != InvalidGrantToken {
+	if err := s.checkGrantTokens(Request{GrantTokens: []string{t1, "bad"}}); code(err) != InvalidGrantToken {
 		t.Fatalf("one bad token among good ones: %v", err)
 	}
-	if err := s.checkGrantTokens(WithGrantTokens(context.Background(), []string{t1, t2})); err != nil {
+	if err := s.checkGrantTokens(Request{GrantTokens: []string{t1, t2}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -118,8 +119,8 @@ func TestConstraintsHold(t *testing.T) {
 
 func TestGrantAllowsAction(t *testing.T) {
 	s, _, _ := newService(t)
-	user := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/u"}
-	sess := Caller{AccountID: "111122223333", ARN: "arn:aws:sts::111122223333:assumed-role/r/s", RoleARN: "arn:aws:iam::111122223333:role/r"}
+	user := Request{Principal: principal.Principal{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/u"}}
+	sess := Request{Principal: principal.Principal{AccountID: "111122223333", ARN: "arn:aws:sts::111122223333:assumed-role/r/s", RoleARN: "arn:aws:iam::111122223333:role/r"}}
 	gs := []store.Grant{
 		{GranteePrincipal: user.ARN, Operations: []string{"Encrypt", "DescribeKey"}, EncryptionContextSubset: map[string]string{"t": "a"}},
 		{GranteePrincipal: sess.RoleARN, Operations: []string{"Decrypt"}},
@@ -129,7 +130,7 @@ func TestGrantAllowsAction(t *testing.T) {
 	ecB := policy.NewContext().SetEncryptionContext(map[string]string{"t": "b"})
 	for _, c := range []struct {
 		name   string
-		caller Caller
+		caller Request
 		action string
 		pc     policy.Context
 		want   bool
@@ -171,13 +172,12 @@ func TestWithinGrant(t *testing.T) {
 		{"equals parent, subset child", eqParent, grantRequest{ops: []string{"Encrypt"}, subset: map[string]string{"t": "a"}}, false},
 		{"unconstrained parent", &store.Grant{Operations: []string{"Encrypt", "CreateGrant"}}, grantRequest{ops: []string{"Encrypt", "CreateGrant"}}, true},
 	} {
-		ctx := context.WithValue(context.Background(), grantRequestKey{}, &c.req)
-		if got := withinGrant(ctx, c.parent); got != c.want {
+		if got := withinGrant(Request{grant: &c.req}, c.parent); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	if withinGrant(context.Background(), parent) {
-		t.Error("no grant request in the context: allowed")
+	if withinGrant(Request{}, parent) {
+		t.Error("no grant request: allowed")
 	}
 }
 
@@ -194,14 +194,14 @@ func BenchmarkGrantAllowsNoGrants(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	s.authz.skip = true
 	defer s.Close()
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/u"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/u"}}
 	m, err := s.CreateKey(ctx, c, CreateKeyInput{})
 	if err != nil {
 		b.Fatal(err)

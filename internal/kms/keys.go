@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/keyspec"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -20,6 +21,7 @@ const (
 	StateDisabled        = "Disabled"
 	StatePendingDeletion = "PendingDeletion"
 	StateUnavailable     = "Unavailable"
+	StatePendingImport   = "PendingImport"
 
 	UsageEncryptDecrypt = "ENCRYPT_DECRYPT"
 	SpecSymmetric       = "SYMMETRIC_DEFAULT"
@@ -50,6 +52,12 @@ type KeyMetadata struct {
 	PendingDeletionWindowInDays int
 	XksKeyID                    string
 	CurrentKeyMaterialID        string
+	KeyManager                  string
+	// Algorithm lists for the key's spec and usage.
+	EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms, MacAlgorithms []string
+	// Imported material (Origin EXTERNAL).
+	ExpirationModel string
+	ValidTo         time.Time
 }
 
 // CreateKeyInput holds CreateKey's parameters (already type-checked).
@@ -83,7 +91,7 @@ func DefaultPolicy(account string) string { return policy.DefaultKeyPolicy(accou
 
 // CreateKey creates a key. For keys in custom key stores see
 // customKeyStores.createKey.
-func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (KeyMetadata, error) {
+func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (KeyMetadata, error) {
 	if in.KeyUsage == "" {
 		in.KeyUsage = UsageEncryptDecrypt
 	}
@@ -99,14 +107,20 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	if in.Origin == "" {
 		in.Origin = OriginAWSKMS
 	}
-	if in.KeySpec != SpecSymmetric {
-		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported by keyhold yet; only SYMMETRIC_DEFAULT keys can be created.", in.KeySpec)
+	info, ok := keyspec.Lookup(in.KeySpec)
+	if !ok {
+		// SM2 is the one model key spec left: AWS offers it only in its
+		// China Regions, and keyhold serves the commercial partition.
+		return KeyMetadata{}, errorf(Validation, "KeySpec %s is not supported in this Region.", in.KeySpec)
 	}
-	if in.KeyUsage != UsageEncryptDecrypt {
+	if !info.AllowsUsage(in.KeyUsage) {
 		return KeyMetadata{}, errorf(Validation, "KeyUsage %s is not compatible with KeySpec %s.", in.KeyUsage, in.KeySpec)
 	}
 	if in.MultiRegion {
 		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported by keyhold yet.")
+	}
+	if (in.Origin == OriginCloudHSM || in.Origin == OriginXKS) && in.KeySpec != SpecSymmetric {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported for KMS keys in a custom key store. Custom key stores support only SYMMETRIC_DEFAULT keys.", in.KeySpec)
 	}
 	if in.XksKeyID != "" && in.Origin != OriginXKS {
 		return KeyMetadata{}, errorf(Validation, "XksKeyId can be specified only when Origin is EXTERNAL_KEY_STORE.")
@@ -121,12 +135,17 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 			return KeyMetadata{}, errorf(Validation, "A CustomKeyStoreId is required when Origin is %s.", in.Origin)
 		}
 	case OriginExternal:
-		return KeyMetadata{}, errorf(UnsupportedOperation, "Origin EXTERNAL (imported key material) is not supported by keyhold yet.")
+		if in.CustomKeyStoreID != "" {
+			return KeyMetadata{}, errorf(UnsupportedOperation, "To create a KMS key in a custom key store, set Origin to AWS_CLOUDHSM or EXTERNAL_KEY_STORE.")
+		}
 	default:
 		return KeyMetadata{}, errorf(Validation, "Unknown Origin %s.", in.Origin)
 	}
 	if err := validateTags(in.Tags); err != nil {
 		return KeyMetadata{}, err
+	}
+	if len(in.Tags) > maxTags {
+		return KeyMetadata{}, errorf(Tag, "A key can have at most %d tags.", maxTags)
 	}
 	if err := s.authorize(ctx, c, nil, func(pc policy.Context) {
 		pc.Set(policy.KeyKeySpec, in.KeySpec)
@@ -157,10 +176,13 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in CreateKeyInput) (K
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewMaterial(id)
+		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(id, in.KeySpec)
 		if err != nil {
 			return KeyMetadata{}, internal("CreateKey", err)
 		}
+		k.Materials = []store.KeyMaterial{{ID: k.BackingKeyID, Sealed: k.SealedMaterial, Created: k.CreationDate}}
+	case OriginExternal:
+		k.State = StatePendingImport
 	default:
 		if err := s.cks.prepareKey(ctx, c, &k, in); err != nil {
 			return KeyMetadata{}, err
@@ -189,10 +211,21 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 	}
 	if k.State == StatePendingDeletion {
 		m.DeletionDate = k.DeletionDate
-		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
-	if k.Origin == OriginAWSKMS && len(k.BackingKeyID) > 0 {
+	if (k.Origin == OriginAWSKMS || k.Origin == OriginExternal) && len(k.BackingKeyID) > 0 {
 		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
+	}
+	m.KeyManager = k.KeyManager
+	if m.KeyManager == "" {
+		m.KeyManager = KeyManagerCustomer
+	}
+	if info, ok := keyspec.Lookup(k.KeySpec); ok {
+		m.SigningAlgorithms, m.EncryptionAlgorithms, m.KeyAgreementAlgorithms, m.MacAlgorithms = info.Algorithms(k.KeyUsage)
+	}
+	if k.Origin == OriginExternal {
+		if cur := currentMaterial(k); cur != nil && len(cur.Sealed) > 0 {
+			m.ExpirationModel, m.ValidTo = cur.ExpirationModel, cur.ValidTo
+		}
 	}
 	return m
 }
@@ -205,7 +238,7 @@ func (s *Service) effectiveState(k store.Key) string {
 }
 
 // DescribeKey reports a key in any state; aliases are accepted.
-func (s *Service) DescribeKey(ctx context.Context, c Caller, keyID string) (KeyMetadata, error) {
+func (s *Service) DescribeKey(ctx context.Context, c Request, keyID string) (KeyMetadata, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{allowAlias: true, crossAccount: true})
 	if err != nil {
 		return KeyMetadata{}, err
@@ -249,7 +282,7 @@ func pageLimit(limit int) int {
 }
 
 // ListKeys lists the caller's keys by id.
-func (s *Service) ListKeys(ctx context.Context, c Caller, limit int, marker string) ([]KeyListEntry, Page, error) {
+func (s *Service) ListKeys(ctx context.Context, c Request, limit int, marker string) ([]KeyListEntry, Page, error) {
 	after, err := decodeMarker(marker)
 	if err != nil {
 		return nil, Page{}, err
@@ -279,17 +312,20 @@ func (s *Service) pendingDeletion(k store.Key) error {
 }
 
 // EnableKey sets a key's state to Enabled.
-func (s *Service) EnableKey(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) EnableKey(ctx context.Context, c Request, keyID string) error {
 	return s.setEnabled(ctx, c, keyID, StateEnabled)
 }
 
 // DisableKey sets a key's state to Disabled.
-func (s *Service) DisableKey(ctx context.Context, c Caller, keyID string) error {
+func (s *Service) DisableKey(ctx context.Context, c Request, keyID string) error {
 	return s.setEnabled(ctx, c, keyID, StateDisabled)
 }
 
-func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
+func (s *Service) setEnabled(ctx context.Context, c Request, keyID, state string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
+		if k.State == StatePendingImport {
+			return errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+		}
 		k.State = state
 		return nil
 	})
@@ -298,7 +334,7 @@ func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string)
 // changeLiveKey resolves and authorizes a key, then applies fn to it unless
 // the key is pending deletion (KMSInvalidStateException, as AWS answers
 // every management call on such a key but cancellation).
-func (s *Service) changeLiveKey(ctx context.Context, c Caller, keyID string, o resolveOpts, fn func(k *store.Key) error) error {
+func (s *Service) changeLiveKey(ctx context.Context, c Request, keyID string, o resolveOpts, fn func(k *store.Key) error) error {
 	k, err := s.resolveKey(ctx, c, keyID, o)
 	if err != nil {
 		return err
@@ -314,7 +350,7 @@ func (s *Service) changeLiveKey(ctx context.Context, c Caller, keyID string, o r
 
 // ScheduleKeyDeletion puts a key in PendingDeletion for 7-30 days (30 by
 // default). The deletion job removes it when due.
-func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, keyID string, days int) (store.Key, error) {
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Request, keyID string, days int) (store.Key, error) {
 	if days == 0 {
 		days = 30
 	}
@@ -342,7 +378,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, keyID strin
 func (s *Service) KeyARN(account, id string) string { return s.keyARN(account, id) }
 
 // CancelKeyDeletion returns a PendingDeletion key to Disabled, as AWS does.
-func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string) (string, error) {
+func (s *Service) CancelKeyDeletion(ctx context.Context, c Request, keyID string) (string, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return "", err
@@ -352,6 +388,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string)
 			return errorf(InvalidState, "%s is not pending deletion.", s.keyARN(k.AccountID, k.ID))
 		}
 		k.State = StateDisabled
+		if k.Origin == OriginExternal && len(k.SealedMaterial) == 0 {
+			k.State = StatePendingImport
+		}
 		k.DeletionDate = time.Time{}
 		k.PendingWindowInDays = 0
 		return nil
@@ -363,7 +402,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, keyID string)
 }
 
 // UpdateKeyDescription replaces a key's description.
-func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, desc string) error {
+func (s *Service) UpdateKeyDescription(ctx context.Context, c Request, keyID, desc string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
 		k.Description = desc
 		return nil
@@ -374,7 +413,7 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, keyID, des
 // it still lets the caller change it later (the lockout safety check): the
 // new policy must allow this caller, with its identity policies and this
 // request's context, to call PutKeyPolicy on the key.
-func (s *Service) checkKeyPolicy(ctx context.Context, c Caller, text string, bypass bool, keyAccount, keyARN string) error {
+func (s *Service) checkKeyPolicy(ctx context.Context, c Request, text string, bypass bool, keyAccount, keyARN string) error {
 	doc, err := policy.Parse(text, policy.KeyPolicy)
 	if err != nil {
 		return errorf(MalformedPolicyDocument, "%v", err)
@@ -406,7 +445,7 @@ func setRequestTags(pc policy.Context, tags []store.Tag) {
 }
 
 // GetKeyPolicy returns the key's policy; the only policy name is "default".
-func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string) (string, error) {
+func (s *Service) GetKeyPolicy(ctx context.Context, c Request, keyID, name string) (string, error) {
 	if name != "" && name != DefaultPolicyKey {
 		return "", errorf(NotFound, "No such policy exists: %s", name)
 	}
@@ -418,7 +457,7 @@ func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, keyID, name string
 }
 
 // PutKeyPolicy replaces the key's policy.
-func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text string, bypass bool) error {
+func (s *Service) PutKeyPolicy(ctx context.Context, c Request, keyID, name, text string, bypass bool) error {
 	if name != "" && name != DefaultPolicyKey {
 		return errorf(NotFound, "No such policy exists: %s", name)
 	}
@@ -440,7 +479,7 @@ func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, keyID, name, text 
 }
 
 // ListKeyPolicies lists policy names: always ["default"].
-func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, keyID string) ([]string, error) {
+func (s *Service) ListKeyPolicies(ctx context.Context, c Request, keyID string) ([]string, error) {
 	if _, err := s.resolveKey(ctx, c, keyID, resolveOpts{}); err != nil {
 		return nil, err
 	}
@@ -450,7 +489,7 @@ func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, keyID string) (
 func validateTags(tags []store.Tag) error {
 	seen := map[string]bool{}
 	for _, t := range tags {
-		if strings.HasPrefix(t.Key, "aws:") {
+		if strings.HasPrefix(strings.ToLower(t.Key), "aws:") {
 			return errorf(Tag, "Tag keys beginning with 'aws:' are reserved for AWS use: %s", t.Key)
 		}
 		if seen[t.Key] {
@@ -472,7 +511,7 @@ func copyTags(tags []store.Tag) []store.Tag {
 const maxTags = 50
 
 // TagResource adds or replaces tags.
-func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags []store.Tag) error {
+func (s *Service) TagResource(ctx context.Context, c Request, keyID string, tags []store.Tag) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
@@ -498,7 +537,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, keyID string, tags 
 }
 
 // UntagResource removes tags by key.
-func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tagKeys []string) error {
+func (s *Service) UntagResource(ctx context.Context, c Request, keyID string, tagKeys []string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{ctx: func(pc policy.Context) { pc.Set(policy.KeyTagKeys, tagKeys...) }}, func(k *store.Key) error {
 		drop := map[string]bool{}
 		for _, t := range tagKeys {
@@ -516,7 +555,7 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, keyID string, tag
 }
 
 // ListResourceTags lists a key's tags, sorted as stored, with paging.
-func (s *Service) ListResourceTags(ctx context.Context, c Caller, keyID string, limit int, marker string) ([]store.Tag, Page, error) {
+func (s *Service) ListResourceTags(ctx context.Context, c Request, keyID string, limit int, marker string) ([]store.Tag, Page, error) {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return nil, Page{}, err

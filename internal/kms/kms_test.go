@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/keystore/soft"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlite"
@@ -40,7 +42,7 @@ func newService(t *testing.T) (*Service, *clock, store.Store) {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func newService(t *testing.T) (*Service, *clock, store.Store) {
 	return s, clk, st
 }
 
-func noPolicies(context.Context, Caller) ([]string, error) { return nil, nil }
+func noPolicies(context.Context, Request) ([]string, error) { return nil, nil }
 
 func TestNewRefusesWithoutPolicySource(t *testing.T) {
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
@@ -75,14 +77,14 @@ func TestAuthorizationDeniesWithoutAPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies})
+	s, err := New(Config{Region: "us-east-1", Store: st, Root: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), IdentityPolicies: noPolicies, Default: soft.New(root)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	// A user with no identity policy may not create keys.
-	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}
-	_, err = s.CreateKey(WithAction(context.Background(), "kms:CreateKey"), c, CreateKeyInput{})
+	c := NewRequest(principal.Principal{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}, "CreateKey")
+	_, err = s.CreateKey(context.Background(), c, CreateKeyInput{})
 	if code(err) != AccessDenied {
 		t.Fatalf("CreateKey without any policy: %v, want AccessDeniedException", err)
 	}
@@ -98,7 +100,7 @@ func code(err error) Code {
 func TestDeletionJobDeletesOnlyDueKeys(t *testing.T) {
 	s, clk, st := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	doomed, err := s.CreateKey(ctx, c, CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +147,7 @@ func TestDeletionJobDeletesOnlyDueKeys(t *testing.T) {
 func TestConcurrentUpdatesAreNotLost(t *testing.T) {
 	s, _, _ := newService(t)
 	ctx := context.Background()
-	c := Caller{AccountID: "111122223333"}
+	c := Request{Principal: principal.Principal{AccountID: "111122223333"}}
 	k, _ := s.CreateKey(ctx, c, CreateKeyInput{})
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {

@@ -3,38 +3,65 @@
 // rules AWS KMS documents. It decides; internal/api/kmsapi translates the
 // wire protocol to these calls and back.
 //
-// It never imports net/http or wire structs, never returns key material it
-// does not mean to return (data keys), and never puts a secret in an error.
+// Key stores are drivers behind internal/keystore's interfaces, picked by
+// store type; the domain keeps the connection state machine and the rules
+// of the seeds that are not a driver's (names, quotas, key states,
+// authorization). Every method takes one explicit Request; nothing about a
+// request travels in context values.
+//
+// It never imports net/http, wire structs or a key store driver, never
+// returns key material it does not mean to return (data keys), and never
+// puts a secret in an error.
 package kms
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
-	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/policy"
+	"github.com/keyhold/keyhold/internal/principal"
 	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
-// Caller is the authenticated principal making a request.
-type Caller struct {
-	AccountID string
-	ARN       string
-	RequestID string
-	// RoleARN is the role of an assumed-role session.
-	RoleARN         string
+// Request is one domain call's explicit facts: who calls (the one
+// principal type), which operation and policy action it is, its grant
+// tokens and request id, and the transport facts conditions may test.
+// Every domain method takes it; nothing about a request travels in
+// context values.
+type Request struct {
+	principal.Principal
+	RequestID       string
 	SourceIP        string
 	SecureTransport bool
+	// Operation is the KMS operation (Encrypt, GenerateDataKey, ...): XKS
+	// proxies receive it as requestMetadata.kmsOperation.
+	Operation string
+	// Action is the policy action the operation table registered
+	// (kms:Encrypt); authorization decides it and nothing else.
+	Action string
+	// GrantTokens are the request's GrantTokens.
+	GrantTokens []string
+
+	// grant is CreateGrant's own request, for the grant-constraint
+	// condition keys (grants.go).
+	grant *grantRequest
+}
+
+// NewRequest builds a Request for p with the policy action of operation op (as
+// the operation table declares it).
+func NewRequest(p principal.Principal, op string) Request {
+	acts := Actions(op)
+	return Request{Principal: p, Operation: op, Action: acts[0]}
 }
 
 var errNoAction = errors.New("operation has no policy action")
@@ -46,8 +73,12 @@ type Config struct {
 	Root   *rootkey.Key
 	Now    func() time.Time // nil = time.Now
 	Logger *slog.Logger
-	// XKS configures how keyhold reaches external key store proxies.
-	XKS XKSOptions
+	// Default is the default key store's driver (keyhold-held material);
+	// required.
+	Default keystore.Default
+	// Drivers are the custom key store drivers, one per type; a type
+	// without one answers UnsupportedOperationException.
+	Drivers []keystore.Driver
 	// IdentityPolicies is where the caller's identity policies come from.
 	// It is required: a Service without a policy source refuses to start
 	// (New fails), so a composition root that forgets it cannot serve
@@ -83,12 +114,8 @@ func (c CacheSizes) withDefaults() CacheSizes {
 // ErrNoPolicySource is New's error when Config.IdentityPolicies is nil.
 var ErrNoPolicySource = errors.New("kms.New: no identity policy source (Config.IdentityPolicies); refusing to run with authorization off")
 
-// XKSOptions configures the KMS side of external key stores.
-type XKSOptions struct {
-	// RootCAs are the CAs trusted for proxies' TLS certificates, in addition
-	// to the system pool; verification is never skipped.
-	RootCAs *x509.CertPool
-}
+// ErrNoDefaultStore is New's error when Config.Default is nil.
+var ErrNoDefaultStore = errors.New("kms.New: no default key store driver (Config.Default)")
 
 // Service is the KMS domain. Safe for concurrent use.
 type Service struct {
@@ -97,16 +124,21 @@ type Service struct {
 	root     *rootkey.Key
 	now      func() time.Time
 	log      *slog.Logger
-	soft     *soft.Backend
+	soft     keystore.Default
 	backends map[blob.Kind]keystore.Backend
 
 	mu      sync.RWMutex
 	keys    *lru.Cache[string, store.Key] // account/id -> key, a write-through cache
 	aliases *lru.Cache[string, string]    // account/alias name -> key id
 	grants  grantCache                    // account/id -> the key's grants (grants.go)
+	// epoch bumps (under mu) on every invalidation from another replica; a
+	// cache fill that read the store in an older epoch is not installed
+	// (replicas.go).
+	epoch atomic.Uint64
 
 	cks   *customKeyStores
 	authz authz
+	usage usageTracker
 
 	// bg outlives requests (asynchronous connects); Close cancels it.
 	bg     context.Context
@@ -118,6 +150,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.IdentityPolicies == nil {
 		return nil, ErrNoPolicySource
 	}
+	if cfg.Default == nil {
+		return nil, ErrNoDefaultStore
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -127,24 +162,24 @@ func New(cfg Config) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{region: cfg.Region, st: cfg.Store, root: cfg.Root, now: now, log: log,
-		soft: soft.New(cfg.Root)}
+		soft: cfg.Default}
 	caches := cfg.Caches.withDefaults()
 	s.keys, s.aliases = lru.New[string, store.Key](caches.Keys), lru.New[string, string](caches.Aliases)
 	s.grants.byKey = lru.New[grantKey, []store.Grant](caches.Grants)
-	s.backends = map[blob.Kind]keystore.Backend{blob.KindSoft: s.soft}
+	s.backends = map[blob.Kind]keystore.Backend{cfg.Default.Kind(): cfg.Default}
+	for _, d := range cfg.Drivers {
+		s.backends[d.Kind()] = d
+	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.usage.started = now().UTC().Truncate(time.Second)
 	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
-	s.cks = newCustomKeyStores(s)
-	s.cks.xks = newXKSDriver(s, cfg.XKS)
+	s.cks = newCustomKeyStores(s, cfg.Drivers)
 	return s, nil
 }
 
 // Region is the service's region.
 func (s *Service) Region() string { return s.region }
-
-// RegisterBackend adds the backend for a custom key store kind.
-func (s *Service) RegisterBackend(b keystore.Backend) { s.backends[b.Kind()] = b }
 
 func (s *Service) keyARN(account, id string) string {
 	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id
@@ -162,11 +197,16 @@ func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, er
 	if k, ok := s.keys.Get(ck); ok {
 		return k, nil
 	}
+	e := s.epoch.Load()
 	k, err := s.st.GetKey(ctx, account, id)
 	if err != nil {
 		return k, err
 	}
-	s.keys.Put(ck, k)
+	s.mu.Lock()
+	if s.epoch.Load() == e {
+		s.keys.Put(ck, k)
+	}
+	s.mu.Unlock()
 	return k, nil
 }
 
@@ -242,7 +282,7 @@ type resolveOpts struct {
 // current operation on it. Key ids, key ARNs and (where allowed) alias names
 // and alias ARNs are accepted; another account's key only by ARN and only
 // where AWS allows cross-account use.
-func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, error) {
+func (s *Service) resolveKey(ctx context.Context, c Request, keyID string, o resolveOpts) (store.Key, error) {
 	k, alias, err := s.findKey(ctx, c, keyID, o)
 	if err != nil {
 		return k, err
@@ -265,7 +305,7 @@ func (s *Service) resolveKey(ctx context.Context, c Caller, keyID string, o reso
 	return k, nil
 }
 
-func (s *Service) findKey(ctx context.Context, c Caller, keyID string, o resolveOpts) (store.Key, string, error) {
+func (s *Service) findKey(ctx context.Context, c Request, keyID string, o resolveOpts) (store.Key, string, error) {
 	account := c.AccountID
 	id := keyID
 	if strings.HasPrefix(keyID, "arn:") {
@@ -311,6 +351,7 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 		ak := account + "/" + name
 		id, ok := s.aliases.Get(ak)
 		if !ok {
+			e := s.epoch.Load()
 			a, err := s.st.GetAlias(ctx, account, name)
 			if errors.Is(err, store.ErrNotFound) {
 				return store.Key{}, errorf(NotFound, "Alias %s is not found.", s.aliasARN(account, name))
@@ -319,7 +360,11 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 				return store.Key{}, internal("resolveAlias", err)
 			}
 			id = a.KeyID
-			s.aliases.Put(ak, id)
+			s.mu.Lock()
+			if s.epoch.Load() == e {
+				s.aliases.Put(ak, id)
+			}
+			s.mu.Unlock()
 		}
 		k, err := s.getKey(ctx, account, id)
 		if err != nil {

@@ -104,9 +104,54 @@ type Key struct {
 	// ciphertext so that a later rotation can keep old material.
 	BackingKeyID   []byte
 	SealedMaterial []byte
+	// Materials lists every key material the key has had, oldest first,
+	// the current one (BackingKeyID) included; rotation appends, and a
+	// ciphertext is decrypted with the material it names.
+	Materials []KeyMaterial
+	// Rotation is the automatic and on-demand rotation schedule.
+	Rotation Rotation
+	// Import holds the wrapping key of the last GetParametersForImport
+	// (sealed) for keys with Origin EXTERNAL.
+	Import *ImportParameters
+	// KeyManager is CUSTOMER or AWS (alias/aws/<service> keys).
+	KeyManager string
 	// Version increases on every update; UpdateKey fails with ErrConflict
 	// when the stored version is not the one read.
 	Version int64
+}
+
+// KeyMaterial is one generation of a key's material.
+type KeyMaterial struct {
+	ID           []byte    `json:"i"`
+	Sealed       []byte    `json:"m,omitempty"`
+	Created      time.Time `json:"c"`
+	RotationType string    `json:"r,omitempty"` // AUTOMATIC | ON_DEMAND; empty for the first
+	// Imported material: EXPIRES or not, until when, a caller's label;
+	// Sealed is empty while the material is deleted or expired.
+	ExpirationModel string    `json:"e,omitempty"`
+	ValidTo         time.Time `json:"v,omitempty"`
+	Description     string    `json:"d,omitempty"`
+	// Digest identifies imported material (SHA-256 under a per-key salt) so
+	// re-import can tell the same material from different material.
+	Digest []byte `json:"h,omitempty"`
+}
+
+// Rotation is a key's rotation schedule.
+type Rotation struct {
+	Enabled       bool      `json:"e,omitempty"`
+	PeriodDays    int       `json:"p,omitempty"`
+	Next          time.Time `json:"n,omitempty"`
+	OnDemandStart time.Time `json:"o,omitempty"`
+	OnDemandCount int       `json:"c,omitempty"`
+}
+
+// ImportParameters is one import token's state.
+type ImportParameters struct {
+	TokenID      []byte    `json:"t"`
+	WrappingSpec string    `json:"s"`
+	Algorithm    string    `json:"a"`
+	SealedKey    []byte    `json:"k"`
+	ValidTo      time.Time `json:"v"`
 }
 
 // Alias maps an alias name (alias/...) to a key.
@@ -245,6 +290,9 @@ type Store interface {
 	// KeysDueForDeletion returns keys in PendingDeletion whose DeletionDate
 	// is at or before t, in every account.
 	KeysDueForDeletion(ctx context.Context, t time.Time) ([]Key, error)
+	// KeysDueForRotation returns keys whose automatic rotation is enabled
+	// and due at t, and EXTERNAL keys whose imported material expires by t.
+	KeysDueForRotation(ctx context.Context, t time.Time) ([]Key, error)
 	// CountKeysInStore counts keys in a custom key store.
 	CountKeysInStore(ctx context.Context, accountID, customKeyStoreID string) (int, error)
 	// KeyByXksKeyID finds the key of a store that uses an external key id.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/hsm"
+	"github.com/keyhold/keyhold/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +51,13 @@ func TestOperations(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/softhsm/libsofthsm2.so"); err != nil {
 		t.Skip("SoftHSM2 not installed (apt-get install softhsm2); skipping")
 	}
-	m, err := hsm.Open(context.Background(), hsm.Config{Dir: filepath.Join(t.TempDir(), "hsm"), TransitionDelay: 10 * time.Millisecond})
+	dir := t.TempDir()
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "keyhold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	m, err := hsm.Open(context.Background(), hsm.Config{Dir: filepath.Join(dir, "hsm"), Records: db, TransitionDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -451,7 +451,7 @@ func (a *API) assumeRole(ctx context.Context, c *awsjson.Call, f url.Values) (an
 		}
 		dur = time.Duration(n) * time.Second
 	}
-	caller := identity.Principal{AccountID: c.Caller.AccountID, ARN: c.Caller.ARN, RoleARN: c.Caller.RoleARN}
+	caller := c.Caller
 	sc, err := a.admin.AssumeRole(ctx, caller, arn, sn, dur, a.Trust)
 	if err != nil {
 		return nil, err

@@ -27,7 +27,7 @@ type createCustomKeyStoreIn struct {
 
 type createCustomKeyStoreOut struct{ CustomKeyStoreId string }
 
-func (a *API) createCustomKeyStore(ctx context.Context, c kms.Caller, in *createCustomKeyStoreIn) (any, error) {
+func (a *API) createCustomKeyStore(ctx context.Context, c kms.Request, in *createCustomKeyStoreIn) (any, error) {
 	ki := kms.CreateCustomKeyStoreInput{Name: in.CustomKeyStoreName, Type: in.CustomKeyStoreType,
 		CloudHsmClusterID: in.CloudHsmClusterId, TrustAnchorCertificate: in.TrustAnchorCertificate, KeyStorePassword: in.KeyStorePassword,
 		XksProxyUriEndpoint: in.XksProxyUriEndpoint, XksProxyUriPath: in.XksProxyUriPath, XksProxyConnectivity: in.XksProxyConnectivity,
@@ -44,15 +44,15 @@ func (a *API) createCustomKeyStore(ctx context.Context, c kms.Caller, in *create
 
 type customKeyStoreIDIn struct{ CustomKeyStoreId string }
 
-func (a *API) connectCustomKeyStore(ctx context.Context, c kms.Caller, in *customKeyStoreIDIn) (any, error) {
+func (a *API) connectCustomKeyStore(ctx context.Context, c kms.Request, in *customKeyStoreIDIn) (any, error) {
 	return empty{}, a.svc.ConnectCustomKeyStore(ctx, c, in.CustomKeyStoreId)
 }
 
-func (a *API) disconnectCustomKeyStore(ctx context.Context, c kms.Caller, in *customKeyStoreIDIn) (any, error) {
+func (a *API) disconnectCustomKeyStore(ctx context.Context, c kms.Request, in *customKeyStoreIDIn) (any, error) {
 	return empty{}, a.svc.DisconnectCustomKeyStore(ctx, c, in.CustomKeyStoreId)
 }
 
-func (a *API) deleteCustomKeyStore(ctx context.Context, c kms.Caller, in *customKeyStoreIDIn) (any, error) {
+func (a *API) deleteCustomKeyStore(ctx context.Context, c kms.Request, in *customKeyStoreIDIn) (any, error) {
 	return empty{}, a.svc.DeleteCustomKeyStore(ctx, c, in.CustomKeyStoreId)
 }
 
@@ -90,7 +90,7 @@ type describeCustomKeyStoresOut struct {
 	Truncated       bool
 }
 
-func (a *API) describeCustomKeyStores(ctx context.Context, c kms.Caller, in *describeCustomKeyStoresIn) (any, error) {
+func (a *API) describeCustomKeyStores(ctx context.Context, c kms.Request, in *describeCustomKeyStoresIn) (any, error) {
 	stores, p, err := a.svc.DescribeCustomKeyStores(ctx, c, in.CustomKeyStoreId, in.CustomKeyStoreName, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ type updateCustomKeyStoreIn struct {
 	XksProxyConnectivity             *string
 }
 
-func (a *API) updateCustomKeyStore(ctx context.Context, c kms.Caller, in *updateCustomKeyStoreIn) (any, error) {
+func (a *API) updateCustomKeyStore(ctx context.Context, c kms.Request, in *updateCustomKeyStoreIn) (any, error) {
 	ui := kms.UpdateCustomKeyStoreInput{ID: in.CustomKeyStoreId, NewName: in.NewCustomKeyStoreName, KeyStorePassword: in.KeyStorePassword,
 		CloudHsmClusterID: in.CloudHsmClusterId, XksProxyUriEndpoint: in.XksProxyUriEndpoint, XksProxyUriPath: in.XksProxyUriPath,
 		XksProxyConnectivity: in.XksProxyConnectivity, XksProxyVpcEndpointServiceName: in.XksProxyVpcEndpointServiceName,

@@ -39,7 +39,7 @@ type createGrantOut struct {
 	GrantId    string
 }
 
-func (a *API) createGrant(ctx context.Context, c kms.Caller, in *createGrantIn) (any, error) {
+func (a *API) createGrant(ctx context.Context, c kms.Request, in *createGrantIn) (any, error) {
 	var cons *kms.GrantConstraints
 	if in.Constraints != nil {
 		cons = &kms.GrantConstraints{EncryptionContextEquals: in.Constraints.EncryptionContextEquals, EncryptionContextSubset: in.Constraints.EncryptionContextSubset}
@@ -93,7 +93,7 @@ type listGrantsIn struct {
 	GranteePrincipal string
 }
 
-func (a *API) listGrants(ctx context.Context, c kms.Caller, in *listGrantsIn) (any, error) {
+func (a *API) listGrants(ctx context.Context, c kms.Request, in *listGrantsIn) (any, error) {
 	gs, p, err := a.svc.ListGrants(ctx, c, kms.ListGrantsInput{KeyID: in.KeyId, GrantID: in.GrantId,
 		GranteePrincipal: in.GranteePrincipal, Limit: in.Limit, Marker: in.Marker})
 	if err != nil {
@@ -108,7 +108,7 @@ type listRetirableGrantsIn struct {
 	RetiringPrincipal string
 }
 
-func (a *API) listRetirableGrants(ctx context.Context, c kms.Caller, in *listRetirableGrantsIn) (any, error) {
+func (a *API) listRetirableGrants(ctx context.Context, c kms.Request, in *listRetirableGrantsIn) (any, error) {
 	gs, p, err := a.svc.ListRetirableGrants(ctx, c, in.RetiringPrincipal, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ type retireGrantIn struct {
 	DryRun     *bool
 }
 
-func (a *API) retireGrant(ctx context.Context, c kms.Caller, in *retireGrantIn) (any, error) {
+func (a *API) retireGrant(ctx context.Context, c kms.Request, in *retireGrantIn) (any, error) {
 	return empty{}, a.svc.RetireGrant(ctx, c, kms.RetireGrantInput{GrantToken: in.GrantToken, KeyID: in.KeyId,
 		GrantID: in.GrantId, DryRun: isTrue(in.DryRun)})
 }
@@ -134,6 +134,6 @@ type revokeGrantIn struct {
 	DryRun  *bool
 }
 
-func (a *API) revokeGrant(ctx context.Context, c kms.Caller, in *revokeGrantIn) (any, error) {
+func (a *API) revokeGrant(ctx context.Context, c kms.Request, in *revokeGrantIn) (any, error) {
 	return empty{}, a.svc.RevokeGrant(ctx, c, in.KeyId, in.GrantId, isTrue(in.DryRun))
 }

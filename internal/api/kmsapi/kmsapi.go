@@ -59,13 +59,16 @@ func mapError(err error) *awsjson.Error {
 	return &awsjson.Error{Type: string(e.Code), Status: st, Message: e.Message}
 }
 
-func caller(c *awsjson.Call) kms.Caller {
-	return kms.Caller{AccountID: c.Caller.AccountID, ARN: c.Caller.ARN, RequestID: c.RequestID, RoleARN: c.Caller.RoleARN, SourceIP: c.SourceIP, SecureTransport: c.SecureTransport}
+// request is the domain's explicit Request for one call of operation name.
+func request(c *awsjson.Call, name string) kms.Request {
+	r := kms.NewRequest(c.Caller, name)
+	r.RequestID, r.SourceIP, r.SecureTransport = c.RequestID, c.SourceIP, c.SecureTransport
+	return r
 }
 
 // handler adapts a typed function to an operation: decode and validate the
 // input against the model, call, return the output.
-func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context.Context, c kms.Caller, in *In) (Out, error)) func(context.Context, *awsjson.Call) (any, error) {
+func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context.Context, c kms.Request, in *In) (Out, error)) func(context.Context, *awsjson.Call) (any, error) {
 	if !m.HasOperation(name) {
 		panic("kmsapi: operation not in the model: " + name)
 	}
@@ -74,11 +77,11 @@ func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context
 		if err := m.DecodeInput(name, c.Body, &in); err != nil {
 			return nil, err
 		}
-		ctx = kms.WithOperation(ctx, name)
+		r := request(c, name)
 		if g, ok := any(&in).(grantTokened); ok {
-			ctx = kms.WithGrantTokens(ctx, g.grantTokenList())
+			r.GrantTokens = g.grantTokenList()
 		}
-		return fn(ctx, caller(c), &in)
+		return fn(ctx, r, &in)
 	}
 }
 

@@ -17,11 +17,15 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 	}
 	a := &API{svc: svc, model: m}
 	op := func(name string, h func(context.Context, *awsjson.Call) (any, error)) awsjson.Operation {
-		action := "kms:" + name
-		// The domain authorizes the action registered here, nothing else.
-		return awsjson.Operation{Name: name, Action: action, MaxBody: m.MaxInputBytes(name), Handle: func(ctx context.Context, c *awsjson.Call) (any, error) {
-			return h(kms.WithAction(ctx, action), c)
-		}}
+		// The domain authorizes the actions registered here, nothing
+		// else: the handler's Request carries the first, and ReEncrypt's
+		// second is the domain's own (kms.Actions).
+		acts := kms.Actions(name)
+		o := awsjson.Operation{Name: name, Action: acts[0], MaxBody: m.MaxInputBytes(name), Handle: h}
+		if len(acts) > 1 {
+			o.Actions = acts
+		}
+		return o
 	}
 	s := awsjson.NewService("TrentService", "kms", mapError,
 		op("CreateKey", handler(m, "CreateKey", a.createKey)),
@@ -59,6 +63,25 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 		op("DescribeCustomKeyStores", handler(m, "DescribeCustomKeyStores", a.describeCustomKeyStores)),
 		op("UpdateCustomKeyStore", handler(m, "UpdateCustomKeyStore", a.updateCustomKeyStore)),
 		op("DeleteCustomKeyStore", handler(m, "DeleteCustomKeyStore", a.deleteCustomKeyStore)),
+		op("EnableKeyRotation", handler(m, "EnableKeyRotation", a.enableKeyRotation)),
+		op("DisableKeyRotation", handler(m, "DisableKeyRotation", a.disableKeyRotation)),
+		op("GetKeyRotationStatus", handler(m, "GetKeyRotationStatus", a.getKeyRotationStatus)),
+		op("RotateKeyOnDemand", handler(m, "RotateKeyOnDemand", a.rotateKeyOnDemand)),
+		op("ListKeyRotations", handler(m, "ListKeyRotations", a.listKeyRotations)),
+		op("Sign", handler(m, "Sign", a.sign)),
+		op("Verify", handler(m, "Verify", a.verify)),
+		op("GetPublicKey", handler(m, "GetPublicKey", a.getPublicKey)),
+		op("DeriveSharedSecret", handler(m, "DeriveSharedSecret", a.deriveSharedSecret)),
+		op("GenerateMac", handler(m, "GenerateMac", a.generateMac)),
+		op("VerifyMac", handler(m, "VerifyMac", a.verifyMac)),
+		op("GenerateDataKeyPair", handler(m, "GenerateDataKeyPair", a.generateDataKeyPair)),
+		op("GenerateDataKeyPairWithoutPlaintext", handler(m, "GenerateDataKeyPairWithoutPlaintext", a.generateDataKeyPairWithoutPlaintext)),
+		op("GetParametersForImport", handler(m, "GetParametersForImport", a.getParametersForImport)),
+		op("ImportKeyMaterial", handler(m, "ImportKeyMaterial", a.importKeyMaterial)),
+		op("DeleteImportedKeyMaterial", handler(m, "DeleteImportedKeyMaterial", a.deleteImportedKeyMaterial)),
+		op("ReplicateKey", handler(m, "ReplicateKey", a.replicateKey)),
+		op("UpdatePrimaryRegion", handler(m, "UpdatePrimaryRegion", a.updatePrimaryRegion)),
+		op("GetKeyLastUsage", handler(m, "GetKeyLastUsage", a.getKeyLastUsage)),
 	)
 	s.Internal = &awsjson.Error{Type: string(kms.Internal), Status: 500, Message: "An internal error occurred. The request can be retried."}
 	return s, nil
@@ -96,11 +119,15 @@ type keyMetadata struct {
 	Origin                      string
 	CustomKeyStoreId            *string `json:",omitempty"`
 	CloudHsmClusterId           *string `json:",omitempty"`
+	ValidTo                     *epoch  `json:",omitempty"`
 	ExpirationModel             *string `json:",omitempty"`
 	KeyManager                  string
 	CustomerMasterKeySpec       string
 	KeySpec                     string
-	EncryptionAlgorithms        []string
+	EncryptionAlgorithms        []string `json:",omitempty"`
+	SigningAlgorithms           []string `json:",omitempty"`
+	KeyAgreementAlgorithms      []string `json:",omitempty"`
+	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
 	PendingDeletionWindowInDays *int                 `json:",omitempty"`
 	XksKeyConfiguration         *xksKeyConfiguration `json:",omitempty"`
@@ -112,8 +139,10 @@ func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
 		AWSAccountId: m.AccountID, KeyId: m.KeyID, Arn: m.ARN, CreationDate: toEpoch(m.CreationDate),
 		Enabled: m.Enabled, Description: m.Description, KeyUsage: m.KeyUsage, KeyState: m.KeyState,
 		DeletionDate: toEpoch(m.DeletionDate), Origin: m.Origin, CustomKeyStoreId: strp(m.CustomKeyStoreID),
-		CloudHsmClusterId: strp(m.CloudHsmClusterID), KeyManager: "CUSTOMER", CustomerMasterKeySpec: m.KeySpec,
-		KeySpec: m.KeySpec, EncryptionAlgorithms: []string{kms.AlgSymmetric}, CurrentKeyMaterialId: strp(m.CurrentKeyMaterialID),
+		CloudHsmClusterId: strp(m.CloudHsmClusterID), KeyManager: m.KeyManager, CustomerMasterKeySpec: m.KeySpec,
+		KeySpec: m.KeySpec, EncryptionAlgorithms: m.EncryptionAlgorithms, SigningAlgorithms: m.SigningAlgorithms,
+		KeyAgreementAlgorithms: m.KeyAgreementAlgorithms, MacAlgorithms: m.MacAlgorithms,
+		CurrentKeyMaterialId: strp(m.CurrentKeyMaterialID), ExpirationModel: strp(m.ExpirationModel), ValidTo: toEpoch(m.ValidTo),
 	}
 	if m.PendingDeletionWindowInDays > 0 {
 		d := m.PendingDeletionWindowInDays
@@ -141,7 +170,7 @@ type createKeyIn struct {
 	XksKeyId                       string
 }
 
-func (a *API) createKey(ctx context.Context, c kms.Caller, in *createKeyIn) (any, error) {
+func (a *API) createKey(ctx context.Context, c kms.Request, in *createKeyIn) (any, error) {
 	m, err := a.svc.CreateKey(ctx, c, kms.CreateKeyInput{
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, CustomerMasterKeySpec: in.CustomerMasterKeySpec,
 		Origin: in.Origin, Policy: in.Policy, BypassPolicyLockoutSafetyCheck: in.BypassPolicyLockoutSafetyCheck,
@@ -159,7 +188,7 @@ type keyIDIn struct {
 	GrantTokens []string
 }
 
-func (a *API) describeKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) describeKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	m, err := a.svc.DescribeKey(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -180,7 +209,7 @@ type listKeysOut struct {
 	Truncated  bool
 }
 
-func (a *API) listKeys(ctx context.Context, c kms.Caller, in *pageIn) (any, error) {
+func (a *API) listKeys(ctx context.Context, c kms.Request, in *pageIn) (any, error) {
 	ks, p, err := a.svc.ListKeys(ctx, c, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -192,11 +221,11 @@ func (a *API) listKeys(ctx context.Context, c kms.Caller, in *pageIn) (any, erro
 	return out, nil
 }
 
-func (a *API) enableKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) enableKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	return empty{}, a.svc.EnableKey(ctx, c, in.KeyId)
 }
 
-func (a *API) disableKey(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) disableKey(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	return empty{}, a.svc.DisableKey(ctx, c, in.KeyId)
 }
 
@@ -212,7 +241,7 @@ type scheduleOut struct {
 	PendingWindowInDays int
 }
 
-func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Caller, in *scheduleIn) (any, error) {
+func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Request, in *scheduleIn) (any, error) {
 	k, err := a.svc.ScheduleKeyDeletion(ctx, c, in.KeyId, in.PendingWindowInDays)
 	if err != nil {
 		return nil, err
@@ -222,7 +251,7 @@ func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Caller, in *schedul
 
 type keyIDOut struct{ KeyId string }
 
-func (a *API) cancelKeyDeletion(ctx context.Context, c kms.Caller, in *keyIDIn) (any, error) {
+func (a *API) cancelKeyDeletion(ctx context.Context, c kms.Request, in *keyIDIn) (any, error) {
 	arn, err := a.svc.CancelKeyDeletion(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -235,7 +264,7 @@ type updateDescIn struct {
 	Description string
 }
 
-func (a *API) updateKeyDescription(ctx context.Context, c kms.Caller, in *updateDescIn) (any, error) {
+func (a *API) updateKeyDescription(ctx context.Context, c kms.Request, in *updateDescIn) (any, error) {
 	return empty{}, a.svc.UpdateKeyDescription(ctx, c, in.KeyId, in.Description)
 }
 
@@ -256,13 +285,13 @@ type encryptOut struct {
 
 func isTrue(b *bool) bool { return b != nil && *b }
 
-func (a *API) encrypt(ctx context.Context, c kms.Caller, in *encryptIn) (any, error) {
+func (a *API) encrypt(ctx context.Context, c kms.Request, in *encryptIn) (any, error) {
 	out, err := a.svc.Encrypt(ctx, c, kms.EncryptInput{KeyID: in.KeyId, Plaintext: in.Plaintext,
 		EncryptionContext: in.EncryptionContext, Algorithm: in.EncryptionAlgorithm, DryRun: isTrue(in.DryRun)})
 	if err != nil {
 		return nil, err
 	}
-	return encryptOut{CiphertextBlob: out.CiphertextBlob, KeyId: out.KeyARN, EncryptionAlgorithm: kms.AlgSymmetric}, nil
+	return encryptOut{CiphertextBlob: out.CiphertextBlob, KeyId: out.KeyARN, EncryptionAlgorithm: out.Algorithm}, nil
 }
 
 type decryptIn struct {
@@ -294,7 +323,7 @@ func hexp(b []byte) *string {
 	return &s
 }
 
-func (a *API) decrypt(ctx context.Context, c kms.Caller, in *decryptIn) (any, error) {
+func (a *API) decrypt(ctx context.Context, c kms.Request, in *decryptIn) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -303,7 +332,7 @@ func (a *API) decrypt(ctx context.Context, c kms.Caller, in *decryptIn) (any, er
 	if err != nil {
 		return nil, err
 	}
-	return decryptOut{KeyId: out.KeyARN, Plaintext: out.Plaintext, EncryptionAlgorithm: kms.AlgSymmetric, KeyMaterialId: hexp(out.BackingKeyID)}, nil
+	return decryptOut{KeyId: out.KeyARN, Plaintext: out.Plaintext, EncryptionAlgorithm: out.Algorithm, KeyMaterialId: hexp(out.BackingKeyID)}, nil
 }
 
 type reEncryptIn struct {
@@ -329,7 +358,7 @@ type reEncryptOut struct {
 	DestinationKeyMaterialId       *string `json:",omitempty"`
 }
 
-func (a *API) reEncrypt(ctx context.Context, c kms.Caller, in *reEncryptIn) (any, error) {
+func (a *API) reEncrypt(ctx context.Context, c kms.Request, in *reEncryptIn) (any, error) {
 	out, err := a.svc.ReEncrypt(ctx, c, kms.ReEncryptInput{CiphertextBlob: in.CiphertextBlob, SourceKeyID: in.SourceKeyId,
 		SourceEncryptionContext: in.SourceEncryptionContext, SourceAlgorithm: in.SourceEncryptionAlgorithm,
 		DestinationKeyID: in.DestinationKeyId, DestinationEncryptionContext: in.DestinationEncryptionContext,
@@ -362,7 +391,7 @@ type generateDataKeyOut struct {
 	KeyMaterialId  *string `json:",omitempty"`
 }
 
-func (a *API) gdk(ctx context.Context, c kms.Caller, in *generateDataKeyIn, withPlaintext bool) (any, error) {
+func (a *API) gdk(ctx context.Context, c kms.Request, in *generateDataKeyIn, withPlaintext bool) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -374,7 +403,7 @@ func (a *API) gdk(ctx context.Context, c kms.Caller, in *generateDataKeyIn, with
 	return generateDataKeyOut{CiphertextBlob: out.CiphertextBlob, Plaintext: out.Plaintext, KeyId: out.KeyARN}, nil
 }
 
-func (a *API) generateDataKey(ctx context.Context, c kms.Caller, in *generateDataKeyIn) (any, error) {
+func (a *API) generateDataKey(ctx context.Context, c kms.Request, in *generateDataKeyIn) (any, error) {
 	return a.gdk(ctx, c, in, true)
 }
 
@@ -387,7 +416,7 @@ type generateDataKeyWithoutPlaintextIn struct {
 	DryRun            *bool
 }
 
-func (a *API) generateDataKeyWithoutPlaintext(ctx context.Context, c kms.Caller, in *generateDataKeyWithoutPlaintextIn) (any, error) {
+func (a *API) generateDataKeyWithoutPlaintext(ctx context.Context, c kms.Request, in *generateDataKeyWithoutPlaintextIn) (any, error) {
 	return a.gdk(ctx, c, &generateDataKeyIn{KeyId: in.KeyId, EncryptionContext: in.EncryptionContext, KeySpec: in.KeySpec,
 		NumberOfBytes: in.NumberOfBytes, DryRun: in.DryRun}, false)
 }
@@ -403,7 +432,7 @@ type generateRandomIn struct {
 
 type generateRandomOut struct{ Plaintext []byte }
 
-func (a *API) generateRandom(ctx context.Context, c kms.Caller, in *generateRandomIn) (any, error) {
+func (a *API) generateRandom(ctx context.Context, c kms.Request, in *generateRandomIn) (any, error) {
 	if in.Recipient != nil {
 		return nil, &kms.Error{Code: kms.UnsupportedOperation, Message: "Recipient (Nitro Enclaves attestation) is not supported by keyhold."}
 	}
@@ -419,17 +448,17 @@ type aliasIn struct {
 	TargetKeyId string
 }
 
-func (a *API) createAlias(ctx context.Context, c kms.Caller, in *aliasIn) (any, error) {
+func (a *API) createAlias(ctx context.Context, c kms.Request, in *aliasIn) (any, error) {
 	return empty{}, a.svc.CreateAlias(ctx, c, in.AliasName, in.TargetKeyId)
 }
 
-func (a *API) updateAlias(ctx context.Context, c kms.Caller, in *aliasIn) (any, error) {
+func (a *API) updateAlias(ctx context.Context, c kms.Request, in *aliasIn) (any, error) {
 	return empty{}, a.svc.UpdateAlias(ctx, c, in.AliasName, in.TargetKeyId)
 }
 
 type deleteAliasIn struct{ AliasName string }
 
-func (a *API) deleteAlias(ctx context.Context, c kms.Caller, in *deleteAliasIn) (any, error) {
+func (a *API) deleteAlias(ctx context.Context, c kms.Request, in *deleteAliasIn) (any, error) {
 	return empty{}, a.svc.DeleteAlias(ctx, c, in.AliasName)
 }
 
@@ -453,7 +482,7 @@ type listAliasesOut struct {
 	Truncated  bool
 }
 
-func (a *API) listAliases(ctx context.Context, c kms.Caller, in *listAliasesIn) (any, error) {
+func (a *API) listAliases(ctx context.Context, c kms.Request, in *listAliasesIn) (any, error) {
 	as, p, err := a.svc.ListAliases(ctx, c, in.KeyId, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -471,7 +500,7 @@ type tagResourceIn struct {
 	Tags  []tag
 }
 
-func (a *API) tagResource(ctx context.Context, c kms.Caller, in *tagResourceIn) (any, error) {
+func (a *API) tagResource(ctx context.Context, c kms.Request, in *tagResourceIn) (any, error) {
 	return empty{}, a.svc.TagResource(ctx, c, in.KeyId, toStoreTags(in.Tags))
 }
 
@@ -480,7 +509,7 @@ type untagResourceIn struct {
 	TagKeys []string
 }
 
-func (a *API) untagResource(ctx context.Context, c kms.Caller, in *untagResourceIn) (any, error) {
+func (a *API) untagResource(ctx context.Context, c kms.Request, in *untagResourceIn) (any, error) {
 	return empty{}, a.svc.UntagResource(ctx, c, in.KeyId, in.TagKeys)
 }
 
@@ -496,7 +525,7 @@ type listTagsOut struct {
 	Truncated  bool
 }
 
-func (a *API) listResourceTags(ctx context.Context, c kms.Caller, in *listTagsIn) (any, error) {
+func (a *API) listResourceTags(ctx context.Context, c kms.Request, in *listTagsIn) (any, error) {
 	ts, p, err := a.svc.ListResourceTags(ctx, c, in.KeyId, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
@@ -518,7 +547,7 @@ type getKeyPolicyOut struct {
 	PolicyName string
 }
 
-func (a *API) getKeyPolicy(ctx context.Context, c kms.Caller, in *getKeyPolicyIn) (any, error) {
+func (a *API) getKeyPolicy(ctx context.Context, c kms.Request, in *getKeyPolicyIn) (any, error) {
 	p, err := a.svc.GetKeyPolicy(ctx, c, in.KeyId, in.PolicyName)
 	if err != nil {
 		return nil, err
@@ -533,7 +562,7 @@ type putKeyPolicyIn struct {
 	BypassPolicyLockoutSafetyCheck bool
 }
 
-func (a *API) putKeyPolicy(ctx context.Context, c kms.Caller, in *putKeyPolicyIn) (any, error) {
+func (a *API) putKeyPolicy(ctx context.Context, c kms.Request, in *putKeyPolicyIn) (any, error) {
 	return empty{}, a.svc.PutKeyPolicy(ctx, c, in.KeyId, in.PolicyName, in.Policy, in.BypassPolicyLockoutSafetyCheck)
 }
 
@@ -548,7 +577,7 @@ type listKeyPoliciesOut struct {
 	Truncated   bool
 }
 
-func (a *API) listKeyPolicies(ctx context.Context, c kms.Caller, in *listKeyPoliciesIn) (any, error) {
+func (a *API) listKeyPolicies(ctx context.Context, c kms.Request, in *listKeyPoliciesIn) (any, error) {
 	ns, err := a.svc.ListKeyPolicies(ctx, c, in.KeyId)
 	if err != nil {
 		return nil, err

@@ -61,6 +61,10 @@ var migrations = []string{
 	 CREATE TABLE hsm_clusters (id TEXT PRIMARY KEY, state TEXT NOT NULL, created INTEGER NOT NULL, record BLOB NOT NULL);
 	 CREATE TABLE hsm_backups (id TEXT PRIMARY KEY, cluster_id TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,
 	   record BLOB NOT NULL);`,
+	// When the key lifecycle job has work on a key (automatic rotation,
+	// imported material expiring), unix ns; 0 = never.
+	`ALTER TABLE keys ADD COLUMN rotation_due INTEGER NOT NULL DEFAULT 0;
+	 CREATE INDEX keys_rotation_due ON keys (rotation_due);`,
 }
 
 // DB is the SQLite Store.

@@ -412,27 +412,50 @@ func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]
 
 // keyData is the JSON form of the columns not needed for queries.
 type keyData struct {
-	CreationDate        time.Time   `json:"c"`
-	Description         string      `json:"d,omitempty"`
-	KeyUsage            string      `json:"u"`
-	KeySpec             string      `json:"s"`
-	Origin              string      `json:"o"`
-	DeletionDate        time.Time   `json:"dd,omitempty"`
-	PendingWindowInDays int         `json:"pw,omitempty"`
-	Policy              string      `json:"p"`
-	Tags                []store.Tag `json:"t,omitempty"`
-	CloudHsmClusterID   string      `json:"ch,omitempty"`
-	BackingKeyID        []byte      `json:"b,omitempty"`
-	SealedMaterial      []byte      `json:"m,omitempty"`
+	CreationDate        time.Time               `json:"c"`
+	Description         string                  `json:"d,omitempty"`
+	KeyUsage            string                  `json:"u"`
+	KeySpec             string                  `json:"s"`
+	Origin              string                  `json:"o"`
+	DeletionDate        time.Time               `json:"dd,omitempty"`
+	PendingWindowInDays int                     `json:"pw,omitempty"`
+	Policy              string                  `json:"p"`
+	Tags                []store.Tag             `json:"t,omitempty"`
+	CloudHsmClusterID   string                  `json:"ch,omitempty"`
+	BackingKeyID        []byte                  `json:"b,omitempty"`
+	SealedMaterial      []byte                  `json:"m,omitempty"`
+	Materials           []store.KeyMaterial     `json:"ms,omitempty"`
+	Rotation            store.Rotation          `json:"r"`
+	Import              *store.ImportParameters `json:"im,omitempty"`
+	KeyManager          string                  `json:"km,omitempty"`
 }
 
 func keyArgs(k store.Key) (data []byte, del int64, err error) {
 	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
-		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial})
+		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial,
+		k.Materials, k.Rotation, k.Import, k.KeyManager})
 	if !k.DeletionDate.IsZero() {
 		del = k.DeletionDate.UnixNano()
 	}
 	return data, del, err
+}
+
+// rotationDue is the earliest time the key lifecycle job has work on k:
+// automatic rotation, or imported material expiring (unix ns, 0 = never).
+func rotationDue(k store.Key) int64 {
+	var due time.Time
+	if k.Rotation.Enabled && !k.Rotation.Next.IsZero() {
+		due = k.Rotation.Next
+	}
+	for _, m := range k.Materials {
+		if !m.ValidTo.IsZero() && len(m.Sealed) > 0 && (due.IsZero() || m.ValidTo.Before(due)) {
+			due = m.ValidTo
+		}
+	}
+	if due.IsZero() {
+		return 0
+	}
+	return due.UnixNano()
 }
 
 const keyCols = "account_id, id, state, custom_key_store_id, xks_key_id, version, data"
@@ -452,6 +475,7 @@ func scanKey(s scanner) (store.Key, error) {
 	k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin = kd.CreationDate, kd.Description, kd.KeyUsage, kd.KeySpec, kd.Origin
 	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
 	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
+	k.Materials, k.Rotation, k.Import, k.KeyManager = kd.Materials, kd.Rotation, kd.Import, kd.KeyManager
 	return k, nil
 }
 
@@ -460,8 +484,8 @@ func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return d.wrap("store.CreateKey", err)
 	}
-	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data)
-		VALUES (?, ?, ?, ?, ?, ?, 1, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data)
+	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due)
+		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k))
 	return d.wrap("store.CreateKey", err)
 }
 
@@ -481,8 +505,8 @@ func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
 		return 0, d.wrap("store.UpdateKey", err)
 	}
 	res, err := d.q.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
-		version = version + 1, data = ? WHERE account_id = ? AND id = ? AND version = ?`,
-		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, k.AccountID, k.ID, k.Version)
+		version = version + 1, data = ?, rotation_due = ? WHERE account_id = ? AND id = ? AND version = ?`,
+		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k), k.AccountID, k.ID, k.Version)
 	if err != nil {
 		return 0, d.wrap("store.UpdateKey", err)
 	}
@@ -540,6 +564,10 @@ func (d *DB) ListKeys(ctx context.Context, accountID, after string, limit int) (
 
 func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {
 	return d.queryKeys(ctx, "store.KeysDueForDeletion", "SELECT "+keyCols+" FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?", t.UnixNano())
+}
+
+func (d *DB) KeysDueForRotation(ctx context.Context, t time.Time) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.KeysDueForRotation", "SELECT "+keyCols+" FROM keys WHERE state != 'PendingDeletion' AND rotation_due > 0 AND rotation_due <= ?", t.UnixNano())
 }
 
 func (d *DB) CountKeysInStore(ctx context.Context, accountID, cks string) (int, error) {

@@ -1,42 +1,51 @@
-package kms
+package xksstore
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/keyhold/keyhold/internal/keystore"
-	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/xks"
 	"github.com/keyhold/keyhold/internal/xks/client"
 )
 
+// The exception names the mapping answers, as the KMS API spells them.
+const (
+	XksProxyInvalidResponse      = "XksProxyInvalidResponseException"
+	XksProxyIncorrectAuthCred    = "XksProxyIncorrectAuthenticationCredentialException"
+	XksProxyInvalidConfiguration = "XksProxyInvalidConfigurationException"
+	XksProxyUriUnreachable       = "XksProxyUriUnreachableException"
+	CustomKeyStoreInvalidState   = "CustomKeyStoreInvalidStateException"
+	XksKeyInvalidConfiguration   = "XksKeyInvalidConfigurationException"
+	XksKeyNotFound               = "XksKeyNotFoundException"
+	InvalidState                 = "KMSInvalidStateException"
+)
+
+type Code = string
+
 func TestXKSRequestMetadata(t *testing.T) {
-	d := &xksDrv{}
 	k := keystore.KeyRef{ARN: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
-	c := Caller{AccountID: "111122223333", ARN: "arn:aws:iam::111122223333:user/alice", RequestID: "req-1"}
+	c := keystore.Call{PrincipalARN: "arn:aws:iam::111122223333:user/alice", RequestID: "req-1"}
 	for _, tc := range []struct {
 		op   string
-		api  xksstore.API
+		def  string
 		want string
 	}{
-		{"", xksstore.APIEncrypt, "Encrypt"},
-		{"", xksstore.APIDecrypt, "Decrypt"},
-		{"GenerateDataKey", xksstore.APIEncrypt, "GenerateDataKey"},
-		{"GenerateDataKeyWithoutPlaintext", xksstore.APIEncrypt, "GenerateDataKeyWithoutPlaintext"},
-		{"ReEncrypt", xksstore.APIDecrypt, "ReEncrypt"},
+		{"", "Encrypt", "Encrypt"},
+		{"", "Decrypt", "Decrypt"},
+		{"GenerateDataKey", "Encrypt", "GenerateDataKey"},
+		{"GenerateDataKeyWithoutPlaintext", "Encrypt", "GenerateDataKeyWithoutPlaintext"},
+		{"ReEncrypt", "Decrypt", "ReEncrypt"},
 	} {
-		ctx := withCaller(context.Background(), c)
-		if tc.op != "" {
-			ctx = WithOperation(ctx, tc.op)
-		}
-		md := d.metadata(ctx, k, tc.api)
-		if md.KMSOperation != tc.want || md.AWSPrincipalARN != c.ARN || md.KMSRequestID != "req-1" || md.KMSKeyARN != k.ARN {
-			t.Errorf("op %q api %s: %+v", tc.op, tc.api, md)
+		call := c
+		call.Operation = tc.op
+		md := metadata(k, call, tc.def)
+		if md.KMSOperation != tc.want || md.AWSPrincipalARN != c.PrincipalARN || md.KMSRequestID != "req-1" || md.KMSKeyARN != k.ARN {
+			t.Errorf("op %q default %s: %+v", tc.op, tc.def, md)
 		}
 	}
-	md := d.metadata(context.Background(), k, xksstore.APIEncrypt)
+	md := metadata(k, keystore.Call{}, "Encrypt")
 	if md.AWSPrincipalARN != "AWS Internal" || md.KMSRequestID == "" {
 		t.Errorf("without a caller: %+v", md)
 	}

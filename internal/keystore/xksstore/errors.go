@@ -1,11 +1,27 @@
-package kms
+package xksstore
 
 import (
 	"errors"
 
-	"github.com/keyhold/keyhold/internal/keystore/xksstore"
+	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/xks"
 	"github.com/keyhold/keyhold/internal/xks/client"
+)
+
+// AWS exception names this driver answers.
+const (
+	codeValidation               = "ValidationException"
+	codeLimitExceeded            = "LimitExceededException"
+	codeStoreInvalidState        = "CustomKeyStoreInvalidStateException"
+	codeInvalidState             = "KMSInvalidStateException"
+	codeXksKeyInvalidConfig      = "XksKeyInvalidConfigurationException"
+	codeXksKeyNotFound           = "XksKeyNotFoundException"
+	codeXksProxyInvalidConfig    = "XksProxyInvalidConfigurationException"
+	codeXksProxyUriEndpointInUse = "XksProxyUriEndpointInUseException"
+	codeXksProxyUriInUse         = "XksProxyUriInUseException"
+	codeVpcEndpointSvcInUse      = "XksProxyVpcEndpointServiceInUseException"
+	codeVpcEndpointSvcInvCfg     = "XksProxyVpcEndpointServiceInvalidConfigurationException"
+	codeVpcEndpointSvcNotFound   = "XksProxyVpcEndpointServiceNotFoundException"
 )
 
 // The exception messages the XKS proxy API specification gives for each
@@ -40,7 +56,7 @@ func xksMessage(err error) string {
 		ce *client.ConfigError
 	)
 	switch {
-	case errors.Is(err, xksstore.ErrNotConnected):
+	case errors.Is(err, keystore.ErrNotConnected):
 		return xksMsgNotConnected
 	case errors.Is(err, client.ErrUnavailable):
 		return xksMsgInternal
@@ -90,13 +106,13 @@ func xksMessage(err error) string {
 
 // xksStoreError is the exception for a failed GetHealthStatus during
 // CreateCustomKeyStore or UpdateCustomKeyStore.
-func xksStoreError(err error) *Error {
-	code := Code(client.CreateStoreError(err))
+func xksStoreError(err error) *keystore.Error {
+	code := client.CreateStoreError(err)
 	var ce *client.ConfigError
 	if errors.As(err, &ce) {
-		return &Error{Code: XksProxyInvalidConfiguration, Message: xksMsgConfig + " " + ce.Reason + ".", Cause: err}
+		return &keystore.Error{Code: codeXksProxyInvalidConfig, Message: xksMsgConfig + " " + ce.Reason + ".", Cause: err}
 	}
-	return &Error{Code: code, Message: xksMessage(err), Cause: err}
+	return &keystore.Error{Code: code, Message: xksMessage(err), Cause: err}
 }
 
 // xksCreateKeyError is the exception for a failed GetKeyMetadata (or an
@@ -105,26 +121,26 @@ func xksStoreError(err error) *Error {
 // cannot decode it; keyhold answers CustomKeyStoreInvalidStateException,
 // the spec's exception for every other proxy failure during CreateKey.
 // AccessDeniedException is KMSInvalidStateException, as the spec says.
-func xksCreateKeyError(xksKeyID string, err error) *Error {
+func xksCreateKeyError(xksKeyID string, err error) *keystore.Error {
 	var ke *client.KeyConfigError
 	if errors.As(err, &ke) {
-		return &Error{Code: XksKeyInvalidConfiguration, Cause: err,
+		return &keystore.Error{Code: codeXksKeyInvalidConfig, Cause: err,
 			Message: "The external key " + xksKeyID + " cannot back a KMS key: " + ke.Reason + ". It must be an enabled AES_256 key that allows ENCRYPT and DECRYPT."}
 	}
 	var pe *client.ProxyError
 	if errors.As(err, &pe) && pe.Name == xks.AccessDeniedException {
-		return &Error{Code: InvalidState, Message: xksMsgAccessDenied, Cause: err}
+		return &keystore.Error{Code: codeInvalidState, Message: xksMsgAccessDenied, Cause: err}
 	}
-	switch c := Code(client.CreateKeyError(err)); c {
-	case XksKeyInvalidConfiguration, XksKeyNotFound:
-		return &Error{Code: c, Message: xksMessage(err), Cause: err}
+	switch c := client.CreateKeyError(err); c {
+	case codeXksKeyInvalidConfig, codeXksKeyNotFound:
+		return &keystore.Error{Code: c, Message: xksMessage(err), Cause: err}
 	}
-	return &Error{Code: CustomKeyStoreInvalidState, Message: xksMessage(err), Cause: err}
+	return &keystore.Error{Code: codeStoreInvalidState, Message: xksMessage(err), Cause: err}
 }
 
 // xksCryptoError is the exception for a failed proxy call during a
 // cryptographic operation: always KMSInvalidStateException, with the
 // spec's message for the cause.
-func xksCryptoError(err error) *Error {
-	return &Error{Code: InvalidState, Message: xksMessage(err), Cause: err}
+func xksCryptoError(err error) *keystore.Error {
+	return &keystore.Error{Code: codeInvalidState, Message: xksMessage(err), Cause: err}
 }

@@ -1,4 +1,4 @@
-package kms
+package xksstore
 
 import (
 	"context"
@@ -8,8 +8,14 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/store"
 )
+
+// VPCEndpointServices looks registered services up (store.Store does).
+type VPCEndpointServices interface {
+	GetVPCEndpointService(ctx context.Context, name string) (store.VPCEndpointService, error)
+}
 
 // VPCEndpointService is one registered VPC endpoint service. keyhold has
 // no VPC: an external key store with VPC_ENDPOINT_SERVICE connectivity
@@ -153,24 +159,27 @@ func endpointHost(endpoint string) string {
 // when the name is unknown in that owner's account and region or KMS may not
 // use it; InvalidConfiguration when KMS may use it but it does not meet the
 // requirements. account is the store's account.
-func (d *xksDrv) findVPCEndpointService(ctx context.Context, account string, cfg cksConfig) (VPCEndpointService, error) {
+func (d *Driver) findVPCEndpointService(ctx context.Context, account string, cfg keystore.Config) (VPCEndpointService, error) {
 	name := cfg.XksProxyVpcEndpointServiceName
 	owner := cfg.XksProxyVpcEndpointServiceOwner
 	if owner == "" {
 		owner = account
 	}
 	notFound := func(why string) error {
-		return errorf(XksProxyVpcEndpointSvcNotFnd, "VPC endpoint service %s was not found in account %s in %s, or KMS is not allowed to use it (%s).", name, owner, d.s.region, why)
+		return keystore.Errorf(codeVpcEndpointSvcNotFound, "VPC endpoint service %s was not found in account %s in %s, or KMS is not allowed to use it (%s).", name, owner, d.cfg.Region, why)
 	}
-	if vpceRegion(name) != d.s.region {
+	if vpceRegion(name) != d.cfg.Region {
 		return VPCEndpointService{}, notFound("it is not in this Region")
 	}
-	rec, err := d.s.st.GetVPCEndpointService(ctx, name)
+	if d.cfg.Services == nil {
+		return VPCEndpointService{}, notFound("no such service")
+	}
+	rec, err := d.cfg.Services.GetVPCEndpointService(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return VPCEndpointService{}, notFound("no such service")
 	}
 	if err != nil {
-		return VPCEndpointService{}, internal("VPC endpoint service registry", err)
+		return VPCEndpointService{}, fmt.Errorf("xksstore: VPC endpoint service registry: %w", err)
 	}
 	found := vpceFromRecord(rec)
 	svc := &found
@@ -183,13 +192,13 @@ func (d *xksDrv) findVPCEndpointService(ctx context.Context, account string, cfg
 	}
 	allowed := false
 	for _, p := range svc.AllowedPrincipals {
-		allowed = allowed || p == "*" || p == KMSServicePrincipal(d.s.region)
+		allowed = allowed || p == "*" || p == KMSServicePrincipal(d.cfg.Region)
 	}
 	if !allowed {
-		return VPCEndpointService{}, notFound("its allowed principals do not include " + KMSServicePrincipal(d.s.region))
+		return VPCEndpointService{}, notFound("its allowed principals do not include " + KMSServicePrincipal(d.cfg.Region))
 	}
 	invalid := func(format string, args ...any) error {
-		return errorf(XksProxyVpcEndpointSvcInvCfg, "VPC endpoint service %s does not meet the requirements for an external key store: "+format, append([]any{name}, args...)...)
+		return keystore.Errorf(codeVpcEndpointSvcInvCfg, "VPC endpoint service %s does not meet the requirements for an external key store: "+format, append([]any{name}, args...)...)
 	}
 	if svc.AcceptanceRequired {
 		return VPCEndpointService{}, invalid("it requires acceptance of endpoint connections.")
@@ -212,11 +221,12 @@ func (d *xksDrv) findVPCEndpointService(ctx context.Context, account string, cfg
 
 // vpceConnectionCode is the ConnectionErrorCode for a failed lookup.
 func vpceConnectionCode(err error) string {
-	if e, ok := AsError(err); ok {
+	var e *keystore.Error
+	if errors.As(err, &e) {
 		switch e.Code {
-		case XksProxyVpcEndpointSvcNotFnd:
+		case codeVpcEndpointSvcNotFound:
 			return "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND"
-		case XksProxyVpcEndpointSvcInvCfg:
+		case codeVpcEndpointSvcInvCfg:
 			return "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION"
 		}
 	}

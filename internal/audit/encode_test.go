@@ -1,0 +1,126 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// appendEvent must write exactly what encoding/json writes for the same
+// Event: readers (LookupEvents, tools) and the golden files see one format.
+func TestAppendEventMatchesEncodingJSON(t *testing.T) {
+	e := newTestEncoder(t)
+	check := func(name string, ev *Event) {
+		t.Helper()
+		want, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, ok := appendEvent(nil, ev)
+		if !ok || !bytes.Equal(got, want) {
+			t.Errorf("%s (ok=%v):\n got %s\nwant %s", name, ok, got, want)
+		}
+	}
+	for _, tc := range cases(t) {
+		check(tc.name, e.Event(&tc.rec))
+	}
+	odd := "<script>&\"\\\x00\x01\b\f\n\r\t\x7f\u2028\u2029 é \xff\xfe 日本"
+	ev := e.Event(&cases(t)[0].rec)
+	ev.UserAgent, ev.ErrorMessage, ev.ErrorCode = odd, odd, odd
+	ev.UserIdentity.SessionContext = &SessionContext{SessionIssuer{Type: "Role", ARN: odd}}
+	ev.RequestParameters = map[string]any{odd: []any{json.Number("-1.5e+10"), json.Number("0"), json.Number(""), true, nil,
+		map[string]any{}, []any{}, map[string]any{"b": "x", "a": odd, "B": false}}}
+	ev.ResponseElements = []any(nil)
+	check("odd strings and values", ev)
+
+	ev.RequestParameters = map[string]any{"n": json.Number("01")}
+	if _, ok := appendEvent(nil, ev); ok {
+		t.Error("an invalid json.Number was encoded; encoding/json refuses it")
+	}
+	ev.RequestParameters = map[string]any{"n": 3}
+	if _, ok := appendEvent(nil, ev); ok {
+		t.Error("a type render never produces was encoded")
+	}
+	if b, err := e.Marshal(&Record{Operation: "X"}); err != nil || !json.Valid(b) {
+		t.Errorf("Marshal: %s, %v", b, err)
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("plain")
+	f.Add("<&>\"\\\x00\u2028\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+func FuzzValidNumber(f *testing.F) {
+	for _, s := range []string{"0", "-0", "1.5", "1e5", "1E+5", "-1.5e-3", "01", "1.", ".5", "-", "1e", "+1", "0x1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := json.Marshal(json.Number(s))
+		if s != "" && validNumber(s) != (err == nil) {
+			t.Fatalf("validNumber(%q) = %v, encoding/json error %v", s, validNumber(s), err)
+		}
+	})
+}
+
+// The streaming renderer must render what the map renderer renders.
+func checkStreaming(t *testing.T, e *Encoder, prefix, op string, body []byte) {
+	t.Helper()
+	src := e.sources[prefix]
+	o, ok := src.ops[op]
+	if !ok {
+		return
+	}
+	for _, shape := range []string{o.Input, o.Output, ""} {
+		want := src.render(shape, parseObject(body), nil)
+		got, refs := src.readBody(shape, body)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s %s: streaming render of %q:\n got %#v\nwant %#v", op, shape, body, got, want)
+		}
+		if want := refsFromMap(parseObject(body)); refs != want {
+			t.Fatalf("%s: key refs of %q: got %+v, want %+v", op, body, refs, want)
+		}
+	}
+}
+
+func TestStreamingRenderMatchesMapRender(t *testing.T) {
+	e := newTestEncoder(t)
+	for _, tc := range cases(t) {
+		prefix := tc.rec.TargetPrefix
+		if prefix == "" {
+			prefix = "TrentService"
+		}
+		checkStreaming(t, e, prefix, tc.rec.Operation, tc.rec.Request)
+		checkStreaming(t, e, prefix, tc.rec.Operation, tc.rec.Response)
+	}
+	for _, body := range []string{
+		`{"KeyId":"a","KeyId":null,"EncryptionContext":{"k":"v","k":1},"GrantTokens":["x",null,3]}`,
+		`{"KeyMetadata":{"Arn":"arn:aws:kms:us-east-1:111122223333:key/x","Arn":5,"CreationDate":1.5e9,"Enabled":true,"KeyId":"k\u00e9\"<"}}`,
+		`{"Tags":[{"TagKey":"a","TagValue":"\ud800"}],"Policy":"\u2028","Description":"\xff"}`,
+		`{"KeyId":"a"} }`, `[1]`, `null`, ` `, `{"KeyId":`, `{}`, `{"Plaintext":"QUJD","KeyId":"k","Extra":{"a":[1]}}`,
+	} {
+		for _, op := range []string{"Encrypt", "CreateKey", "DescribeKey", "TagResource", "ReEncrypt", "ListKeys"} {
+			checkStreaming(t, e, "TrentService", op, []byte(body))
+		}
+	}
+}
+
+func FuzzStreamingRender(f *testing.F) {
+	e, err := NewEncoder(Config{Region: "us-east-1", AccountID: account})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("CreateKey", []byte(`{"Description":"d","Tags":[{"TagKey":"k","TagValue":"v"}],"KeyUsage":"ENCRYPT_DECRYPT"}`))
+	f.Add("CreateCustomKeyStore", []byte(`{"CustomKeyStoreName":"n","KeyStorePassword":"secret","XksProxyAuthenticationCredential":{"AccessKeyId":"A","RawSecretAccessKey":"S"}}`))
+	f.Add("ReEncrypt", []byte(`{"CiphertextBlob":"QUJD","DestinationKeyId":"alias/x","SourceEncryptionContext":{"a":"b"}}`))
+	f.Fuzz(func(t *testing.T, op string, body []byte) {
+		checkStreaming(t, e, "TrentService", op, body)
+	})
+}

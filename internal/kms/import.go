@@ -1,0 +1,273 @@
+package kms
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"time"
+
+	"github.com/keyhold/keyhold/internal/blob"
+	"github.com/keyhold/keyhold/internal/keyspec"
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Imported key material (Origin EXTERNAL). GetParametersForImport makes an
+// RSA wrapping key (sealed by the root key, bound to the key and token id)
+// valid for 24 hours; ImportKeyMaterial unwraps, checks and seals the
+// material; re-import must bring the same material; DeleteImportedKeyMaterial
+// and expiry (ValidTo) return the key to PendingImport.
+
+const (
+	importTokenVersion = 1
+	importTokenLen     = 1 + 16 + 16 // version | key id | token id
+	importTokenTTL     = 24 * time.Hour
+
+	ExpiresModel      = "KEY_MATERIAL_EXPIRES"
+	DoesNotExpire     = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+	ImportNewMaterial = "NEW_KEY_MATERIAL"
+)
+
+// ImportParameters is GetParametersForImport's result.
+type ImportParameters struct {
+	KeyARN      string
+	ImportToken []byte
+	PublicKey   []byte
+	ValidTo     time.Time
+}
+
+func (s *Service) externalKey(ctx context.Context, c Request, keyID string) (store.Key, error) {
+	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
+	if err != nil {
+		return k, err
+	}
+	if k.Origin != OriginExternal {
+		return k, errorf(UnsupportedOperation, "%s origin is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.Origin)
+	}
+	if k.State == StatePendingDeletion {
+		return k, s.pendingDeletion(k)
+	}
+	return k, nil
+}
+
+// GetParametersForImport returns a wrapping public key and import token.
+func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, algorithm, wrappingSpec string) (ImportParameters, error) {
+	if err := keyspec.CheckWrapping(algorithm, wrappingSpec); err != nil {
+		return ImportParameters{}, s.specErr("GetParametersForImport", store.Key{}, err)
+	}
+	k, err := s.externalKey(ctx, c, keyID)
+	if err != nil {
+		return ImportParameters{}, err
+	}
+	priv, pub, err := keyspec.NewWrappingKey(wrappingSpec)
+	if err != nil {
+		return ImportParameters{}, internal("GetParametersForImport", err)
+	}
+	defer clear(priv)
+	tokenID := make([]byte, 16)
+	if _, err := rand.Read(tokenID); err != nil {
+		return ImportParameters{}, internal("GetParametersForImport", err)
+	}
+	sealed, err := s.soft.SealKeyMaterial(k.ID, tokenID, priv)
+	if err != nil {
+		return ImportParameters{}, internal("GetParametersForImport", err)
+	}
+	validTo := s.now().UTC().Add(importTokenTTL).Truncate(time.Millisecond)
+	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		k.Import = &store.ImportParameters{TokenID: tokenID, WrappingSpec: wrappingSpec, Algorithm: algorithm, SealedKey: sealed, ValidTo: validTo}
+		return nil
+	})
+	if err != nil {
+		return ImportParameters{}, err
+	}
+	id, _ := blob.ParseUUID(k.ID)
+	token := append([]byte{importTokenVersion}, id[:]...)
+	token = append(token, tokenID...)
+	return ImportParameters{KeyARN: s.keyARN(k.AccountID, k.ID), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
+}
+
+// ImportInput holds ImportKeyMaterial's parameters.
+type ImportInput struct {
+	KeyID                string
+	ImportToken          []byte
+	EncryptedKeyMaterial []byte
+	ValidTo              time.Time
+	ExpirationModel      string
+	ImportType           string
+	Description          string
+	KeyMaterialID        string
+}
+
+func materialDigest(keyID string, material []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("keyhold-imported-material:" + keyID + ":"))
+	h.Write(material)
+	return h.Sum(nil)
+}
+
+// ImportKeyMaterial imports wrapped material; it returns the key ARN and
+// the key material id.
+func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInput) (string, []byte, error) {
+	model := in.ExpirationModel
+	if model == "" {
+		model = DoesNotExpire
+		if !in.ValidTo.IsZero() {
+			model = ExpiresModel
+		}
+	}
+	switch {
+	case model == ExpiresModel && in.ValidTo.IsZero():
+		return "", nil, errorf(Validation, "A ValidTo date is required when ExpirationModel is KEY_MATERIAL_EXPIRES.")
+	case model == DoesNotExpire && !in.ValidTo.IsZero():
+		return "", nil, errorf(Validation, "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE.")
+	case model == ExpiresModel && (in.ValidTo.Before(s.now()) || in.ValidTo.After(s.now().Add(365*day))):
+		return "", nil, errorf(Validation, "ValidTo must be in the future and at most 365 days from now.")
+	}
+	k, err := s.externalKey(ctx, c, in.KeyID)
+	if err != nil {
+		return "", nil, err
+	}
+	id, _ := blob.ParseUUID(k.ID)
+	if len(in.ImportToken) != importTokenLen || in.ImportToken[0] != importTokenVersion || subtle.ConstantTimeCompare(in.ImportToken[1:17], id[:]) != 1 ||
+		k.Import == nil || subtle.ConstantTimeCompare(in.ImportToken[17:], k.Import.TokenID) != 1 {
+		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", s.keyARN(k.AccountID, k.ID))
+	}
+	if !s.now().Before(k.Import.ValidTo) {
+		return "", nil, errorf(ExpiredImportToken, "The import token expired at %s. Call GetParametersForImport again.", k.Import.ValidTo.Format(time.RFC3339))
+	}
+	wrappingKey, err := s.soft.OpenSealed(k.ID, k.Import.TokenID, k.Import.SealedKey)
+	if err != nil {
+		return "", nil, internal("ImportKeyMaterial", err)
+	}
+	defer clear(wrappingKey)
+	raw, err := keyspec.Unwrap(k.Import.WrappingSpec, wrappingKey, k.Import.Algorithm, in.EncryptedKeyMaterial)
+	if err != nil {
+		return "", nil, s.specErr("ImportKeyMaterial", k, err)
+	}
+	defer clear(raw)
+	material, err := keyspec.CheckImported(k.KeySpec, raw)
+	if err != nil {
+		return "", nil, s.specErr("ImportKeyMaterial", k, err)
+	}
+	defer clear(material)
+	digest := materialDigest(k.ID, material)
+	var materialID []byte
+	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		idx := -1
+		for i, m := range k.Materials {
+			if subtle.ConstantTimeCompare(m.Digest, digest) == 1 {
+				idx = i
+			}
+		}
+		if idx < 0 && len(k.Materials) > 0 {
+			if in.ImportType == ImportNewMaterial {
+				return errorf(UnsupportedOperation, "Importing new key material into a key that already has key material (rotation of imported keys) is not supported by keyhold yet.")
+			}
+			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", s.keyARN(k.AccountID, k.ID))
+		}
+		if in.KeyMaterialID != "" && idx >= 0 && in.KeyMaterialID != hex.EncodeToString(k.Materials[idx].ID) {
+			return errorf(IncorrectKeyMaterial, "The key material does not match key material id %s.", in.KeyMaterialID)
+		}
+		var m store.KeyMaterial
+		if idx >= 0 {
+			m = k.Materials[idx]
+		} else {
+			m = store.KeyMaterial{Created: s.now().UTC().Truncate(time.Millisecond), Digest: digest}
+			m.ID = make([]byte, 16)
+			if _, err := rand.Read(m.ID); err != nil {
+				return internal("ImportKeyMaterial", err)
+			}
+		}
+		sealed, err := s.soft.SealKeyMaterial(k.ID, m.ID, material)
+		if err != nil {
+			return internal("ImportKeyMaterial", err)
+		}
+		m.Sealed, m.ExpirationModel, m.ValidTo, m.Description = sealed, model, in.ValidTo.UTC(), in.Description
+		if model == DoesNotExpire {
+			m.ValidTo = time.Time{}
+		}
+		if idx >= 0 {
+			k.Materials[idx] = m
+		} else {
+			k.Materials = append(k.Materials, m)
+		}
+		k.BackingKeyID, k.SealedMaterial = m.ID, sealed
+		if k.State == StatePendingImport {
+			k.State = StateEnabled
+		}
+		materialID = m.ID
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	s.soft.Forget(k.ID)
+	return s.keyARN(k.AccountID, k.ID), materialID, nil
+}
+
+// DeleteImportedKeyMaterial deletes imported material (all of it, or the
+// one named) and returns the key to PendingImport.
+func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyID, materialID string) (string, []byte, error) {
+	k, err := s.externalKey(ctx, c, keyID)
+	if err != nil {
+		return "", nil, err
+	}
+	var deleted []byte
+	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		if k.State == StatePendingDeletion {
+			return s.pendingDeletion(*k)
+		}
+		found := materialID == ""
+		for i := range k.Materials {
+			if materialID == "" || hex.EncodeToString(k.Materials[i].ID) == materialID {
+				k.Materials[i].Sealed = nil
+				deleted, found = k.Materials[i].ID, true
+			}
+		}
+		if !found {
+			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, s.keyARN(k.AccountID, k.ID))
+		}
+		if materialID == "" || materialID == hex.EncodeToString(k.BackingKeyID) {
+			k.SealedMaterial = nil
+			deleted = k.BackingKeyID
+			if k.State != StatePendingDeletion {
+				k.State = StatePendingImport
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	s.soft.Forget(k.ID)
+	return s.keyARN(k.AccountID, k.ID), deleted, nil
+}
+
+// expireImported deletes imported material whose ValidTo has passed; it
+// reports whether anything changed.
+func (s *Service) expireImported(k *store.Key, now time.Time) bool {
+	changed := false
+	for i, m := range k.Materials {
+		if !m.ValidTo.IsZero() && !m.ValidTo.After(now) && len(m.Sealed) > 0 {
+			k.Materials[i].Sealed = nil
+			changed = true
+			if string(m.ID) == string(k.BackingKeyID) {
+				k.SealedMaterial = nil
+				if k.State != StatePendingDeletion {
+					k.State = StatePendingImport
+				}
+			}
+		}
+	}
+	if changed {
+		s.soft.Forget(k.ID)
+	}
+	return changed
+}

@@ -129,12 +129,7 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 // connected; the stored state stays that replica's business.
 func (c *customKeyStores) connectLocal(rec store.CustomKeyStore, gen int) {
 	bg := c.s.bg
-	var code string
-	if rec.Type == TypeCloudHSM {
-		code = c.connectCloudHSM(bg, rec)
-	} else {
-		code = c.xks.connect(bg, rec)
-	}
+	code := c.connect(bg, rec)
 	state := Connected
 	if code != "" {
 		state = Failed

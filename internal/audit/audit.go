@@ -329,8 +329,8 @@ func identityOf(r *Record) UserIdentity {
 		return UserIdentity{Type: "Unknown", AccessKeyID: ak}
 	}
 	id := UserIdentity{ARN: c.ARN, AccountID: c.AccountID, AccessKeyID: ak, PrincipalID: c.UserID}
-	parts := strings.SplitN(c.ARN, ":", 6)
-	if len(parts) != 6 {
+	parts, ok := splitARN(c.ARN)
+	if !ok {
 		id.Type = "Unknown"
 		return id
 	}
@@ -417,8 +417,8 @@ func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []
 			arn = "arn:aws:kms:" + e.cfg.Region + ":" + r.Caller.AccountID + ":key/" + s
 		}
 		// arn:partition:kms:region:account:key/id
-		parts := strings.SplitN(arn, ":", 6)
-		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") {
+		parts, ok := splitARN(arn)
+		if !ok || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") {
 			return
 		}
 		for _, o := range out {
@@ -446,14 +446,42 @@ func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []
 func isKeyID(s string) bool {
 	s = strings.TrimPrefix(s, "mrk-")
 	if len(s) == 32 {
-		_, err := hex.DecodeString(s)
-		return err == nil
+		return isHex(s)
 	}
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
 	}
-	_, err := hex.DecodeString(s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:])
-	return err == nil
+	return isHex(s[0:8]) && isHex(s[9:13]) && isHex(s[14:18]) && isHex(s[19:23]) && isHex(s[24:])
+}
+
+// isHex reports whether s is an even number of hex digits (what
+// hex.DecodeString accepts).
+func isHex(s string) bool {
+	if len(s)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// splitARN is strings.SplitN(arn, ":", 6) when that yields six parts,
+// without allocating.
+func splitARN(arn string) (parts [6]string, ok bool) {
+	rest := arn
+	for i := 0; i < 5; i++ {
+		j := strings.IndexByte(rest, ':')
+		if j < 0 {
+			return parts, false
+		}
+		parts[i], rest = rest[:j], rest[j+1:]
+	}
+	parts[5] = rest
+	return parts, true
 }
 
 // parseObject decodes a JSON object body; anything else is nil.

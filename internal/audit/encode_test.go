@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -123,4 +124,20 @@ func FuzzStreamingRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, op string, body []byte) {
 		checkStreaming(t, e, "TrentService", op, body)
 	})
+}
+
+func TestSplitARNAndKeyID(t *testing.T) {
+	for _, s := range []string{"arn:aws:kms:us-east-1:111122223333:key/x", "arn:aws:iam::111122223333:user/a:b", "a:b:c:d:e", "a:b:c:d:e:", "", ":::::"} {
+		got, ok := splitARN(s)
+		want := strings.SplitN(s, ":", 6)
+		if ok != (len(want) == 6) || ok && got != [6]string(want) {
+			t.Errorf("splitARN(%q) = %q %v, want %q", s, got, ok, want)
+		}
+	}
+	for s, want := range map[string]bool{keyUUID: true, "mrk-" + strings.ReplaceAll(keyUUID, "-", ""): true, strings.ToUpper(keyUUID): true,
+		"1234abcd-12ab-34cd-56ef-1234567890ag": false, "1234abcd12ab34cd56ef1234567890a": false, "alias/x": false, "": false} {
+		if got := isKeyID(s); got != want {
+			t.Errorf("isKeyID(%q) = %v", s, got)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -45,6 +46,8 @@ type config struct {
 	allowRemote bool
 	jsonOut     bool
 	caFile      string
+	keySpec     string
+	signingAlg  string
 }
 
 // Report is what a run measured; it is also the --json output.
@@ -52,6 +55,7 @@ type Report struct {
 	Op                string    `json:"op"`
 	Endpoint          string    `json:"endpoint"`
 	KeyID             string    `json:"key_id,omitempty"`
+	KeySpec           string    `json:"key_spec,omitempty"`
 	Concurrency       int       `json:"concurrency"`
 	Size              int       `json:"size"`
 	DurationSeconds   float64   `json:"duration_seconds"`
@@ -71,7 +75,8 @@ type Latencies struct {
 	Max float64 `json:"max"`
 }
 
-var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "xks-encrypt": true}
+var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "xks-encrypt": true,
+	"sign": true, "verify": true}
 
 // Command runs `keyhold bench` with its flags (args excludes the word
 // "bench") and prints the results to stdout; usage and the first failed
@@ -107,7 +112,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
-	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|xks-encrypt")
+	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|sign|verify|xks-encrypt")
+	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
+	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
 	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
 	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
@@ -128,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("bench: --endpoint is required")
 	}
 	if !ops[c.op] {
-		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key or xks-encrypt)", c.op)
+		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, sign, verify or xks-encrypt)", c.op)
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {
 		return c, errors.New("bench: --concurrency must be between 1 and 4096")
@@ -294,6 +301,10 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, "", err
 	}
 
+	if cfg.op == "sign" || cfg.op == "verify" {
+		return prepareSigning(ctx, cfg, c, plain, kmsTarget)
+	}
+
 	keyID := cfg.keyID
 	if keyID == "" {
 		var out createKeyOut
@@ -324,6 +335,52 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, keyID, err
 	}
 	return target{}, "", fmt.Errorf("bench: unknown op %q", cfg.op)
+}
+
+// prepareSigning sets up sign and verify: a SIGN_VERIFY key (created with
+// --key-spec unless --key-id names one), its algorithm, and for verify one
+// signature made first. ED25519_PH_SHA_512 signs a 64-byte digest (AWS
+// accepts it only as MessageType DIGEST); every other algorithm signs the
+// --size byte message RAW.
+func prepareSigning(ctx context.Context, cfg config, c *caller, plain []byte, kmsTarget func(string, any) (target, error)) (target, string, error) {
+	var meta struct {
+		KeyMetadata struct {
+			KeyId             string
+			SigningAlgorithms []string
+		}
+	}
+	keyID := cfg.keyID
+	if keyID == "" {
+		if err := c.kms(ctx, cfg.endpoint, "CreateKey", map[string]string{"Description": "keyhold bench", "KeySpec": cfg.keySpec, "KeyUsage": "SIGN_VERIFY"}, &meta); err != nil {
+			return target{}, "", err
+		}
+		keyID = meta.KeyMetadata.KeyId
+	} else if err := c.kms(ctx, cfg.endpoint, "DescribeKey", map[string]string{"KeyId": keyID}, &meta); err != nil {
+		return target{}, "", err
+	}
+	alg := cfg.signingAlg
+	if alg == "" {
+		if len(meta.KeyMetadata.SigningAlgorithms) == 0 {
+			return target{}, "", fmt.Errorf("bench: key %s has no signing algorithms (is it a SIGN_VERIFY key?)", keyID)
+		}
+		alg = meta.KeyMetadata.SigningAlgorithms[0]
+	}
+	in := map[string]string{"KeyId": keyID, "SigningAlgorithm": alg, "MessageType": "RAW", "Message": base64.StdEncoding.EncodeToString(plain)}
+	if alg == "ED25519_PH_SHA_512" {
+		d := sha512.Sum512(plain)
+		in["MessageType"], in["Message"] = "DIGEST", base64.StdEncoding.EncodeToString(d[:])
+	}
+	if cfg.op == "sign" {
+		t, err := kmsTarget("Sign", in)
+		return t, keyID, err
+	}
+	var sig struct{ Signature string }
+	if err := c.kms(ctx, cfg.endpoint, "Sign", in, &sig); err != nil {
+		return target{}, "", err
+	}
+	in["Signature"] = sig.Signature
+	t, err := kmsTarget("Verify", in)
+	return t, keyID, err
 }
 
 func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (Report, error) {
@@ -392,7 +449,7 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	rep := Report{
-		Op: cfg.op, Endpoint: cfg.endpoint, KeyID: keyID, Concurrency: cfg.concurrency, Size: cfg.size,
+		Op: cfg.op, Endpoint: cfg.endpoint, KeyID: keyID, Concurrency: cfg.concurrency, Size: cfg.size, KeySpec: signingSpec(cfg),
 		DurationSeconds: elapsed.Seconds(),
 		Requests:        all.total,
 		Errors:          errCount.Load(),
@@ -425,6 +482,14 @@ latency (ms): p50 %.3f  p90 %.3f  p99 %.3f  max %.3f
 `, r.Op, r.Endpoint, orDash(r.KeyID), r.Concurrency, r.Size, r.DurationSeconds, r.Requests, r.Errors,
 		r.RequestsPerSecond, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
 	return err
+}
+
+// signingSpec is the spec of the key sign/verify created ("" otherwise).
+func signingSpec(cfg config) string {
+	if (cfg.op == "sign" || cfg.op == "verify") && cfg.keyID == "" {
+		return cfg.keySpec
+	}
+	return ""
 }
 
 func orDash(s string) string {

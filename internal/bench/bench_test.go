@@ -302,7 +302,7 @@ func TestFlagErrors(t *testing.T) {
 		{"remote ip", []string{"--endpoint", "http://10.1.2.3:8080"}, "--allow-remote"},
 		{"remote name", []string{"--endpoint", "https://kms.us-east-1.amazonaws.com"}, "--allow-remote"},
 		{"bad scheme", []string{"--endpoint", "ftp://127.0.0.1/"}, "http:// or https://"},
-		{"unknown op", []string{"--endpoint", "http://127.0.0.1:1", "--op", "sign"}, "unknown --op"},
+		{"unknown op", []string{"--endpoint", "http://127.0.0.1:1", "--op", "rotate"}, "unknown --op"},
 		{"xks needs key", []string{"--endpoint", "https://127.0.0.1:1/kms/xks/v1", "--op", "xks-encrypt"}, "--key-id"},
 		{"size too big", []string{"--endpoint", "http://127.0.0.1:1", "--size", "5000"}, "--size"},
 		{"zero concurrency", []string{"--endpoint", "http://127.0.0.1:1", "--concurrency", "0"}, "--concurrency"},

@@ -242,13 +242,18 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if cfg.AuditFailOpen {
 		auditHook = FailOpenAudit(auditHook, cfg.Logger)
 	}
-	in.Handler = server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
+	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
 		Ready: func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			return database.Ping(ctx) == nil
 		}})
+	in.Handler, err = mountConsole(api, cfg)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
 	return in, nil
 }
 

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/keyhold/keyhold/internal/bench"
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
 
@@ -38,4 +41,33 @@ func BenchmarkEncryptHandler(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBenchSignVerify runs `keyhold bench --op sign|verify` briefly against
+// a real server: every request succeeds (the numbers come from real runs,
+// not from this test).
+func TestBenchSignVerify(t *testing.T) {
+	e := start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", e.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", e.Secret)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	for _, tc := range []struct{ op, spec, alg string }{
+		{"sign", "ECC_NIST_P256", ""}, {"verify", "ECC_NIST_EDWARDS25519", "ED25519_PH_SHA_512"}, {"sign", "ML_DSA_44", ""},
+	} {
+		var out, errOut bytes.Buffer
+		args := []string{"--endpoint", e.Endpoint, "--op", tc.op, "--key-spec", tc.spec, "--duration", "300ms", "--concurrency", "2", "--json"}
+		if tc.alg != "" {
+			args = append(args, "--signing-algorithm", tc.alg)
+		}
+		if err := bench.Command(context.Background(), args, &out, &errOut); err != nil {
+			t.Fatalf("%s %s: %v\n%s", tc.op, tc.spec, err, errOut.String())
+		}
+		var rep bench.Report
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Requests == 0 || rep.Errors != 0 || rep.KeySpec != tc.spec {
+			t.Fatalf("%s %s: %+v", tc.op, tc.spec, rep)
+		}
+	}
 }

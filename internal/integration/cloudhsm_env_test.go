@@ -55,7 +55,7 @@ type hsmEnv struct {
 	ca      *testCA
 }
 
-func startCloudHSM(t *testing.T) *hsmEnv {
+func startCloudHSM(t *testing.T, mods ...func(*cli.ServeConfig)) *hsmEnv {
 	t.Helper()
 	needSoftHSM(t)
 	dir := t.TempDir()
@@ -65,6 +65,9 @@ func startCloudHSM(t *testing.T) *hsmEnv {
 		// The HSM daemons are this test binary re-executed (see TestMain).
 		c.Extra = cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(dir, "hsm"), Region: "us-east-1",
 			TransitionDelay: 20 * time.Millisecond, Logger: log})
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	if onPostgres {
 		// Owner commands (cli.OpenRecords) find the database as an

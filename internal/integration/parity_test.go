@@ -625,3 +625,38 @@ func TestMultiRegionAndCustomStoreRefusals(t *testing.T) {
 		KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
 	wantErr[*types.UnsupportedOperationException](t, err)
 }
+
+func TestAWSManagedKeys(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c := e.KMS
+	d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/aws/s3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := d.KeyMetadata
+	if md.KeyManager != types.KeyManagerTypeAws || md.KeySpec != types.KeySpecSymmetricDefault || md.KeyState != types.KeyStateEnabled {
+		t.Fatalf("alias/aws/s3: %+v", md)
+	}
+	again, _ := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("arn:aws:kms:us-east-1:" + e.Account + ":alias/aws/s3")})
+	if *again.KeyMetadata.KeyId != *md.KeyId {
+		t.Fatal("a second use made another key")
+	}
+	st, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: md.KeyId})
+	if err != nil || !st.KeyRotationEnabled {
+		t.Fatalf("AWS managed key rotation = %+v, %v (AWS: always true)", st, err)
+	}
+	// Only the service may use it; nobody may manage it.
+	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/aws/s3"), Plaintext: []byte("x")})
+	wantCode(t, err, "AccessDeniedException")
+	_, err = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: md.KeyId})
+	wantCode(t, err, "AccessDeniedException")
+	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/mine"), TargetKeyId: md.KeyId})
+	wantErr[*types.InvalidAliasNameException](t, err)
+	as, _ := c.ListAliases(ctx, &kms.ListAliasesInput{KeyId: md.KeyId})
+	if len(as.Aliases) != 1 || *as.Aliases[0].AliasName != "alias/aws/s3" {
+		t.Fatalf("ListAliases = %+v", as.Aliases)
+	}
+	_, err = c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/aws/no-such-service")})
+	wantErr[*types.NotFoundException](t, err)
+}

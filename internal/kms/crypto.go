@@ -56,8 +56,12 @@ func (s *Service) usable(k store.Key) error {
 
 // usableAs checks that a key may do cryptography of usage now.
 func (s *Service) usableAs(k store.Key, usage string) error {
+	st := s.effectiveState(k)
+	if st == StateEnabled && k.KeyUsage == usage {
+		return nil // the common case: no ARN to format
+	}
 	arn := s.keyARN(k.AccountID, k.ID)
-	switch s.effectiveState(k) {
+	switch st {
 	case StateEnabled:
 	case StateDisabled:
 		return errorf(Disabled, "%s is disabled.", arn)

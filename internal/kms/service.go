@@ -354,6 +354,9 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 			e := s.epoch.Load()
 			a, err := s.st.GetAlias(ctx, account, name)
 			if errors.Is(err, store.ErrNotFound) {
+				if k, ok, err := s.awsManagedKey(ctx, account, name); ok {
+					return k, err
+				}
 				return store.Key{}, errorf(NotFound, "Alias %s is not found.", s.aliasARN(account, name))
 			}
 			if err != nil {

@@ -43,10 +43,11 @@ type Principal struct {
 // assumed-role session the role ARN is built without a path; set RoleARN
 // yourself when the role has one.
 func ParsePrincipal(principalARN string) (Principal, error) {
-	bad := fmt.Errorf("policy: %q is not a principal ARN", principalARN)
+	// Built only on failure: callers parse the caller's ARN per request.
+	bad := func() error { return fmt.Errorf("policy: %q is not a principal ARN", principalARN) }
 	a, ok := splitARN(principalARN)
 	if !ok || !isAccountID(a.account) {
-		return Principal{}, bad
+		return Principal{}, bad()
 	}
 	p := Principal{ARN: principalARN, AccountID: a.account}
 	switch {
@@ -59,14 +60,14 @@ func ParsePrincipal(principalARN string) (Principal, error) {
 	case a.service == "sts" && hasNamedPrefix(a.resource, "assumed-role/"):
 		parts := strings.Split(a.resource, "/")
 		if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
-			return Principal{}, bad
+			return Principal{}, bad()
 		}
 		p.Type = AssumedRole
 		p.RoleARN = "arn:" + a.partition + ":iam::" + a.account + ":role/" + parts[1]
 	case a.service == "sts" && hasNamedPrefix(a.resource, "federated-user/"):
 		p.Type = FederatedUser
 	default:
-		return Principal{}, bad
+		return Principal{}, bad()
 	}
 	return p, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/sigv4"
+	"github.com/keyhold/keyhold/internal/store"
 )
 
 // Authorizer decides whether a caller may run an operation. The policy
@@ -266,7 +267,7 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	// Authenticate from the headers before reading the body.
 	pending, err := h.verifier.Begin(r.Context(), r, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
 	body, rel, tooLarge, err := h.readBody(r, limit)
 	switch {
@@ -280,22 +281,29 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	*release = rel
 	res, err := pending.Finish(body)
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
 	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
+	return h.dispatch(r.Context(), svc, op, p, body, r.TLS != nil, rec)
+}
+
+// dispatch runs an operation for an authenticated principal: authorization,
+// the handler, the answer. It is shared by SigV4 requests and Invoke.
+func (h *Handler) dispatch(ctx context.Context, svc *awsjson.Service, op awsjson.Operation, p identity.Principal, body []byte, secure bool, rec *AuditRecord) reply {
+	reqID, opName := rec.RequestID, op.Name
 	rec.Request = body
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
-	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: r.TLS != nil,
-		SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
+	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: secure,
+		SourceIP: rec.SourceIP, UserAgent: rec.UserAgent}
 	if h.cfg.Authorize != nil {
-		if err := h.cfg.Authorize(r.Context(), call.Caller, op, body); err != nil {
+		if err := h.cfg.Authorize(ctx, call.Caller, op, body); err != nil {
 			return h.handlerErrorReply(svc, reqID, opName, err, rec)
 		}
 	}
-	out, err := op.Handle(r.Context(), call)
+	out, err := op.Handle(ctx, call)
 	if err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, err, rec)
 	}
@@ -348,7 +356,7 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-func (h *Handler) authError(reqID string, err error) *awsjson.Error {
+func (h *Handler) authError(svc *awsjson.Service, reqID string, err error) *awsjson.Error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, sigv4.ErrMissingAuth):
@@ -363,6 +371,17 @@ func (h *Handler) authError(reqID string, err error) *awsjson.Error {
 		return &awsjson.Error{Type: awsjson.InvalidSignature, Status: 400, Message: msg}
 	}
 	h.log.Error("authentication failed internally", "request_id", reqID, "err", err)
+	if errors.Is(err, store.ErrUnavailable) {
+		// The database is down or slow (replicas on PostgreSQL): the
+		// caller may retry; KMS models this as DependencyTimeoutException.
+		if svc != nil && svc.TargetPrefix == "TrentService" {
+			return &awsjson.Error{Type: "DependencyTimeoutException", Status: 503, Message: "The service could not reach its database in time. The request can be retried."}
+		}
+		return &awsjson.Error{Type: "ServiceUnavailable", Status: 503, Message: "The service could not reach its database in time. The request can be retried."}
+	}
+	if svc != nil {
+		return svc.InternalError()
+	}
 	return &awsjson.Error{Type: "InternalFailure", Status: 500, Message: "An internal error occurred."}
 }
 

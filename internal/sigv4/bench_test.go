@@ -2,6 +2,7 @@ package sigv4
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -41,6 +42,22 @@ func BenchmarkVerify(b *testing.B) {
 	for b.Loop() {
 		if _, err := v.Verify(ctx, r, body, want); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestCanonicalKey(t *testing.T) {
+	for _, name := range []string{"x-amz-date", "content-type", "host", "x-amz-content-sha256", "a", "x--y", "1x", "x_y", "x.y", strings.Repeat("a", 80)} {
+		var buf [64]byte
+		n := canonicalKey(buf[:], name)
+		if n == 0 {
+			if name != "x_y" && name != "x.y" && len(name) <= 64 {
+				t.Errorf("canonicalKey(%q) fell back", name)
+			}
+			continue
+		}
+		if got, want := string(buf[:n]), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalKey(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -234,7 +234,14 @@ func headerValue(r *http.Request, name string) string {
 		}
 		return strings.Join(r.TransferEncoding, ",")
 	}
-	vs, ok := r.Header[http.CanonicalHeaderKey(name)]
+	var vs []string
+	var ok bool
+	var buf [64]byte
+	if n := canonicalKey(buf[:], name); n > 0 {
+		vs, ok = r.Header[string(buf[:n])] // a lookup by string(bytes) does not copy
+	} else {
+		vs, ok = r.Header[http.CanonicalHeaderKey(name)]
+	}
 	if !ok {
 		// Headers set with non-canonical keys by direct map access.
 		for k, v := range r.Header {
@@ -244,6 +251,31 @@ func headerValue(r *http.Request, name string) string {
 		}
 	}
 	return joinValues(vs)
+}
+
+// canonicalKey writes http.CanonicalHeaderKey(name) into buf for the
+// lower-case names clients sign (letters, digits, '-'), returning its
+// length; 0 means "use http.CanonicalHeaderKey".
+func canonicalKey(buf []byte, name string) int {
+	if len(name) > len(buf) {
+		return 0
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case c >= '0' && c <= '9', c == '-':
+		default:
+			return 0
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	return len(name)
 }
 
 func joinValues(vs []string) string {
@@ -263,34 +295,41 @@ func joinValues(vs []string) string {
 // stringToSign builds the canonical request and hashes it into the string to
 // sign. signed must already be lower-case, in the order the client listed.
 func stringToSign(r *http.Request, uri, query string, signed []string, payloadHash, amzDate, scope string) string {
-	var c strings.Builder
-	c.Grow(256)
-	c.WriteString(r.Method)
-	c.WriteByte('\n')
-	c.WriteString(uri)
-	c.WriteByte('\n')
-	c.WriteString(query)
-	c.WriteByte('\n')
-	for _, h := range signed {
-		c.WriteString(h)
-		c.WriteByte(':')
-		c.WriteString(headerValue(r, h))
-		c.WriteByte('\n')
-	}
-	c.WriteByte('\n')
-	c.WriteString(strings.Join(signed, ";"))
-	c.WriteByte('\n')
-	c.WriteString(payloadHash)
+	return string(appendStringToSign(nil, r, uri, query, signed, payloadHash, amzDate, scope))
+}
 
-	sum := sha256.Sum256([]byte(c.String()))
-	var s strings.Builder
-	s.Grow(len(algorithm) + len(amzDate) + len(scope) + 67)
-	s.WriteString(algorithm)
-	s.WriteByte('\n')
-	s.WriteString(amzDate)
-	s.WriteByte('\n')
-	s.WriteString(scope)
-	s.WriteByte('\n')
-	s.WriteString(hex.EncodeToString(sum[:]))
-	return s.String()
+// appendStringToSign is stringToSign appending to dst (which it also uses
+// as scratch space for the canonical request).
+func appendStringToSign(dst []byte, r *http.Request, uri, query string, signed []string, payloadHash, amzDate, scope string) []byte {
+	c := dst[len(dst):]
+	c = append(c, r.Method...)
+	c = append(c, '\n')
+	c = append(c, uri...)
+	c = append(c, '\n')
+	c = append(c, query...)
+	c = append(c, '\n')
+	for _, h := range signed {
+		c = append(c, h...)
+		c = append(c, ':')
+		c = append(c, headerValue(r, h)...)
+		c = append(c, '\n')
+	}
+	c = append(c, '\n')
+	for i, h := range signed {
+		if i > 0 {
+			c = append(c, ';')
+		}
+		c = append(c, h...)
+	}
+	c = append(c, '\n')
+	c = append(c, payloadHash...)
+	sum := sha256.Sum256(c)
+
+	dst = append(dst, algorithm...)
+	dst = append(dst, '\n')
+	dst = append(dst, amzDate...)
+	dst = append(dst, '\n')
+	dst = append(dst, scope...)
+	dst = append(dst, '\n')
+	return hex.AppendEncode(dst, sum[:])
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -70,7 +71,8 @@ type authFields struct {
 	accessKeyID, date, region, service, term string
 	signedHeaders                            []string
 	signature                                string
-	query                                    bool // query-string authentication
+	sig                                      [sha256.Size]byte // signature, decoded
+	query                                    bool              // query-string authentication
 }
 
 // parseAuthorization parses "AWS4-HMAC-SHA256 Credential=AK/date/region/service/aws4_request,
@@ -146,29 +148,55 @@ func (a *authFields) fill(cred, signed, sig string) error {
 		return fail(ErrIncomplete, "SignedHeaders must not be empty.")
 	}
 	a.signedHeaders = strings.Split(signed, ";")
-	seen := make(map[string]bool, len(a.signedHeaders))
+	host := false
 	for i, h := range a.signedHeaders {
 		if h == "" || !validHeaderName(h) {
 			return fail(ErrIncomplete, "SignedHeaders contains an invalid header name.")
 		}
 		h = strings.ToLower(h)
-		if seen[h] {
+		// A handful of names: a scan beats a map.
+		if contains(a.signedHeaders[:i], h) {
 			return fail(ErrIncomplete, "SignedHeaders contains a duplicate header name.")
 		}
-		seen[h] = true
+		host = host || h == "host"
 		a.signedHeaders[i] = h
 	}
-	if !seen["host"] {
+	if !host {
 		return fail(ErrIncomplete, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 	}
-	if len(sig) != 2*sha256.Size {
-		return fail(ErrIncomplete, "Signature must be 64 hexadecimal characters.")
-	}
-	if _, err := hex.DecodeString(sig); err != nil {
+	if len(sig) != 2*sha256.Size || !decodeHex(a.sig[:], sig) {
 		return fail(ErrIncomplete, "Signature must be 64 hexadecimal characters.")
 	}
 	a.signature = strings.ToLower(sig)
 	return nil
+}
+
+// decodeHex decodes len(dst)*2 hex digits of s (either case) into dst.
+func decodeHex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 func validHeaderName(h string) bool {
@@ -250,6 +278,7 @@ type Pending struct {
 	v        *Verifier
 	r        *http.Request
 	a        authFields
+	t        time.Time // the request's date
 	amzDate  string
 	scope    string
 	key      []byte
@@ -343,7 +372,7 @@ func (v *Verifier) Begin(ctx context.Context, r *http.Request, want Scope) (*Pen
 	// service hashes the body it received, so a request signed over the
 	// literal string never matches. Refusing it here, before the body is
 	// read, gives the same answer.
-	p := &Pending{v: v, r: r, a: a, amzDate: amzDate}
+	p := &Pending{v: v, r: r, a: a, t: t, amzDate: amzDate}
 	if declared := r.Header.Get("X-Amz-Content-Sha256"); declared != "" {
 		if _, err := hex.DecodeString(declared); err != nil || len(declared) != 2*sha256.Size {
 			return nil, fail(ErrSignature, "")
@@ -377,12 +406,14 @@ func (p *Pending) SignatureChecked() bool { return p.checked }
 
 // Finish completes the verification with the request body.
 func (p *Pending) Finish(body []byte) (Result, error) {
-	got := hashHex(body)
+	sum := sha256.Sum256(body)
+	var got [2 * sha256.Size]byte
+	hex.Encode(got[:], sum[:])
 	if p.declared != "" {
-		if !hmac.Equal([]byte(p.declared), []byte(got)) {
+		if !hmac.Equal([]byte(p.declared), got[:]) {
 			return Result{}, fail(ErrSignature, "The provided 'x-amz-content-sha256' header does not match what was computed.")
 		}
-	} else if !p.signatureMatches(got) {
+	} else if !p.signatureMatches(string(got[:])) {
 		return Result{}, fail(ErrSignature, "")
 	}
 	a := &p.a
@@ -395,7 +426,7 @@ func (p *Pending) Finish(body []byte) (Result, error) {
 		Service:       a.service,
 		SignedHeaders: a.signedHeaders,
 	}
-	res.Time, _ = time.Parse(timeFormat, p.amzDate)
+	res.Time = p.t
 	if res.SessionToken == "" && a.query {
 		res.SessionToken = r.URL.Query().Get("X-Amz-Security-Token")
 	}
@@ -411,15 +442,39 @@ func (p *Pending) signatureMatches(payloadHash string) bool {
 		skip = "X-Amz-Signature"
 	}
 	query := canonicalQuery(r.URL.RawQuery, skip)
-	want := []byte(a.signature)
-	for _, uri := range canonicalURIs(r.URL.EscapedPath()) {
-		sts := stringToSign(r, uri, query, a.signedHeaders, payloadHash, p.amzDate, p.scope)
-		if hmac.Equal([]byte(hex.EncodeToString(hmacSHA256(p.key, sts))), want) {
+	bp := stsBuffers.Get().(*[]byte)
+	defer stsBuffers.Put(bp)
+	mac := hmac.New(sha256.New, p.key)
+	var sum [sha256.Size]byte
+	// First the AWS SDK form of the path (the escaped path encoded once
+	// more); then, only when that differs, the path as sent, which is how
+	// curl --aws-sigv4 signs paths with reserved characters. Both are
+	// signed by the holder of the secret, so accepting either does not
+	// weaken the check.
+	escaped := r.URL.EscapedPath()
+	double := canonicalURI(escaped)
+	single := escaped
+	if single == "" {
+		single = "/"
+	}
+	for i, uri := range [2]string{double, single} {
+		if i == 1 && single == double {
+			break
+		}
+		*bp = appendStringToSign((*bp)[:0], r, uri, query, a.signedHeaders, payloadHash, p.amzDate, p.scope)
+		if i > 0 {
+			mac.Reset()
+		}
+		mac.Write(*bp)
+		if hmac.Equal(mac.Sum(sum[:0]), a.sig[:]) {
 			return true
 		}
 	}
 	return false
 }
+
+// stsBuffers hold the canonical request and string to sign.
+var stsBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // requireSigned enforces the headers AWS requires in SignedHeaders beyond
 // Host (checked while parsing): the date header the request is dated by,
@@ -445,8 +500,10 @@ func requireSigned(r *http.Request, a *authFields, contentType bool) error {
 	}
 	var missing []string
 	for k := range r.Header {
-		lk := strings.ToLower(k)
-		if strings.HasPrefix(lk, "x-amz-") && !signed(lk) {
+		if len(k) < 6 || !strings.EqualFold(k[:6], "x-amz-") {
+			continue
+		}
+		if !signed(strings.ToLower(k)) {
 			missing = append(missing, k)
 		}
 	}
@@ -455,23 +512,6 @@ func requireSigned(r *http.Request, a *authFields, contentType bool) error {
 		return must(missing[0])
 	}
 	return nil
-}
-
-// canonicalURIs lists the canonical paths to try: first the AWS SDK form (the
-// escaped path encoded once more); then, only when that differs, the path as
-// sent, which is how curl --aws-sigv4 signs paths with reserved characters.
-// Both are signed by the holder of the secret, so accepting either does not
-// weaken the check.
-func canonicalURIs(escaped string) []string {
-	double := canonicalURI(escaped)
-	single := escaped
-	if single == "" {
-		single = "/"
-	}
-	if single == double {
-		return []string{double}
-	}
-	return []string{double, single}
 }
 
 func contains(list []string, s string) bool {

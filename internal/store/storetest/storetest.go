@@ -15,6 +15,7 @@ import (
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("accounts and access keys", func(t *testing.T) { accounts(t, open(t)) })
 	t.Run("keys", func(t *testing.T) { keys(t, open(t)) })
+	t.Run("keys due for rotation", func(t *testing.T) { keysDueForRotation(t, open(t)) })
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
 	t.Run("grants", func(t *testing.T) { grants(t, open(t)) })
@@ -224,5 +225,52 @@ func customKeyStores(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetCustomKeyStore(ctx, a, "cks-1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted store: %v", err)
+	}
+}
+
+func keysDueForRotation(t *testing.T, s store.Store) {
+	base := time.Unix(1700000000, 0).UTC()
+	rotating := store.Key{AccountID: "111122223333", ID: "k-rotating", State: "Enabled", CreationDate: base, Policy: "{}",
+		Rotation:  store.Rotation{Enabled: true, PeriodDays: 90, Next: base.Add(time.Hour)},
+		Materials: []store.KeyMaterial{{ID: []byte{1}, Sealed: []byte{2}, Created: base}}}
+	expiring := store.Key{AccountID: "111122223333", ID: "k-expiring", State: "Enabled", CreationDate: base, Policy: "{}",
+		Materials: []store.KeyMaterial{{ID: []byte{3}, Sealed: []byte{4}, Created: base, ValidTo: base.Add(2 * time.Hour), ExpirationModel: "KEY_MATERIAL_EXPIRES"}}}
+	plain := store.Key{AccountID: "111122223333", ID: "k-plain", State: "Enabled", CreationDate: base, Policy: "{}"}
+	for _, k := range []store.Key{rotating, expiring, plain} {
+		if err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(at time.Time) map[string]bool {
+		ks, err := s.KeysDueForRotation(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, k := range ks {
+			m[k.ID] = true
+		}
+		return m
+	}
+	if got := ids(base); len(got) != 0 {
+		t.Fatalf("due before anything is due: %v", got)
+	}
+	if got := ids(base.Add(time.Hour)); len(got) != 1 || !got["k-rotating"] {
+		t.Fatalf("due at the rotation date: %v", got)
+	}
+	if got := ids(base.Add(3 * time.Hour)); len(got) != 2 || got["k-plain"] {
+		t.Fatalf("due after expiry: %v", got)
+	}
+	// Rotating moves the due date; the round trip keeps the schedule and materials.
+	k, err := s.GetKey(ctx, "111122223333", "k-rotating")
+	if err != nil || !k.Rotation.Enabled || k.Rotation.PeriodDays != 90 || len(k.Materials) != 1 || string(k.Materials[0].Sealed) != string([]byte{2}) {
+		t.Fatalf("round trip: %+v, %v", k, err)
+	}
+	k.Rotation.Next = base.Add(90 * 24 * time.Hour)
+	if _, err := s.UpdateKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(base.Add(3 * time.Hour)); got["k-rotating"] {
+		t.Fatal("a rotated key is still due")
 	}
 }

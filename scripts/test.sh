@@ -90,6 +90,9 @@ go vet ./...
 echo "== go test -race ($(elapsed))"
 go_rc=0
 go test -race -count=1 -timeout 15m ./... || go_rc=$?
+echo "== load tests without the race detector ($(elapsed))"
+# The race detector slows each call tenfold: the 10,000-call SDK test runs here.
+go test -count=1 -run 'TestSDKNoFailuresUnderLoad' ./internal/integration/ || go_rc=$?
 echo "== integration tests on PostgreSQL ($(elapsed))"
 # The same in-process tests with every keyhold on a throwaway PostgreSQL
 # (they skip, saying so, when initdb/postgres are not installed).

@@ -22,7 +22,7 @@ SECONDS=0
 elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
 
 echo "== gofmt"
-unformatted=$(gofmt -l cmd internal)
+unformatted=$(gofmt -l cmd internal keyholdtest)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
 
 echo "== build"
@@ -97,10 +97,15 @@ go vet ./...
 echo "== go test -race ($(elapsed))"
 go_rc=0
 go test -race -count=1 -timeout 15m ./... || go_rc=$?
+echo "== load tests without the race detector ($(elapsed))"
+# The race detector slows each call tenfold: the 10,000-call SDK test runs here.
+go test -count=1 -run 'TestSDKNoFailuresUnderLoad' ./internal/integration/ || go_rc=$?
 echo "== integration tests on PostgreSQL ($(elapsed))"
 # The same in-process tests with every keyhold on a throwaway PostgreSQL
 # (they skip, saying so, when initdb/postgres are not installed).
 KEYHOLD_TEST_DATABASE=postgres go test -race -count=1 -timeout 10m ./internal/integration/ || go_rc=$?
+echo "== keyholdtest from an external module, keyholdtest/example ($(elapsed))"
+(cd keyholdtest/example && go test -count=1 ./...) || go_rc=$?
 echo "== go test done ($(elapsed))"
 
 if [ "$E2E_OVERLAP" != 1 ]; then start_e2e; fi

@@ -80,7 +80,7 @@ func (h *Handler) invoke(ctx context.Context, in Invocation, rec *AuditRecord) (
 	}
 	p, err := h.cfg.Directory.Authenticate(ctx, in.AccessKeyID, in.SessionToken, h.sessionNow())
 	if err != nil {
-		return fail(h.authError(rec.RequestID, err))
+		return fail(h.authError(svc, rec.RequestID, err))
 	}
 	rep := h.dispatch(ctx, svc, op, p, in.Body, in.SecureTransport, rec)
 	if rec.ErrorCode != "" {
@@ -99,14 +99,14 @@ func (h *Handler) SignIn(ctx context.Context, accessKeyID, secret, sessionToken 
 	reqID := newRequestID()
 	want, err := h.cfg.Directory.Lookup(ctx, accessKeyID)
 	if err != nil {
-		return awsjson.Caller{}, h.authError(reqID, err)
+		return awsjson.Caller{}, h.authError(nil, reqID, err)
 	}
 	if subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
-		return awsjson.Caller{}, h.authError(reqID, sigv4.ErrSignature)
+		return awsjson.Caller{}, h.authError(nil, reqID, sigv4.ErrSignature)
 	}
 	p, err := h.cfg.Directory.Authenticate(ctx, accessKeyID, sessionToken, h.sessionNow())
 	if err != nil {
-		return awsjson.Caller{}, h.authError(reqID, err)
+		return awsjson.Caller{}, h.authError(nil, reqID, err)
 	}
 	return awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/sigv4"
+	"github.com/keyhold/keyhold/internal/store"
 )
 
 // Authorizer decides whether a caller may run an operation. The policy
@@ -247,7 +248,12 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	if target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		return h.serveQuery(r, rec, release)
 	}
-	prefix, opName, _ := strings.Cut(target, ".")
+	// The operation follows the last dot: CloudTrail's prefix has dots
+	// (com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101).
+	prefix, opName := target, ""
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		prefix, opName = target[:i], target[i+1:]
+	}
 	svc := h.byPrefix[prefix]
 	var op awsjson.Operation
 	ok := false
@@ -266,7 +272,7 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	// Authenticate from the headers before reading the body.
 	pending, err := h.verifier.Begin(r.Context(), r, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
 	body, rel, tooLarge, err := h.readBody(r, limit)
 	switch {
@@ -280,11 +286,11 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	*release = rel
 	res, err := pending.Finish(body)
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
 	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
-		return h.errorReply(svc, h.authError(reqID, err), rec)
+		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
 	return h.dispatch(r.Context(), svc, op, p, body, r.TLS != nil, rec)
 }
@@ -355,7 +361,7 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-func (h *Handler) authError(reqID string, err error) *awsjson.Error {
+func (h *Handler) authError(svc *awsjson.Service, reqID string, err error) *awsjson.Error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, sigv4.ErrMissingAuth):
@@ -370,6 +376,17 @@ func (h *Handler) authError(reqID string, err error) *awsjson.Error {
 		return &awsjson.Error{Type: awsjson.InvalidSignature, Status: 400, Message: msg}
 	}
 	h.log.Error("authentication failed internally", "request_id", reqID, "err", err)
+	if errors.Is(err, store.ErrUnavailable) {
+		// The database is down or slow (replicas on PostgreSQL): the
+		// caller may retry; KMS models this as DependencyTimeoutException.
+		if svc != nil && svc.TargetPrefix == "TrentService" {
+			return &awsjson.Error{Type: "DependencyTimeoutException", Status: 503, Message: "The service could not reach its database in time. The request can be retried."}
+		}
+		return &awsjson.Error{Type: "ServiceUnavailable", Status: 503, Message: "The service could not reach its database in time. The request can be retried."}
+	}
+	if svc != nil {
+		return svc.InternalError()
+	}
 	return &awsjson.Error{Type: "InternalFailure", Status: 500, Message: "An internal error occurred."}
 }
 

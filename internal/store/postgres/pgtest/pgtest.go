@@ -105,7 +105,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	// Pdeathsig: a test binary that dies (a panic, a timeout) takes its
+	// server with it (SIGQUIT: the postmaster's immediate shutdown).
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		os.RemoveAll(dir)

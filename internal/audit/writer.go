@@ -57,7 +57,9 @@ var ErrStalled = errors.New("audit: the audit trail is not being made durable (f
 type WriterOptions struct {
 	Mode Mode
 	// Copy, when set, also receives every line (e.g. os.Stdout). It is
-	// written after the file, never synced, and its errors are ignored.
+	// written after the file by its own goroutine (a slow reader never
+	// holds requests back: past MaxUnsynced bytes waiting for it, lines are
+	// left out of the copy), never synced, and its errors are ignored.
 	Copy io.Writer
 	// OnError is told about write and fsync failures (the fsync is retried
 	// every RetryInterval); nil ignores them. Write and Sync report them.
@@ -97,11 +99,16 @@ type Writer struct {
 	syncErr  error // last fsync failure, cleared by a success
 	torn     bool  // a short write may have left half a line
 	closed   bool
+	// mirror holds lines written to the file and not yet to Copy.
+	mirror       []byte
+	mirrorActive bool
 
 	ioMu   sync.Mutex // held while writing to f or swapping it
 	syncMu sync.Mutex // held while fsyncing f or swapping it
 	f      file
 	done   chan struct{}
+	// mirrorDone is closed when the Copy goroutine has finished.
+	mirrorDone chan struct{}
 }
 
 // file is what the Writer needs of its *os.File (tests slow it down).
@@ -133,6 +140,12 @@ func Open(path string, opts WriterOptions) (*Writer, error) {
 		go w.syncer()
 	} else {
 		close(w.done)
+	}
+	w.mirrorDone = make(chan struct{})
+	if opts.Mode == GroupCommit && opts.Copy != nil {
+		go w.mirrorer()
+	} else {
+		close(w.mirrorDone)
 	}
 	return w, nil
 }
@@ -272,11 +285,11 @@ func (w *Writer) Write(line []byte) error {
 		w.ioMu.Lock()
 		err := w.writeFile(batch)
 		w.ioMu.Unlock()
-		if err == nil && w.opts.Copy != nil {
-			w.opts.Copy.Write(batch)
-		}
 
 		w.mu.Lock()
+		if err == nil && w.opts.Copy != nil && len(w.mirror) < int(w.opts.MaxUnsynced) {
+			w.mirror = append(w.mirror, batch...)
+		}
 		w.writing = false
 		w.written = upto
 		if err != nil {
@@ -387,6 +400,25 @@ func (w *Writer) syncer() {
 	}
 }
 
+// mirrorer writes what reached the file to Copy, off the request path.
+func (w *Writer) mirrorer() {
+	defer close(w.mirrorDone)
+	var buf []byte
+	for {
+		w.mu.Lock()
+		for len(w.mirror) == 0 && !(w.closed && !w.writing) {
+			w.wait(time.Time{})
+		}
+		if len(w.mirror) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		buf, w.mirror = w.mirror, buf[:0]
+		w.mu.Unlock()
+		w.opts.Copy.Write(buf)
+	}
+}
+
 // writeFile writes buf fully; w.ioMu is held.
 func (w *Writer) writeFile(buf []byte) error {
 	if _, err := w.f.Write(buf); err != nil {
@@ -433,6 +465,7 @@ func (w *Writer) Close() error {
 	w.notify()
 	w.mu.Unlock()
 	<-w.done
+	<-w.mirrorDone
 	w.mu.Lock()
 	err := w.syncErr
 	if err == nil && w.lostErr != nil {

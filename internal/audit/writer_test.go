@@ -276,3 +276,34 @@ func (s *slowSync) Sync() error {
 	<-s.release
 	return s.file.Sync()
 }
+
+// TestWriterSlowCopy: a mirror that does not read (a stuck stdout pipe)
+// never holds Write back.
+func TestWriterSlowCopy(t *testing.T) {
+	release := make(chan struct{})
+	var got bytes.Buffer
+	cp := writerFunc(func(p []byte) (int, error) {
+		<-release
+		return got.Write(p)
+	})
+	w, err := Open(filepath.Join(t.TempDir(), "a.jsonl"), WriterOptions{Copy: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := w.Write(fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(got.Bytes(), []byte("\n")); n != 100 {
+		t.Fatalf("mirror got %d lines, want 100", n)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

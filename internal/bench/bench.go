@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -46,6 +47,7 @@ type config struct {
 	allowRemote bool
 	jsonOut     bool
 	caFile      string
+	randomKeys  bool
 	keySpec     string
 	signingAlg  string
 }
@@ -75,7 +77,7 @@ type Latencies struct {
 	Max float64 `json:"max"`
 }
 
-var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "xks-encrypt": true,
+var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "describe-key": true, "xks-encrypt": true,
 	"sign": true, "verify": true}
 
 // Command runs `keyhold bench` with its flags (args excludes the word
@@ -112,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
-	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|sign|verify|xks-encrypt")
+	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|describe-key|sign|verify|xks-encrypt")
 	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
 	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
 	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
@@ -125,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
+	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -135,7 +138,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("bench: --endpoint is required")
 	}
 	if !ops[c.op] {
-		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, sign, verify or xks-encrypt)", c.op)
+		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
+	}
+	if c.randomKeys && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
+		return c, errors.New("bench: --random-keys goes with --op encrypt, generate-data-key or describe-key, without --key-id")
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {
 		return c, errors.New("bench: --concurrency must be between 1 and 4096")
@@ -301,6 +307,33 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, "", err
 	}
 
+	if cfg.randomKeys {
+		keys, err := listKeys(ctx, cfg.endpoint, c)
+		if err != nil {
+			return target{}, "", err
+		}
+		if len(keys) == 0 {
+			return target{}, "", errors.New("bench: --random-keys: the account has no keys")
+		}
+		t := target{url: cfg.endpoint, contentType: "application/x-amz-json-1.1"}
+		switch cfg.op {
+		case "encrypt":
+			t.amzTarget = "TrentService.Encrypt"
+			t.body = func(uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q}`, keys[mrand.IntN(len(keys))], b64)
+			}
+		case "generate-data-key":
+			t.amzTarget = "TrentService.GenerateDataKey"
+			t.body = func(uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"NumberOfBytes":%d}`, keys[mrand.IntN(len(keys))], cfg.size)
+			}
+		case "describe-key":
+			t.amzTarget = "TrentService.DescribeKey"
+			t.body = func(uint64) []byte { return fmt.Appendf(nil, `{"KeyId":%q}`, keys[mrand.IntN(len(keys))]) }
+		}
+		return t, fmt.Sprintf("random of %d", len(keys)), nil
+	}
+
 	if cfg.op == "sign" || cfg.op == "verify" {
 		return prepareSigning(ctx, cfg, c, plain, kmsTarget)
 	}
@@ -323,6 +356,9 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 	case "generate-data-key":
 		t, err := kmsTarget("GenerateDataKey", map[string]any{"KeyId": keyID, "NumberOfBytes": cfg.size})
 		return t, keyID, err
+	case "describe-key":
+		t, err := kmsTarget("DescribeKey", map[string]string{"KeyId": keyID})
+		return t, keyID, err
 	case "decrypt":
 		var out struct{ CiphertextBlob string }
 		if err := c.kms(ctx, cfg.endpoint, "Encrypt", map[string]string{"KeyId": keyID, "Plaintext": b64}, &out); err != nil {
@@ -335,6 +371,33 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, keyID, err
 	}
 	return target{}, "", fmt.Errorf("bench: unknown op %q", cfg.op)
+}
+
+// listKeys pages through ListKeys for every key id of the account.
+func listKeys(ctx context.Context, endpoint string, c *caller) ([]string, error) {
+	var ids []string
+	marker := ""
+	for {
+		in := map[string]any{"Limit": 1000}
+		if marker != "" {
+			in["Marker"] = marker
+		}
+		var out struct {
+			Keys       []struct{ KeyId string }
+			NextMarker string
+			Truncated  bool
+		}
+		if err := c.kms(ctx, endpoint, "ListKeys", in, &out); err != nil {
+			return nil, err
+		}
+		for _, k := range out.Keys {
+			ids = append(ids, k.KeyId)
+		}
+		if !out.Truncated || out.NextMarker == "" {
+			return ids, nil
+		}
+		marker = out.NextMarker
+	}
 }
 
 // prepareSigning sets up sign and verify: a SIGN_VERIFY key (created with

@@ -31,10 +31,11 @@ const (
 // fakeKMS verifies SigV4 on every request and fakes just enough of KMS and
 // of an XKS proxy for the bench; it counts calls per operation.
 type fakeKMS struct {
-	mu     sync.Mutex
-	calls  map[string]int
-	bodies map[string]map[string]any // last body per operation
-	failOn string                    // operation answered with 400
+	mu       sync.Mutex
+	calls    map[string]int
+	bodies   map[string]map[string]any // last body per operation
+	failOn   string                    // operation answered with 400
+	keysSeen map[string]int            // DescribeKey calls per key id
 }
 
 func (f *fakeKMS) count(op string) int {
@@ -97,6 +98,18 @@ func (f *fakeKMS) handler(t *testing.T, service string) http.Handler {
 			fmt.Fprintf(w, `{"Plaintext":%q,"KeyId":"k"}`, base64.StdEncoding.EncodeToString(ct[3:]))
 		case "GenerateDataKey":
 			io.WriteString(w, `{"Plaintext":"AAAA","CiphertextBlob":"AAAA","KeyId":"k"}`)
+		case "ListKeys":
+			// Two pages: k1, k2, then k3.
+			if in["Marker"] == "page2" {
+				io.WriteString(w, `{"Keys":[{"KeyId":"k3"}],"Truncated":false}`)
+				return
+			}
+			io.WriteString(w, `{"Keys":[{"KeyId":"k1"},{"KeyId":"k2"}],"NextMarker":"page2","Truncated":true}`)
+		case "DescribeKey":
+			f.mu.Lock()
+			f.keysSeen[in["KeyId"].(string)]++
+			f.mu.Unlock()
+			fmt.Fprintf(w, `{"KeyMetadata":{"KeyId":%q}}`, in["KeyId"])
 		default:
 			if strings.HasSuffix(op, "/encrypt") {
 				io.WriteString(w, `{"ciphertext":"AAAA","initializationVector":"AAAAAAAAAAAAAAAA","authenticationTag":"AAAAAAAAAAAAAAAAAAAAAA=="}`)
@@ -109,7 +122,7 @@ func (f *fakeKMS) handler(t *testing.T, service string) http.Handler {
 
 func newFake(t *testing.T, service string, tlsServer bool) (*fakeKMS, *httptest.Server) {
 	t.Helper()
-	f := &fakeKMS{calls: map[string]int{}, bodies: map[string]map[string]any{}}
+	f := &fakeKMS{calls: map[string]int{}, bodies: map[string]map[string]any{}, keysSeen: map[string]int{}}
 	var srv *httptest.Server
 	if tlsServer {
 		srv = httptest.NewUnstartedServer(f.handler(t, service))
@@ -433,5 +446,33 @@ func TestCredentialsResolution(t *testing.T) {
 				t.Errorf("credentials print their secret: %s", s)
 			}
 		})
+	}
+}
+
+func TestRandomKeys(t *testing.T) {
+	f, srv := newFake(t, "kms", false)
+	t.Setenv("AWS_ACCESS_KEY_ID", testAK)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testSK)
+	rep, _ := runJSON(t, "--endpoint", srv.URL, "--op", "describe-key", "--random-keys", "--concurrency", "2", "--duration", "300ms")
+	if rep.Errors != 0 || rep.Requests == 0 || rep.KeyID != "random of 3" {
+		t.Fatalf("report = %+v", rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls["ListKeys"] != 2 || f.calls["CreateKey"] != 0 {
+		t.Errorf("calls = %v, want two ListKeys pages and no CreateKey", f.calls)
+	}
+	total := 0
+	for k, n := range f.keysSeen {
+		if k != "k1" && k != "k2" && k != "k3" {
+			t.Errorf("DescribeKey of %q, not a listed key", k)
+		}
+		total += n
+	}
+	if len(f.keysSeen) < 2 && total > 20 {
+		t.Errorf("requests went to %v: not spread over the keys", f.keysSeen)
+	}
+	if _, err := parseFlags([]string{"--endpoint", srv.URL, "--op", "decrypt", "--random-keys"}, io.Discard); err == nil {
+		t.Error("--random-keys accepted with decrypt")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/audit"
+	"github.com/keyhold/keyhold/internal/metrics"
 	"github.com/keyhold/keyhold/internal/server"
 )
 
@@ -79,4 +80,71 @@ func FailOpenAudit(hook func(context.Context, server.AuditRecord) error, log *sl
 		}
 		return nil
 	}
+}
+
+// AuditTrail is the open audit file and the hook that appends to it.
+type AuditTrail struct {
+	// Hook is the server.Config.Audit hook (fail-closed: its error makes
+	// the server answer with an internal error).
+	Hook func(context.Context, server.AuditRecord) error
+	// Path is the audit file.
+	Path  string
+	w     *audit.Writer
+	close func() error
+}
+
+// Reopen starts a new file at Path after the current one was renamed
+// away (logrotate's create mode; SIGHUP).
+func (t *AuditTrail) Reopen() error { return t.w.Reopen() }
+
+// Close flushes, syncs and closes the file.
+func (t *AuditTrail) Close() error { return t.close() }
+
+// OpenAuditTrail is AuditHook with the handle SIGHUP needs, and metrics
+// (m may be nil): events written but not yet durable, and the time each
+// event takes to encode and write.
+func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog.Logger, m *metrics.Metrics) (*AuditTrail, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	enc, err := audit.NewEncoder(audit.Config{Region: region, AccountID: account})
+	if err != nil {
+		return nil, err
+	}
+	var lastLogged atomic.Int64
+	path := filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath))
+	w, err := audit.Open(path, audit.WriterOptions{
+		Copy: mirror,
+		OnError: func(err error) {
+			// At most one line a second: a dead disk fails every request.
+			now := time.Now().Unix()
+			if prev := lastLogged.Load(); prev != now && lastLogged.CompareAndSwap(prev, now) {
+				log.Error("audit trail write failed", "path", path, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.SetAuditQueue(func() int { return int(w.Pending()) })
+	}
+	hook := func(_ context.Context, r server.AuditRecord) error {
+		start := time.Now()
+		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
+			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+		if r.Service != nil {
+			rec.TargetPrefix = r.Service.TargetPrefix
+		}
+		line, err := enc.Marshal(&rec)
+		if err == nil {
+			err = w.Write(line)
+		}
+		if m != nil {
+			m.ObserveAuditWrite(time.Since(start))
+		}
+		return err
+	}
+	return &AuditTrail{Hook: hook, Path: path, w: w, close: w.Close}, nil
 }

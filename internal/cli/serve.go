@@ -5,20 +5,29 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/keyhold/keyhold/internal/api/cloudtrailapi"
 	"github.com/keyhold/keyhold/internal/api/iamapi"
 	"github.com/keyhold/keyhold/internal/api/kmsapi"
+	"github.com/keyhold/keyhold/internal/audit"
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/awsquery"
+	"github.com/keyhold/keyhold/internal/config"
 	"github.com/keyhold/keyhold/internal/datadir"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/identity"
@@ -27,6 +36,8 @@ import (
 	"github.com/keyhold/keyhold/internal/keystore/soft"
 	"github.com/keyhold/keyhold/internal/keystore/xksstore"
 	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/logs"
+	"github.com/keyhold/keyhold/internal/metrics"
 	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
 	"github.com/keyhold/keyhold/internal/server"
@@ -49,17 +60,21 @@ type ServeConfig struct {
 	Region           string
 	DeletionInterval time.Duration
 	Logger           *slog.Logger
+	// AccountID is the account the first start creates (12 digits); ""
+	// picks a random one. A data directory that already has another
+	// account is refused.
+	AccountID string
+	// SeedFile, when set, is applied at every start (idempotently).
+	SeedFile string
+	// Metrics receives request, audit and store figures; nil makes a
+	// registry of its own (Instance.Metrics).
+	Metrics *metrics.Metrics
 	// AuditStdout also receives every audit event (--audit-stdout).
 	AuditStdout io.Writer
 	// AuditFailOpen answers requests even when their audit event cannot be
 	// written (--audit-fail-open); by default they fail with the service's
 	// internal error.
 	AuditFailOpen bool
-	// SessionNow is the clock temporary credentials expire by (tests).
-	SessionNow func() time.Time
-	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
-	// certificates, in addition to the system pool.
-	XKSCAFile string
 	// Caches bounds the domain's in-memory caches (--cache-size).
 	Caches kms.CacheSizes
 	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
@@ -74,6 +89,11 @@ type ServeConfig struct {
 	// Limits bound client connections: caps, timeouts, header size
 	// (zero fields take netlimit.Defaults).
 	Limits netlimit.Limits
+	// SessionNow is the clock temporary credentials expire by (tests).
+	SessionNow func() time.Time
+	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
+	// certificates, in addition to the system pool.
+	XKSCAFile string
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may give the CloudHSM driver its clusters.
 	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
@@ -98,6 +118,8 @@ type Instance struct {
 	Service   *kms.Service
 	Handler   http.Handler
 	AccountID string
+	Metrics   *metrics.Metrics
+	Audit     *AuditTrail
 	closers   []func()
 }
 
@@ -106,7 +128,10 @@ func (in *Instance) Close() {
 	for i := len(in.closers) - 1; i >= 0; i-- {
 		in.closers[i]()
 	}
+	in.closers = nil
 }
+
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 
 // Open builds an Instance on a data directory: root key, database,
 // first-start identity, domain, operation tables.
@@ -116,6 +141,12 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
+	}
+	if cfg.AccountID != "" && !accountIDPattern.MatchString(cfg.AccountID) {
+		return nil, fmt.Errorf("account id %q: want 12 digits", cfg.AccountID)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
 	}
 	dataDir, err := datadir.Abs(cfg.DataDir)
 	if err != nil {
@@ -131,10 +162,10 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Instance{Config: cfg, closers: []func(){unlock}}
 	if cfg.RootKeyFile == "" {
 		cfg.RootKeyFile = filepath.Join(cfg.DataDir, "root.key")
 	}
+	in := &Instance{Config: cfg, Metrics: cfg.Metrics, closers: []func(){unlock}}
 	root, err := loadRootKey(cfg.RootKeyFile, cfg.DatabaseURL != "")
 	if err != nil {
 		in.Close()
@@ -155,7 +186,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	var account string
 	err = db.Tx(ctx, func(tx store.Store) error {
 		var err error
-		account, err = identity.New(tx, root).Bootstrap(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, time.Now().UTC())
+		account, err = identity.New(tx, root).BootstrapAccount(ctx, filepath.Join(cfg.DataDir, "credentials"), cfg.Region, cfg.AccountID, time.Now().UTC())
 		return err
 	})
 	if err == nil {
@@ -164,6 +195,10 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	if err != nil {
 		in.Close()
 		return nil, err
+	}
+	if cfg.AccountID != "" && account != cfg.AccountID {
+		in.Close()
+		return nil, fmt.Errorf("--account-id %s: the data directory %s already belongs to account %s", cfg.AccountID, cfg.DataDir, account)
 	}
 	in.AccountID = account
 	var rootCAs *x509.CertPool
@@ -190,7 +225,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	in.CloudHSM = cloudHSM
 	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
 	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
-		Default: defaultStore, Drivers: []keystore.Driver{cloudHSM, external},
+		Default: defaultStore, Drivers: []keystore.Driver{timeDriver(cloudHSM, cfg.Metrics, "hsm"), timeDriver(external, cfg.Metrics, "xks")},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
 	if err != nil {
 		in.Close()
@@ -223,6 +258,13 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	cfg.Metrics.SetCustomKeyStores(customKeyStoreStates(db))
+	if cfg.SeedFile != "" {
+		if err := ApplySeedFile(ctx, svc, account, cfg.SeedFile, cfg.Logger); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
 	admin := identity.NewAdmin(dir, func(doc string, identityPolicy bool) error {
 		if !identityPolicy {
 			_, err := kms.ParseTrustPolicy(doc)
@@ -233,122 +275,362 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
 	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
-	auditHook, closeAudit, err := AuditHook(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger)
+	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics)
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
-	in.closers = append(in.closers, func() { closeAudit() })
+	in.Audit = trail
+	in.closers = append(in.closers, func() { trail.Close() })
+	services = append(services, cloudtrailapi.New(trail.Path))
+	auditHook := trail.Hook
 	if cfg.AuditFailOpen {
 		auditHook = FailOpenAudit(auditHook, cfg.Logger)
 	}
-	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: auditHook,
+	api := server.New(server.Config{Region: cfg.Region, Directory: dir, Services: services, Audit: observer(cfg.Logger, cfg.Metrics, auditHook),
 		QueryServices: []*awsquery.Service{iamTable, stsTable}, Authorize: serverAuthorizer(svc), Logger: cfg.Logger, SessionNow: cfg.SessionNow,
 		Ready: func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			return database.Ping(ctx) == nil
 		}})
-	in.Handler, err = mountConsole(api, cfg)
+	handler, err := mountConsole(api, cfg)
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
+	in.Handler = withMetrics(cfg.Metrics, handler)
 	return in, nil
 }
 
-// Serve runs `keyhold serve`.
+// serveOptions are `keyhold serve`'s settings.
+type serveOptions struct {
+	configFile       string
+	dataDir          string
+	inMemory         bool
+	addr             string
+	region           string
+	accountID        string
+	seed             string
+	tlsCert, tlsKey  string
+	xksCA            string
+	databaseURL      string
+	rootKey          string
+	cacheSize        int
+	auditStdout      bool
+	auditFailOpen    bool
+	limits           netlimit.Limits
+	deletionInterval time.Duration
+	shutdownTimeout  time.Duration
+	logLevel         string
+	logFormat        string
+}
+
+func checkLevel(v string) error { _, err := logs.ParseLevel(v); return err }
+
+func checkAccount(v string) error {
+	if v != "" && !accountIDPattern.MatchString(v) {
+		return errors.New("want 12 digits")
+	}
+	return nil
+}
+
+func checkAddr(v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	return nil
+}
+
+// logSettings are the logging settings every long-running command has.
+func logSettings(level, format *string) []*config.Setting {
+	return []*config.Setting{
+		{Name: "log-level", Usage: "log level: debug, info, warn or error", Default: "info", Target: level, Check: checkLevel},
+		{Name: "log-format", Usage: "log format: text or json", Default: "text", Target: format, Check: logs.CheckFormat},
+	}
+}
+
+func serveSettings(o *serveOptions) *config.Set {
+	s := &config.Set{Command: "serve", Settings: []*config.Setting{
+		{Name: "config", Usage: "configuration file (see keyhold config example)", Target: &o.configFile, FlagOnly: true},
+		{Name: "data-dir", Usage: "data directory: database, root key, credentials, audit trail, HSM clusters", Default: DefaultDataDir, Target: &o.dataDir},
+		{Name: "in-memory", Usage: "keep all state in a RAM-backed temporary directory, removed at exit (nothing written to disk)", Default: "false", Kind: config.Bool, Target: &o.inMemory},
+		{Name: "addr", Usage: "listen address", Default: DefaultAddr, Target: &o.addr, Check: checkAddr},
+		{Name: "region", Usage: "the region this endpoint serves", Default: "us-east-1", Target: &o.region},
+		{Name: "account-id", Usage: "account id of the first account (12 digits; only at first start, random by default)", Target: &o.accountID, Check: checkAccount},
+		{Name: "seed", Usage: "seed file of keys, aliases, policies and tags applied at every start (JSON, see README)", Target: &o.seed, Example: "/etc/keyhold/seed.json"},
+		{Name: "tls-cert", Usage: "serve HTTPS with this PEM certificate (chain) file (reloaded on SIGHUP)", Target: &o.tlsCert, Example: "/etc/keyhold/tls.pem"},
+		{Name: "tls-key", Usage: "the PEM private key of tls-cert", Target: &o.tlsKey, Example: "/etc/keyhold/tls-key.pem"},
+		{Name: "database-url", Usage: "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory", Target: &o.databaseURL},
+		{Name: "root-key", Usage: "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key", Target: &o.rootKey, Example: "/etc/keyhold/root.key"},
+		{Name: "cache-size", Usage: "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out", Default: strconv.Itoa(kms.DefaultCacheSize), Kind: config.Int, Target: &o.cacheSize},
+		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
+		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
+		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
+		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
+		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
+	}}
+	s.Settings = append(s.Settings, limitSettings(&o.limits)...)
+	s.Settings = append(s.Settings, logSettings(&o.logLevel, &o.logFormat)...)
+	return s
+}
+
+// limitSettings are the connection bounds of a serving command
+// (netlimit.Limits; -1 turns a bound off).
+func limitSettings(l *netlimit.Limits) []*config.Setting {
+	d := netlimit.Defaults()
+	return []*config.Setting{
+		{Name: "max-conns", Usage: "most concurrent client connections (-1: no cap)", Default: strconv.Itoa(d.MaxConns), Kind: config.Int, Target: &l.MaxConns},
+		{Name: "max-conns-per-client", Usage: "most concurrent connections from one IP address (-1: no cap)", Default: strconv.Itoa(d.MaxConnsPerClient), Kind: config.Int, Target: &l.MaxConnsPerClient},
+		{Name: "read-header-timeout", Usage: "time allowed for a request's headers to arrive", Default: d.ReadHeaderTimeout.String(), Kind: config.Duration, Target: &l.ReadHeaderTimeout},
+		{Name: "read-timeout", Usage: "time allowed for a whole request, body included, to arrive", Default: d.ReadTimeout.String(), Kind: config.Duration, Target: &l.ReadTimeout},
+		{Name: "write-timeout", Usage: "time allowed from a request's headers to the end of its answer", Default: d.WriteTimeout.String(), Kind: config.Duration, Target: &l.WriteTimeout},
+		{Name: "idle-timeout", Usage: "how long an idle keep-alive connection stays open", Default: d.IdleTimeout.String(), Kind: config.Duration, Target: &l.IdleTimeout},
+		{Name: "max-header-bytes", Usage: "largest request header block, in bytes", Default: strconv.Itoa(d.MaxHeaderBytes), Kind: config.Int, Target: &l.MaxHeaderBytes},
+	}
+}
+
+func serveCommand(stdout, stderr io.Writer) *cobra.Command {
+	o := &serveOptions{}
+	set := serveSettings(o)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API endpoint (KMS, CloudHSM, IAM/STS, CloudTrail LookupEvents, /metrics)",
+		Long: `Run the API endpoint: KMS (TrentService), the CloudHSM control plane,
+IAM/STS, CloudTrail LookupEvents over the audit trail, /healthz and /metrics.
+
+Every setting is a flag, a KEYHOLD_* environment variable and a line of the
+--config file; precedence is flag > environment > file > default.
+"keyhold config example" prints a complete commented file.
+
+Signals: SIGHUP reopens the audit file (for logrotate), reloads the TLS
+certificate and the log level; SIGTERM and SIGINT stop accepting requests and
+let in-flight ones finish within --shutdown-timeout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfgFile := configPath(cmd)
+			if err := set.Resolve(cmd.Flags(), cfgFile, nil); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), o, set, stdout, stderr)
+		},
+	}
+	set.Bind(cmd.Flags())
+	return cmd
+}
+
+// Serve runs `keyhold serve` with args (kept for callers of the old entry
+// point).
 func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	def := os.Getenv("KEYHOLD_DATA_DIR")
-	if def == "" {
-		def = DefaultDataDir
+	cmd := serveCommand(stdout, stderr)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	return cmd.ExecuteContext(ctx)
+}
+
+// ramDir makes a temporary directory on a RAM filesystem (/dev/shm).
+func ramDir() (string, error) {
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		return "", errors.New("--in-memory needs /dev/shm (a RAM filesystem) on this system")
 	}
-	dataDir := fs.String("data-dir", def, "data directory (database, root key, credentials, HSM clusters)")
-	addr := fs.String("addr", DefaultAddr, "listen address")
-	region := fs.String("region", "us-east-1", "the region this endpoint serves")
-	xksCA := fs.String("xks-ca-file", os.Getenv("KEYHOLD_XKS_CA_FILE"), "PEM bundle of CAs trusted for XKS proxy certificates (in addition to the system pool)")
-	auditStdout := fs.Bool("audit-stdout", false, "also write each audit event (one JSON line) to stdout")
-	auditFailOpen := fs.Bool("audit-fail-open", false, "answer requests even when their audit event cannot be written (default: they fail with KMSInternalException)")
-	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file")
-	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
-	dbURL := fs.String("database-url", os.Getenv(DatabaseURLEnv), "PostgreSQL database shared by replicas (postgres://user:password@host:port/db); default: SQLite in the data directory (env "+DatabaseURLEnv+")")
-	rootKey := fs.String("root-key", os.Getenv("KEYHOLD_ROOT_KEY"), "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key (env KEYHOLD_ROOT_KEY)")
-	delInterval := fs.Duration("deletion-interval", time.Minute, "how often keys whose deletion date passed are deleted")
-	var limits netlimit.Limits
-	limits.RegisterFlags(fs, "")
-	cacheSize := fs.Int("cache-size", kms.DefaultCacheSize, "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	// Every path derived from the data directory (HSM token directories
-	// in the store, daemons' configs) is absolute, so owner commands run
-	// from another working directory find the same files.
-	abs, err := datadir.Abs(*dataDir)
+	return os.MkdirTemp("/dev/shm", "keyhold-")
+}
+
+func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, stderr io.Writer) error {
+	log, level, err := logs.New(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
-	*dataDir = abs
-	if *rootKey != "" {
-		if *rootKey, err = filepath.Abs(*rootKey); err != nil {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("tls-cert and tls-key go together")
+	}
+	if o.inMemory {
+		if set.Sources["data-dir"] != "default" {
+			return errors.New("in-memory and data-dir exclude each other")
+		}
+		dir, err := ramDir()
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.dataDir = dir
+	}
+	// Every path derived from the data directory (HSM token directories
+	// in the store, daemons' configs) is absolute, so owner commands run
+	// from another working directory find the same files.
+	abs, err := datadir.Abs(o.dataDir)
+	if err != nil {
+		return err
+	}
+	o.dataDir = abs
+	if o.rootKey != "" {
+		if o.rootKey, err = filepath.Abs(o.rootKey); err != nil {
 			return err
 		}
 	}
-	cfg := ServeConfig{DataDir: *dataDir, Addr: *addr, Region: *region, DeletionInterval: *delInterval, Logger: log, XKSCAFile: *xksCA,
-		DatabaseURL: *dbURL, DatabaseRetry: 2 * time.Second, RootKeyFile: *rootKey, Limits: limits,
-		Caches: kms.CacheSizes{Keys: *cacheSize, Aliases: *cacheSize, Grants: *cacheSize, Policies: *cacheSize},
-		Extra:  CloudHSMExtra(hsm.Config{Dir: filepath.Join(*dataDir, "hsm"), Region: *region, Logger: log})}
-	if *auditStdout {
+	if o.inMemory && o.databaseURL != "" {
+		return errors.New("in-memory and database-url exclude each other")
+	}
+	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
+		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
+		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
+		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
+	if o.auditStdout {
 		cfg.AuditStdout = stdout
 	}
-	cfg.AuditFailOpen = *auditFailOpen
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
+	var certs *certReloader
+	if o.tlsCert != "" {
+		if certs, err = newCertReloader(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
 	}
 	in, err := Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go in.RunBackground(bg, *delInterval)
+	go in.RunBackground(bg, o.deletionInterval)
 	srv := cfg.Limits.Server(in.Handler)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	scheme := "http"
 	var tc *tls.Config
-	if *tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	if certs != nil {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get, NextProtos: []string{"h2", "http/1.1"}}
 		scheme = "https"
 	}
 	ln = cfg.Limits.Listen(ln, tc, netlimit.HTTPReject(jsonContentType, "ThrottlingException"))
-	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", *region, "account", in.AccountID,
-		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", "file "+in.Config.RootKeyFile, "database", in.databaseName())
+	rootKey := "file " + in.Config.RootKeyFile
+	if o.inMemory {
+		rootKey = "in memory (RAM filesystem, removed at exit)"
+	}
+	log.Info("keyhold serving", "endpoint", scheme+"://"+ln.Addr().String(), "region", o.region, "account", in.AccountID,
+		"data_dir", abs, "credentials", filepath.Join(abs, "credentials"), "root_key", rootKey,
+		"database", in.databaseName(), "audit", in.Audit.Path, "metrics", scheme+"://"+ln.Addr().String()+"/metrics")
 	errc := make(chan error, 1)
-	go func() {
-		errc <- srv.Serve(ln)
-	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-	case <-ctx.Done():
-		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			return err
+	go func() { errc <- srv.Serve(ln) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		case <-hup:
+			reload(log, level, in, certs, set)
+		case <-ctx.Done():
+			log.Info("shutting down: draining in-flight requests", "deadline", o.shutdownTimeout.String())
+			sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Error("in-flight requests did not finish before the shutdown deadline", "err", err)
+				srv.Close()
+			}
+			log.Info("stopped")
+			return nil
 		}
 	}
+}
+
+// reload is SIGHUP: reopen the audit file, reload the TLS certificate and
+// the log level (from the config file and environment; flags still win).
+// Other settings need a restart.
+func reload(log *slog.Logger, level *slog.LevelVar, in *Instance, certs *certReloader, set *config.Set) {
+	if err := in.Audit.Reopen(); err != nil {
+		log.Error("SIGHUP: reopening the audit file failed", "path", in.Audit.Path, "err", err)
+	} else {
+		log.Info("SIGHUP: audit file reopened", "path", in.Audit.Path)
+	}
+	if certs != nil {
+		if err := certs.load(); err != nil {
+			log.Error("SIGHUP: reloading the TLS certificate failed; keeping the previous one", "err", err)
+		} else {
+			log.Info("SIGHUP: TLS certificate reloaded")
+		}
+	}
+	if set == nil || set.Sources["log-level"] == "--log-level" {
+		return
+	}
+	// Re-resolve file and environment into a fresh copy; only the log
+	// level is applied.
+	o := &serveOptions{}
+	if err := resolveQuiet(serveSettings(o), configFileOf(set)); err != nil {
+		log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	if l, err := logs.ParseLevel(o.logLevel); err == nil && l != level.Level() {
+		level.Set(l)
+		log.Info("SIGHUP: log level changed", "level", o.logLevel)
+	}
+}
+
+func configFileOf(set *config.Set) string {
+	for _, st := range set.Settings {
+		if st.Name == "config" {
+			return *st.Target.(*string)
+		}
+	}
+	return ""
+}
+
+// resolveQuiet resolves a Set from file and environment only.
+func resolveQuiet(set *config.Set, file string) error {
+	cmd := &cobra.Command{}
+	set.Bind(cmd.Flags())
+	return set.Resolve(cmd.Flags(), file, nil)
+}
+
+// certReloader serves the current TLS certificate; load replaces it.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.RWMutex
+	cert              *tls.Certificate
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *certReloader) load() error {
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls-cert/tls-key: %w", err)
+	}
+	r.mu.Lock()
+	r.cert = &c
+	r.mu.Unlock()
 	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cert, nil
+}
+
+// auditPath is the audit file of a data directory.
+func auditPath(dataDir string) string {
+	return filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath))
+}
+
+// configPath is --config, else KEYHOLD_CONFIG.
+func configPath(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup("config"); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return os.Getenv(config.EnvName("config"))
 }

@@ -31,6 +31,8 @@ type clusterInfo struct {
 		ClusterCsr         string
 		ClusterCertificate string
 	}
+	// UsedBy names the account's key store on this cluster (console only).
+	UsedBy string `json:"-"`
 }
 
 func (c clusterInfo) activeHSMs() int {

@@ -168,6 +168,19 @@ func (h *Handler) createStorePage(w http.ResponseWriter, r *http.Request, s *ses
 		if f.Clusters, cae = h.clusters(r, s); ae == nil {
 			ae = cae
 		}
+		// The menu offers only clusters no key store of the account uses
+		// (CreateCustomKeyStore refuses the others).
+		if stores, sae := h.allStores(r, s); sae == nil {
+			used := map[string]string{}
+			for _, st := range stores {
+				if st.CloudHsmClusterId != "" {
+					used[st.CloudHsmClusterId] = st.CustomKeyStoreName
+				}
+			}
+			for i := range f.Clusters {
+				f.Clusters[i].UsedBy = used[f.Clusters[i].ClusterId]
+			}
+		}
 	}
 	title := "Create an AWS CloudHSM key store"
 	if f.Type == "EXTERNAL_KEY_STORE" {

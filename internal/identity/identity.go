@@ -208,6 +208,13 @@ func (d *Directory) createAdmin(ctx context.Context, account string, now time.Ti
 // start it creates them and writes credPath (aws shared-credentials format,
 // profile default, mode 0600). It returns the account id.
 func (d *Directory) Bootstrap(ctx context.Context, credPath, region string, now time.Time) (string, error) {
+	return d.BootstrapAccount(ctx, credPath, region, "", now)
+}
+
+// BootstrapAccount is Bootstrap with the first account's id chosen by the
+// caller (12 digits; "" picks a random one). It returns the existing
+// account, whatever its id, when there is one.
+func (d *Directory) BootstrapAccount(ctx context.Context, credPath, region, account string, now time.Time) (string, error) {
 	accts, err := d.st.ListAccounts(ctx)
 	if err != nil {
 		return "", fmt.Errorf("identity.Bootstrap: %w", err)
@@ -215,11 +222,13 @@ func (d *Directory) Bootstrap(ctx context.Context, credPath, region string, now 
 	if len(accts) > 0 {
 		return accts[0].ID, nil
 	}
-	n, err := rand.Int(rand.Reader, big.NewInt(9e11))
-	if err != nil {
-		return "", err
+	if account == "" {
+		n, err := rand.Int(rand.Reader, big.NewInt(9e11))
+		if err != nil {
+			return "", err
+		}
+		account = fmt.Sprintf("%012d", n.Int64()+1e11)
 	}
-	account := fmt.Sprintf("%012d", n.Int64()+1e11)
 	c, err := d.createAdmin(ctx, account, now)
 	if err != nil {
 		return "", fmt.Errorf("identity.Bootstrap: %w", err)

@@ -304,6 +304,11 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Fatalf("key stores page: %s", got)
 		}
 		b.screenshot("08-cloudhsm-stores")
+		// The cluster menu no longer offers the cluster.
+		b.open("/console/keystores/create?type=cloudhsm")
+		if got := b.text("#store-form"); !strings.Contains(got, "already used by the key store ExampleCloudHSMKeyStore") {
+			t.Fatalf("the cluster menu after the store's creation:\n%s", got)
+		}
 	})
 
 	var keyID string
@@ -369,6 +374,17 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Fatalf("store id %q", got)
 		}
 		b.screenshot("03-key-detail")
+		// Schedule deletion (typed confirmation), cancel it, enable again.
+		b.run("schedule deletion", chromedp.SetValue(chromedp.CSS("#days"), "7"), chromedp.SendKeys(chromedp.CSS("#confirm-del"), "delete"),
+			chromedp.Click(chromedp.CSS("#schedule-deletion")), chromedp.WaitVisible(chromedp.CSS("#cancel-deletion")))
+		if got := b.text("#key-state"); got != "PendingDeletion" {
+			t.Fatalf("after scheduling deletion the key is %q", got)
+		}
+		b.run("cancel deletion", chromedp.Click(chromedp.CSS("#cancel-deletion")), chromedp.WaitVisible(chromedp.CSS("#enable-key")))
+		b.run("enable", chromedp.Click(chromedp.CSS("#enable-key")), chromedp.WaitVisible(chromedp.CSS("#disable-key")))
+		if got := b.text("#key-state"); got != "Enabled" {
+			t.Fatalf("after cancel and enable the key is %q", got)
+		}
 	})
 
 	t.Run("disconnect the CloudHSM key store", func(t *testing.T) {
@@ -380,6 +396,22 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		if got := b.text("#key-state"); got != "Unavailable" {
 			t.Fatalf("a key of a disconnected store is %q, want Unavailable", got)
 		}
+		// Edit while DISCONNECTED: a new name and a wrong kmsuser password;
+		// connecting then FAILS with INVALID_CREDENTIALS and its advice.
+		b.open("/console/keystores/" + storeID)
+		b.run("edit", chromedp.SendKeys(chromedp.CSS("#name"), "ExampleCloudHSMKeyStore2"), chromedp.SendKeys(chromedp.CSS("#password"), "wrongPswd1"),
+			chromedp.Click(chromedp.CSS("#save-store")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		if got := b.text("h1"); got != "ExampleCloudHSMKeyStore2" {
+			t.Fatalf("after the rename the store is %q", got)
+		}
+		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.waitText("", "#store-state", "FAILED", 60*time.Second)
+		if got := b.text("#store-error"); !strings.Contains(got, "INVALID_CREDENTIALS") || !strings.Contains(got, "kmsuser") {
+			t.Fatalf("FAILED store shows %q", got)
+		}
+		b.screenshot("13-store-failed")
+		b.run("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.waitText("", "#store-state", "DISCONNECTED", 30*time.Second)
 	})
 
 	var xksKeyID string
@@ -426,6 +458,14 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		xksKeyID = u[strings.LastIndex(u, "/")+1:]
 		if got := b.text("#key-xks-id"); got != res.XksKeyId {
 			t.Fatalf("external key id %q, want %s", got, res.XksKeyId)
+		}
+		// Deleting a connected store that holds a key is refused with the
+		// API's exception, shown in place.
+		b.open("/console/keystores/" + xksID)
+		b.run("delete", chromedp.SendKeys(chromedp.CSS("#confirm-store"), "delete"), chromedp.Click(chromedp.CSS("#delete-store")),
+			chromedp.WaitVisible(chromedp.CSS("#error")))
+		if got := b.text("#error"); !strings.Contains(got, "CustomKeyStore") {
+			t.Fatalf("deleting a connected store with a key shows %q", got)
 		}
 		// The CloudHSM store is DISCONNECTED: the chooser says why it is
 		// not eligible.

@@ -365,6 +365,24 @@ func TestRSAEncryption(t *testing.T) {
 	wantErr[*types.InvalidCiphertextException](t, err)
 	_, err = c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: id, KeySpec: types.DataKeySpecAes256})
 	wantErr[*types.InvalidKeyUsageException](t, err)
+
+	// ReEncrypt from a symmetric key to the RSA key and back.
+	sym, _ := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	enc, _ := c.Encrypt(ctx, &kms.EncryptInput{KeyId: sym.KeyMetadata.KeyId, Plaintext: []byte("moving")})
+	re, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, DestinationKeyId: id, DestinationEncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+	if err != nil || re.DestinationEncryptionAlgorithm != "RSAES_OAEP_SHA_256" || re.SourceEncryptionAlgorithm != types.EncryptionAlgorithmSpecSymmetricDefault {
+		t.Fatalf("ReEncrypt to RSA: %+v, %v", re, err)
+	}
+	back, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: re.CiphertextBlob, SourceKeyId: id, SourceEncryptionAlgorithm: "RSAES_OAEP_SHA_256",
+		DestinationKeyId: sym.KeyMetadata.KeyId})
+	if err != nil || back.SourceEncryptionAlgorithm != "RSAES_OAEP_SHA_256" {
+		t.Fatalf("ReEncrypt from RSA: %+v, %v", back, err)
+	}
+	if dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: back.CiphertextBlob}); err != nil || string(dec.Plaintext) != "moving" {
+		t.Fatalf("round trip through the RSA key: %v", err)
+	}
+	_, err = c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, DestinationKeyId: id})
+	wantErr[*types.InvalidKeyUsageException](t, err)
 }
 
 func TestDeriveSharedSecret(t *testing.T) {

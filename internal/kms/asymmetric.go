@@ -121,7 +121,7 @@ func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptIn
 		return DecryptOutput{}, s.specErr("Decrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm, BackingKeyID: materialID(k)}, nil
+	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
 }
 
 // SignInput holds Sign's and Verify's parameters.

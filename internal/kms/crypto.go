@@ -283,12 +283,17 @@ type ReEncryptOutput struct {
 	KeyARN         string
 	SourceBacking  []byte
 	DestBacking    []byte
+	// SourceAlgorithm and DestinationAlgorithm as used (SYMMETRIC_DEFAULT
+	// or an RSAES_OAEP algorithm of an RSA key).
+	SourceAlgorithm, DestinationAlgorithm string
 }
 
 // ReEncrypt decrypts and re-encrypts on the server, never returning the plaintext.
 func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (ReEncryptOutput, error) {
-	if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
-		return ReEncryptOutput{}, err
+	if !isRSAAlgorithm(in.DestinationAlgorithm) {
+		if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
+			return ReEncryptOutput{}, err
+		}
 	}
 	// ReEncrypt is decided as two actions, as in AWS: kms:ReEncryptTo on
 	// the destination key, kms:ReEncryptFrom on the source key.
@@ -299,8 +304,22 @@ func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (
 	if err != nil {
 		return ReEncryptOutput{}, err
 	}
-	if err := s.usable(dst); err != nil {
-		return ReEncryptOutput{}, err
+	// An RSA ENCRYPT_DECRYPT destination gets a raw OAEP ciphertext.
+	rsaDst := dst.KeySpec != SpecSymmetric && dst.KeyUsage == UsageEncryptDecrypt
+	if rsaDst {
+		if err := s.usableAs(dst, UsageEncryptDecrypt); err != nil {
+			return ReEncryptOutput{}, err
+		}
+		if !isRSAAlgorithm(in.DestinationAlgorithm) {
+			return ReEncryptOutput{}, errorf(InvalidKeyUsage, "The encryption algorithm %s is not valid for a %s KMS key.", AlgSymmetric, dst.KeySpec)
+		}
+	} else {
+		if err := checkAlgorithm(in.DestinationAlgorithm); err != nil {
+			return ReEncryptOutput{}, err
+		}
+		if err := s.usable(dst); err != nil {
+			return ReEncryptOutput{}, err
+		}
 	}
 	dec, err := s.Decrypt(ctx, from, DecryptInput{CiphertextBlob: in.CiphertextBlob, KeyID: in.SourceKeyID,
 		EncryptionContext: in.SourceEncryptionContext, Algorithm: in.SourceAlgorithm, DryRun: in.DryRun})
@@ -308,12 +327,21 @@ func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (
 		return ReEncryptOutput{}, err
 	}
 	defer clear(dec.Plaintext)
-	ct, err := s.seal(ctx, c, dst, dec.Plaintext, in.DestinationEncryptionContext)
-	if err != nil {
+	out := ReEncryptOutput{SourceKeyARN: dec.KeyARN, KeyARN: s.keyARN(dst.AccountID, dst.ID), SourceBacking: dec.BackingKeyID,
+		DestBacking: materialID(dst), SourceAlgorithm: dec.Algorithm, DestinationAlgorithm: AlgSymmetric}
+	if rsaDst {
+		enc, err := s.encryptAsymmetric(ctx, c, dst, EncryptInput{Plaintext: dec.Plaintext, Algorithm: in.DestinationAlgorithm,
+			EncryptionContext: in.DestinationEncryptionContext})
+		if err != nil {
+			return ReEncryptOutput{}, err
+		}
+		out.CiphertextBlob, out.DestinationAlgorithm, out.DestBacking = enc.CiphertextBlob, enc.Algorithm, nil
+		return out, nil
+	}
+	if out.CiphertextBlob, err = s.seal(ctx, c, dst, dec.Plaintext, in.DestinationEncryptionContext); err != nil {
 		return ReEncryptOutput{}, err
 	}
-	return ReEncryptOutput{CiphertextBlob: ct, SourceKeyARN: dec.KeyARN, KeyARN: s.keyARN(dst.AccountID, dst.ID),
-		SourceBacking: dec.BackingKeyID, DestBacking: materialID(dst)}, nil
+	return out, nil
 }
 
 // GenerateDataKeyInput holds GenerateDataKey's parameters.

@@ -6,6 +6,12 @@
 // bytes, e.g. an HTTP 503 with an AWS-shaped error) and the connection is
 // closed, rather than piling up until file descriptors run out.
 //
+// Memory: an open HTTP connection is budgeted at PerConnBytes (header block,
+// buffers, goroutine, request state), so clients can make a server hold at
+// most MaxConns × PerConnBytes for connections; keyhold serve adds its
+// request-body budget (server.Config.MaxBufferedBody) to that for its
+// documented ceiling (README, TestFloodStaysUnderCeiling).
+//
 // It knows nothing of the APIs served: each server (keyhold serve, the XKS
 // proxy, the HSM daemon) wraps its listener with Limits.Listen and, for HTTP,
 // takes its timeouts from Limits.Server.

@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package pkcs11 is keyhold's narrow wrapper over a PKCS#11 library
 // (github.com/miekg/pkcs11): open a module once per process, find or
 // initialise a token, log in once, and run AES-256-GCM with non-extractable

@@ -248,7 +248,12 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	if target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		return h.serveQuery(r, rec, release)
 	}
-	prefix, opName, _ := strings.Cut(target, ".")
+	// The operation follows the last dot: CloudTrail's prefix has dots
+	// (com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101).
+	prefix, opName := target, ""
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		prefix, opName = target[:i], target[i+1:]
+	}
 	svc := h.byPrefix[prefix]
 	var op awsjson.Operation
 	ok := false

@@ -367,7 +367,7 @@ func (a *API) reEncrypt(ctx context.Context, c kms.Request, in *reEncryptIn) (an
 		return nil, err
 	}
 	return reEncryptOut{CiphertextBlob: out.CiphertextBlob, SourceKeyId: out.SourceKeyARN, KeyId: out.KeyARN,
-		SourceEncryptionAlgorithm: kms.AlgSymmetric, DestinationEncryptionAlgorithm: kms.AlgSymmetric,
+		SourceEncryptionAlgorithm: out.SourceAlgorithm, DestinationEncryptionAlgorithm: out.DestinationAlgorithm,
 		SourceKeyMaterialId: hexp(out.SourceBacking), DestinationKeyMaterialId: hexp(out.DestBacking)}, nil
 }
 

@@ -9,28 +9,33 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
-	"sync"
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keyspec"
 	"github.com/keyhold/keyhold/internal/keystore"
+	"github.com/keyhold/keyhold/internal/lru"
 	"github.com/keyhold/keyhold/internal/rootkey"
 )
 
 // Backend is the default key store's driver (keystore.Default) for
 // keyhold-held material.
 type Backend struct {
-	root  *rootkey.Key
-	mu    sync.RWMutex
-	aeads map[string]cipher.AEAD // key id + backing key id -> AEAD
-	privs map[string]*keyspec.Private
+	root *rootkey.Key
+	// Unsealed material by key id + backing key id, bounded: with a
+	// million keys in the store, memory stays proportional to the keys in
+	// use (an evicted key is unsealed again on its next use).
+	aeads *lru.Cache[string, cipher.AEAD]
+	privs *lru.Cache[string, *keyspec.Private]
 }
+
+// CacheSize bounds how many keys' unsealed material a Backend keeps.
+const CacheSize = 10000
 
 var _ keystore.Default = (*Backend)(nil)
 
 // New returns a backend sealing material with root.
 func New(root *rootkey.Key) *Backend {
-	return &Backend{root: root, aeads: make(map[string]cipher.AEAD), privs: make(map[string]*keyspec.Private)}
+	return &Backend{root: root, aeads: lru.New[string, cipher.AEAD](CacheSize), privs: lru.New[string, *keyspec.Private](CacheSize)}
 }
 
 func (b *Backend) Kind() blob.Kind { return blob.KindSoft }
@@ -60,26 +65,14 @@ func materialAAD(keyID string, backing []byte) []byte {
 
 // Forget drops cached material of a deleted key.
 func (b *Backend) Forget(keyID string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for k := range b.aeads {
-		if len(k) >= len(keyID) && k[:len(keyID)] == keyID {
-			delete(b.aeads, k)
-		}
-	}
-	for k := range b.privs {
-		if len(k) >= len(keyID) && k[:len(keyID)] == keyID {
-			delete(b.privs, k)
-		}
-	}
+	ofKey := func(k string) bool { return len(k) >= len(keyID) && k[:len(keyID)] == keyID }
+	b.aeads.DeleteFunc(func(k string, _ cipher.AEAD) bool { return ofKey(k) })
+	b.privs.DeleteFunc(func(k string, _ *keyspec.Private) bool { return ofKey(k) })
 }
 
 func (b *Backend) aead(k keystore.KeyRef) (cipher.AEAD, error) {
 	id := k.ID + string(k.BackingKeyID)
-	b.mu.RLock()
-	a := b.aeads[id]
-	b.mu.RUnlock()
-	if a != nil {
+	if a, ok := b.aeads.Get(id); ok {
 		return a, nil
 	}
 	m, err := b.root.Open(k.SealedMaterial, materialAAD(k.ID, k.BackingKeyID))
@@ -91,13 +84,11 @@ func (b *Backend) aead(k keystore.KeyRef) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err = cipher.NewGCM(block)
+	a, err := cipher.NewGCM(block)
 	if err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	b.aeads[id] = a
-	b.mu.Unlock()
+	b.aeads.Put(id, a)
 	return a, nil
 }
 
@@ -178,10 +169,7 @@ func (b *Backend) OpenSealed(keyID string, materialID, sealed []byte) ([]byte, e
 // private loads (and caches) the parsed material of an asymmetric or HMAC key.
 func (b *Backend) private(k keystore.KeyRef) (*keyspec.Private, error) {
 	id := k.ID + string(k.BackingKeyID)
-	b.mu.RLock()
-	p := b.privs[id]
-	b.mu.RUnlock()
-	if p != nil {
+	if p, ok := b.privs.Get(id); ok {
 		return p, nil
 	}
 	m, err := b.root.Open(k.SealedMaterial, materialAAD(k.ID, k.BackingKeyID))
@@ -189,12 +177,11 @@ func (b *Backend) private(k keystore.KeyRef) (*keyspec.Private, error) {
 		return nil, fmt.Errorf("soft: unseal material of %s: %w", k.ID, err)
 	}
 	defer clear(m)
-	if p, err = keyspec.Load(k.KeySpec, m); err != nil {
+	p, err := keyspec.Load(k.KeySpec, m)
+	if err != nil {
 		return nil, fmt.Errorf("soft: load material of %s: %w", k.ID, err)
 	}
-	b.mu.Lock()
-	b.privs[id] = p
-	b.mu.Unlock()
+	b.privs.Put(id, p)
 	return p, nil
 }
 

@@ -7,12 +7,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
-	sqlite3 "github.com/mattn/go-sqlite3"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/keyhold/keyhold/internal/store"
 	"github.com/keyhold/keyhold/internal/store/sqlstore"
@@ -155,8 +154,7 @@ func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 // classify maps SQLite's constraint errors to the store's; the index names
 // tell the uniqueness rules apart.
 func classify(err error) error {
-	var se sqlite3.Error
-	if !errors.As(err, &se) || (se.ExtendedCode != sqlite3.ErrConstraintUnique && se.ExtendedCode != sqlite3.ErrConstraintPrimaryKey) {
+	if !isUnique(err) { // unique_cgo.go: without cgo there is no SQLite
 		return nil
 	}
 	switch msg := err.Error(); {

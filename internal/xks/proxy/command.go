@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +37,23 @@ const DefaultModule = "/usr/lib/softhsm/libsofthsm2.so"
 const (
 	ExampleKeyLabel = "xks-example-key"
 	HealthKeyLabel  = "xks-health-key"
+	// Made with --restricted-keys, for AWS's XKS proxy test client, which
+	// also checks keys that may only encrypt, only decrypt, or neither.
+	EncryptOnlyKeyLabel = "xks-encrypt-only-key"
+	DecryptOnlyKeyLabel = "xks-decrypt-only-key"
+	NoUsageKeyLabel     = "xks-no-usage-key"
 )
+
+// NormalizePrefix accepts a URI path prefix with or without its leading
+// slash (and with a trailing one): "example", "/example" and "/example/"
+// are all "/example"; "" and "/" are "".
+func NormalizePrefix(p string) string {
+	p = strings.Trim(strings.TrimSpace(p), "/")
+	if p == "" {
+		return ""
+	}
+	return "/" + p
+}
 
 // Command runs `keyhold xks-proxy ...`; args exclude "xks-proxy".
 //
@@ -117,6 +134,9 @@ type InitCredential struct {
 // InitOptions are init's flags.
 type InitOptions struct {
 	Dir, Addr, Prefix, Region, Module string
+	// RestrictedKeys also creates an encrypt-only, a decrypt-only and a
+	// no-usage key (EncryptOnlyKeyLabel, ...).
+	RestrictedKeys bool
 }
 
 func initCommand(args []string, stdout, stderr io.Writer) error {
@@ -156,6 +176,7 @@ func Init(o InitOptions) (InitResult, error) {
 	if o.Region == "" {
 		o.Region = "us-east-1"
 	}
+	o.Prefix = NormalizePrefix(o.Prefix)
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return InitResult{}, err
@@ -171,7 +192,12 @@ func Init(o InitOptions) (InitResult, error) {
 	}
 	tokenLabel := "keyhold-xks"
 	userPIN := randomHex(16)
-	if err := initToken(dir, o.Module, tokenLabel, randomHex(16), userPIN); err != nil {
+	keys := []initKey{{ExampleKeyLabel, pkcs11.KeyUsage{Encrypt: true, Decrypt: true}}, {HealthKeyLabel, pkcs11.KeyUsage{Encrypt: true, Decrypt: true}}}
+	if o.RestrictedKeys {
+		keys = append(keys, initKey{EncryptOnlyKeyLabel, pkcs11.KeyUsage{Encrypt: true}},
+			initKey{DecryptOnlyKeyLabel, pkcs11.KeyUsage{Decrypt: true}}, initKey{NoUsageKeyLabel, pkcs11.KeyUsage{}})
+	}
+	if err := initToken(dir, o.Module, tokenLabel, randomHex(16), userPIN, keys); err != nil {
 		return InitResult{}, err
 	}
 	creds := []Credential{newCredential(), newCredential()}
@@ -187,7 +213,7 @@ func Init(o InitOptions) (InitResult, error) {
 			Credentials:    creds,
 			PKCS11:         PKCS11Config{Module: o.Module, TokenLabel: tokenLabel, UserPIN: userPIN},
 			HealthKeyLabel: HealthKeyLabel,
-			Keys:           []KeyConfig{{ID: ExampleKeyLabel}},
+			Keys:           keyConfigs(keys),
 		}},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -230,7 +256,24 @@ func newCredential() Credential {
 
 // initToken creates DIR/tokens and DIR/softhsm2.conf, points this process at
 // them and makes a token with the example and health keys.
-func initToken(dir, module, label, soPIN, userPIN string) error {
+type initKey struct {
+	label string
+	usage pkcs11.KeyUsage
+}
+
+// keyConfigs lists init's keys in the configuration (the health key is
+// the store's, not an external key).
+func keyConfigs(keys []initKey) []KeyConfig {
+	var out []KeyConfig
+	for _, k := range keys {
+		if k.label != HealthKeyLabel {
+			out = append(out, KeyConfig{ID: k.label})
+		}
+	}
+	return out
+}
+
+func initToken(dir, module, label, soPIN, userPIN string, keys []initKey) error {
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokens, 0o700); err != nil {
 		return err
@@ -271,9 +314,9 @@ func initToken(dir, module, label, soPIN, userPIN string) error {
 		return fmt.Errorf("xks-proxy init: %w", err)
 	}
 	defer user.Close()
-	for _, l := range []string{ExampleKeyLabel, HealthKeyLabel} {
-		if _, err := user.GenerateAESKey(l, nil, pkcs11.KeyUsage{Encrypt: true, Decrypt: true}, true); err != nil {
-			return fmt.Errorf("xks-proxy init: key %s: %w", l, err)
+	for _, k := range keys {
+		if _, err := user.GenerateAESKey(k.label, nil, k.usage, true); err != nil {
+			return fmt.Errorf("xks-proxy init: key %s: %w", k.label, err)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -290,8 +291,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body, _ = json.Marshal(xks.ErrorResponse{ErrorName: aerr.name, ErrorMessage: aerr.msg})
 		}
 	}
+	body = append(body, '\n')
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(body)
 	s.logRequest(r, req, status, aerr, time.Since(start))
 }
 
@@ -387,6 +390,21 @@ func (s *Server) serve(st *state, r *http.Request, path string, req *request) (i
 		return 0, nil, &apiError{msg: "method not allowed"}
 	}
 	limit := s.bodyLimit()
+	if r.ContentLength > limit {
+		return 0, nil, fail(xks.UnsupportedOperationException, "Request body exceeds this proxy's size limits")
+	}
+	authErr := func(err error) *apiError {
+		var se *sigv4.Error
+		if errors.As(err, &se) || errors.Is(err, sigv4.ErrUnknownAccessKey) {
+			return failCause(xks.AuthenticationFailedException, "Request signature could not be verified", err)
+		}
+		return failCause(xks.InternalException, "Internal error", err)
+	}
+	// Everything the headers carry is checked before the body is read.
+	pending, err := s.verifier.Begin(r.Context(), r, sigv4.Scope{Region: s.cfg.Region, Service: xks.Service})
+	if err != nil {
+		return 0, nil, authErr(err)
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return 0, nil, failCause(xks.ValidationException, "Cannot read request body", err)
@@ -394,13 +412,9 @@ func (s *Server) serve(st *state, r *http.Request, path string, req *request) (i
 	if int64(len(body)) > limit {
 		return 0, nil, fail(xks.UnsupportedOperationException, "Request body exceeds this proxy's size limits")
 	}
-	res, err := s.verifier.Verify(r.Context(), r, body, sigv4.Scope{Region: s.cfg.Region, Service: xks.Service})
+	res, err := pending.Finish(body)
 	if err != nil {
-		var se *sigv4.Error
-		if errors.As(err, &se) || errors.Is(err, sigv4.ErrUnknownAccessKey) {
-			return 0, nil, failCause(xks.AuthenticationFailedException, "Request signature could not be verified", err)
-		}
-		return 0, nil, failCause(xks.InternalException, "Internal error", err)
+		return 0, nil, authErr(err)
 	}
 	if !ks.akids[res.AccessKeyID] {
 		return 0, nil, fail(xks.AuthenticationFailedException, "Access key is not valid for this URI path")

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/help golden files")
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = MainContext(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// TestHelpGolden pins every command's help text (go test -run TestHelpGolden -update rewrites them).
+func TestHelpGolden(t *testing.T) {
+	cmds := [][]string{
+		{}, {"serve"}, {"xks-proxy"}, {"xks-proxy", "init"}, {"bench"}, {"hsm"}, {"admin"}, {"admin", "create-access-key"},
+		{"admin", "attach-policy"}, {"vpce"}, {"audit"}, {"config", "example"}, {"version"}, {"completion"},
+	}
+	t.Setenv("KEYHOLD_DATA_DIR", "")
+	for _, c := range cmds {
+		name := "keyhold"
+		if len(c) > 0 {
+			name = strings.Join(c, "_")
+		}
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := run(append(append([]string{}, c...), "--help")...)
+			if code != 0 {
+				t.Fatalf("--help exit %d, stderr %s", code, errOut)
+			}
+			path := filepath.Join("testdata", "help", name+".txt")
+			if *update {
+				if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if out != string(want) {
+				t.Errorf("help of %q changed (run with -update if intended):\n%s", name, out)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"serve", "x", "--addr", "127.0.0.1:1"}, 2, `unknown command "x"`},
+		{[]string{"serve", "--no-such-flag"}, 2, "unknown flag: --no-such-flag"},
+		{[]string{"nope"}, 2, `unknown command "nope"`},
+		{[]string{"admin", "bogus"}, 2, `unknown command "bogus" for "keyhold admin"`},
+		{[]string{"admin", "create-user", "--trust-policy", "x"}, 2, "unknown flag: --trust-policy"},
+		{[]string{"version", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"serve", "--log-level", "loud"}, 1, `--log-level: log-level: unknown log level "loud"`},
+		{[]string{"serve", "--addr", "nope"}, 1, `--addr: addr: "nope" is not HOST:PORT`},
+		{[]string{"serve", "--account-id", "12"}, 1, "account-id: want 12 digits"},
+		{[]string{"xks-proxy"}, 2, "key store file is required"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errOut := run(tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeConfigFileErrorNamesLine(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "keyhold.conf")
+	os.WriteFile(cfg, []byte("# keyhold\ndata-dir = "+dir+"\n\ndeletion-interval = soon\n"), 0o600)
+	code, _, errOut := run("serve", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, cfg+":4: deletion-interval: \"soon\" is not a duration") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	t.Setenv("KEYHOLD_CONFIG", cfg)
+	code, _, errOut = run("serve")
+	if code != 1 || !strings.Contains(errOut, cfg+":4:") {
+		t.Fatalf("KEYHOLD_CONFIG: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run("version")
+	if code != 0 || !strings.HasPrefix(out, "keyhold ") || !strings.Contains(out, "go:         go1.") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	code, out, _ := run("completion", "bash")
+	if code != 0 || !strings.Contains(out, "bash completion") {
+		t.Fatalf("exit %d: %.200s", code, out)
+	}
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/keyhold/keyhold/internal/kms"
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// SeedFile is what --seed FILE holds (JSON): keys with fixed ids and,
+// optionally, fixed material, and aliases. Field names follow the KMS API.
+type SeedFile struct {
+	Keys    []SeedKey   `json:"Keys"`
+	Aliases []SeedAlias `json:"Aliases"`
+}
+
+// SeedKey is one key of a seed file.
+type SeedKey struct {
+	KeyID       string `json:"KeyId"`
+	Description string `json:"Description"`
+	KeySpec     string `json:"KeySpec"`
+	KeyUsage    string `json:"KeyUsage"`
+	Origin      string `json:"Origin"`
+	// KeyMaterial is 32 bytes, base64; absent generates it.
+	KeyMaterial string `json:"KeyMaterial"`
+	// Enabled defaults to true.
+	Enabled *bool `json:"Enabled"`
+	// Policy is a JSON object or a string holding one.
+	Policy  json.RawMessage `json:"Policy"`
+	Tags    []store.Tag     `json:"Tags"`
+	Aliases []string        `json:"Aliases"`
+}
+
+// SeedAlias is an alias of a seed file.
+type SeedAlias struct {
+	AliasName   string `json:"AliasName"`
+	TargetKeyID string `json:"TargetKeyId"`
+}
+
+// LoadSeedFile reads and checks a seed file; errors name the file (and
+// the line of a JSON error).
+func LoadSeedFile(path string) (*SeedFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f SeedFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("seed %s%s: %w", path, jsonErrorLine(b, err), err)
+	}
+	return &f, nil
+}
+
+// jsonErrorLine turns a JSON decoding error's byte offset into ":LINE".
+func jsonErrorLine(b []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(b)) {
+		return ""
+	}
+	return fmt.Sprintf(":%d", bytes.Count(b[:off], []byte("\n"))+1)
+}
+
+// ApplySeedFile creates what the seed file declares and is missing; it is
+// run at every start, so a seed is idempotent. Key material never appears
+// in a log line or an error.
+func ApplySeedFile(ctx context.Context, svc *kms.Service, account, path string, log *slog.Logger) error {
+	f, err := LoadSeedFile(path)
+	if err != nil {
+		return err
+	}
+	var created, aliases int
+	aliasTargets := append([]SeedAlias(nil), f.Aliases...)
+	for i, k := range f.Keys {
+		in := kms.SeedKeyInput{ID: k.KeyID, Description: k.Description, KeySpec: k.KeySpec, KeyUsage: k.KeyUsage,
+			Origin: k.Origin, Tags: k.Tags, Disabled: k.Enabled != nil && !*k.Enabled}
+		if k.KeyID == "" {
+			return fmt.Errorf("seed %s: Keys[%d]: KeyId is required", path, i)
+		}
+		if k.KeyMaterial != "" {
+			m, err := base64.StdEncoding.DecodeString(k.KeyMaterial)
+			if err != nil || len(m) != 32 {
+				return fmt.Errorf("seed %s: key %s: KeyMaterial must be 32 bytes in base64 (e.g. openssl rand -base64 32)", path, k.KeyID)
+			}
+			in.Material = m
+		}
+		if len(k.Policy) > 0 && string(k.Policy) != "null" {
+			var s string
+			if json.Unmarshal(k.Policy, &s) == nil {
+				in.Policy = s
+			} else {
+				in.Policy = string(k.Policy)
+			}
+		}
+		ok, err := svc.SeedKey(ctx, account, in)
+		clear(in.Material)
+		if err != nil {
+			return fmt.Errorf("seed %s: %w", path, err)
+		}
+		if ok {
+			created++
+		}
+		for _, a := range k.Aliases {
+			aliasTargets = append(aliasTargets, SeedAlias{AliasName: a, TargetKeyID: k.KeyID})
+		}
+	}
+	for _, a := range aliasTargets {
+		changed, err := svc.SeedAlias(ctx, account, a.AliasName, a.TargetKeyID)
+		if err != nil {
+			return fmt.Errorf("seed %s: %w", path, err)
+		}
+		if changed {
+			aliases++
+		}
+	}
+	log.Info("seed applied", "file", path, "keys", len(f.Keys), "keys_created", created, "aliases_changed", aliases)
+	return nil
+}

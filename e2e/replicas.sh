@@ -20,7 +20,8 @@ WORK=$(mktemp -d)
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # Replicas restarted by the kill loop (a subshell) are known by pid file.
+  for p in "${PIDS[@]}" $(cat "$WORK"/r*.pid 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
   # Fast shutdown of the postmaster (its pid file names it; the shell's $!
   # is runuser's).
   if [ -f "$WORK/pg/data/postmaster.pid" ]; then
@@ -61,6 +62,7 @@ start_replica() {
     --deletion-interval 500ms >>"$dir.log" 2>&1 &
   PIDOF[$n]=$!
   PIDS+=("$!")
+  echo "$!" > "$dir.pid"
   for _ in $(seq 1 150); do
     curl -fsS "http://127.0.0.1:${PORT[$n]}/healthz" >/dev/null 2>&1 && return 0
     kill -0 "${PIDOF[$n]}" 2>/dev/null || { tail -20 "$dir.log" >&2; fail "replica $n exited during start"; }
@@ -177,7 +179,7 @@ print(f"acknowledged: {len(acked['keys'])} keys, {len(acked['aliases'])} aliases
 assert len(acked["cts"]) > 0, "no work was acknowledged"
 PY
 wait $KILLER
-for n in 1 2 3; do kill -0 "${PIDOF[$n]}" 2>/dev/null || start_replica "$n"; done
+for n in 1 2 3; do PIDOF[$n]=$(cat "$WORK/r$n.pid"); kill -0 "${PIDOF[$n]}" 2>/dev/null || start_replica "$n"; done
 
 echo "== every acknowledged key, alias and ciphertext, read through every replica"
 EP1=$EP1 EP2=$EP2 EP3=$EP3 OUT=$WORK/acked.json python3 - <<'PY'

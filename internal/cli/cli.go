@@ -140,7 +140,7 @@ func passthrough(use, short, long string, run func(ctx context.Context, args []s
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
-			if err != nil && strings.Contains(err.Error(), "flag provided but not defined") {
+			if err != nil && (strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "unexpected arguments")) {
 				return usageError{err}
 			}
 			return err

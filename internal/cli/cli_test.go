@@ -69,6 +69,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--addr", "nope"}, 1, `--addr: addr: "nope" is not HOST:PORT`},
 		{[]string{"serve", "--account-id", "12"}, 1, "account-id: want 12 digits"},
 		{[]string{"xks-proxy"}, 2, "key store file is required"},
+		{[]string{"hsm", "activate", "--password", "x"}, 2, "flag provided but not defined: -password"},
+		{[]string{"hsm", "backup", "--concurrency", "4"}, 2, "flag provided but not defined: -concurrency"},
+		{[]string{"hsm", "subnets", "extra"}, 2, "hsm subnets: unexpected arguments [extra]"},
+		{[]string{"hsm", "bogus"}, 1, `hsm: unknown subcommand "bogus"`},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -106,5 +110,24 @@ func TestCompletion(t *testing.T) {
 	code, out, _ := run("completion", "bash")
 	if code != 0 || !strings.Contains(out, "bash completion") {
 		t.Fatalf("exit %d: %.200s", code, out)
+	}
+}
+
+// Each hsm subcommand's help lists only the flags that subcommand takes.
+func TestHSMSubcommandHelpListsOnlyItsFlags(t *testing.T) {
+	code, out, errOut := run("hsm", "activate", "--help")
+	help := out + errOut
+	if code != 0 {
+		t.Fatalf("exit %d, output %q", code, help)
+	}
+	for _, want := range []string{"-cluster-id", "-co-password", "-data-dir"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %s:\n%s", want, help)
+		}
+	}
+	for _, other := range []string{"-concurrency", "-duration", "-username", "-type"} {
+		if strings.Contains(help, other) {
+			t.Errorf("help lists another subcommand's flag %s:\n%s", other, help)
+		}
 	}
 }

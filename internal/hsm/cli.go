@@ -28,13 +28,29 @@ import (
 // short-lived HSM daemon of their own, and records change in keyhold's
 // store (opened by open, the composition root's) under the cluster's lock;
 // the server reads records from the store on every use and caches none.
+// subcommandFlags names the flags of each owner subcommand besides the
+// common --data-dir, --region and --module.
+var subcommandFlags = map[string][]string{
+	"subnets":         nil,
+	"activate":        {"cluster-id", "co-password"},
+	"create-user":     {"cluster-id", "type", "username", "password", "co-password"},
+	"delete-user":     {"cluster-id", "username", "co-password"},
+	"change-password": {"cluster-id", "type", "username", "password", "co-password"},
+	"backup":          {"cluster-id"},
+	"pkcs11-bench":    {"cluster-id", "password", "duration", "concurrency"},
+}
+
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open OpenRecords) error {
 	if len(args) == 0 {
 		return errors.New("usage: keyhold hsm activate|create-user|delete-user|change-password|backup|subnets|pkcs11-bench [flags]")
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	uses, ok := subcommandFlags[sub]
+	if !ok {
+		return fmt.Errorf("hsm: unknown subcommand %q", sub)
+	}
+	all := flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
+	fs := all
 	defDir := os.Getenv("KEYHOLD_DATA_DIR")
 	if defDir == "" {
 		defDir = "./keyhold-data"
@@ -53,8 +69,18 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	coPassword := fs.String("co-password", "", "the crypto officer's password")
 	duration := fs.Duration("duration", 5*time.Second, "benchmark duration")
 	concurrency := fs.Int("concurrency", 2, "benchmark goroutines")
+	// Each subcommand accepts (and its --help lists) only the flags it uses.
+	fs = flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, name := range append([]string{"data-dir", "region", "module"}, uses...) {
+		f := all.Lookup(name)
+		fs.Var(f.Value, f.Name, f.Usage)
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("hsm %s: unexpected arguments %v", sub, fs.Args())
 	}
 	if sub == "subnets" {
 		for _, s := range Subnets(*region) {

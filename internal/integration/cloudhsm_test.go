@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/keyhold/keyhold/internal/cli"
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
-	"github.com/keyhold/keyhold/internal/xks/proxy"
 )
 
 // TestMain lets this test binary serve as the HSM daemon: the cluster
@@ -43,14 +41,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("KEYHOLD_XKS_PROXY") == "1" {
 		// `keyhold xks-proxy ...`, for tests that run the real proxy as a
 		// process (keystore_conformance_test.go).
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		err := proxy.Command(ctx, os.Args[1:], os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(cli.Main(append([]string{"xks-proxy"}, os.Args[1:]...), os.Stdout, os.Stderr))
 	}
 	pgtest.Main(m)
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,20 +9,13 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/keyhold/keyhold/internal/pkcs11"
@@ -55,65 +47,6 @@ func NormalizePrefix(p string) string {
 	return "/" + p
 }
 
-// Command runs `keyhold xks-proxy ...`; args exclude "xks-proxy".
-//
-//	keyhold xks-proxy --config FILE
-//	keyhold xks-proxy init --dir DIR [--addr 127.0.0.1:PORT] [--prefix /PREFIX] [--region R] [--module LIB]
-//
-// Serving stops when ctx is done; SIGHUP reloads the configuration file.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "init" {
-		return initCommand(args[1:], stdout, stderr)
-	}
-	fs := flag.NewFlagSet("xks-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "proxy configuration file (JSON, mode 0600)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyhold xks-proxy --config FILE\n       keyhold xks-proxy init --dir DIR [--addr 127.0.0.1:PORT] [--prefix /PREFIX] [--region REGION] [--module LIB]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cfgPath == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("xks-proxy: --config is required")
-	}
-	cfg, err := LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := New(cfg, WithLogger(log))
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ln, err := srv.Listen()
-	if err != nil {
-		return err
-	}
-	log.Info("xks proxy listening", "addr", ln.Addr.String(), "keyStores", len(cfg.KeyStores), "region", cfg.Region)
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-hup:
-			if err := srv.ReloadFile(*cfgPath); err != nil {
-				log.Error("xks proxy reload failed; keeping the previous configuration", "cause", err.Error())
-			}
-		case err := <-ln.Err():
-			return err
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return ln.Shutdown(sctx)
-		}
-	}
-}
-
 // InitResult is what `init` prints: what CreateCustomKeyStore and
 // CreateKey need, and where the files are.
 type InitResult struct {
@@ -137,31 +70,6 @@ type InitOptions struct {
 	// RestrictedKeys also creates an encrypt-only, a decrypt-only and a
 	// no-usage key (EncryptOnlyKeyLabel, ...).
 	RestrictedKeys bool
-}
-
-func initCommand(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xks-proxy init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o InitOptions
-	fs.StringVar(&o.Dir, "dir", "", "directory to create the proxy's files in (required)")
-	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8443", "listen address written to the configuration")
-	fs.StringVar(&o.Prefix, "prefix", "/example", "URI path prefix of the key store (may be empty)")
-	fs.StringVar(&o.Region, "region", "us-east-1", "the KMS region that will call the proxy")
-	fs.StringVar(&o.Module, "module", DefaultModule, "SoftHSM2 PKCS#11 library")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if o.Dir == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("xks-proxy init: --dir is required")
-	}
-	res, err := Init(o)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(res)
-	_, err = fmt.Fprintln(stdout, string(b))
-	return err
 }
 
 // Init creates a ready-to-serve proxy in o.Dir: a CA and a server

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 )
@@ -39,27 +37,4 @@ func FuzzRoute(f *testing.F) {
 			t.Fatalf("route(%q) accepted key id %q", path, keyID)
 		}
 	})
-}
-
-func TestCommandUsage(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"no config", nil},
-		{"extra arg", []string{"--config", "x.json", "extra"}},
-		{"missing file", []string{"--config", "/nonexistent/keyhold-xks.json"}},
-		{"init without dir", []string{"init"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if err := Command(context.Background(), tc.args, &stdout, &stderr); err == nil {
-				t.Fatal("Command succeeded")
-			}
-			if stdout.Len() != 0 {
-				t.Fatalf("wrote to stdout: %q", stdout.String())
-			}
-		})
-	}
 }

@@ -98,6 +98,15 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestXKSProxyAddrChecked(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "xks.json")
+	os.WriteFile(cfg, []byte(`{"listen": "127.0.0.1:0", "keyStores": []}`), 0o600)
+	code, _, errOut := run("xks-proxy", "--config", cfg, "--addr", "localhost:https")
+	if code != 1 || !strings.Contains(errOut, `--addr: addr: "localhost:https" is not HOST:PORT`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestServeConfigFileErrorNamesLine(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "keyhold.conf")

@@ -35,6 +35,11 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "[bench-keystores $(date -u +%H:%M:%S)] $*"; }
+# cpu PID...: utime+stime of the processes, in clock ticks.
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+TICK=$(getconf CLK_TCK)
+# us_per_req TICKS REQUESTS
+us_per_req() { awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 PORT=$(free_port)
@@ -55,18 +60,27 @@ wait_connected() {
   [ "$state" = CONNECTED ] || fail "store $1 is $state, want CONNECTED"
 }
 
-e2e() { # KEY_ARN LABEL: keyhold bench through keyhold; prints req/s
-  local out prof=()
-  if [ "$PROFILE" = 1 ] && [ ! -e "$WORK/$2.perf" ]; then
-    perf record -F 499 -g -p "$KEYHOLD_PID" -o "$WORK/$2.perf" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+e2e() { # KEY_ARN LABEL [PIDS...]: keyhold bench through keyhold; prints "req/s keyhold-µs/req others-µs/req"
+  local key=$1 label=$2 out prof=() c0 o0
+  shift 2
+  if [ "$PROFILE" = 1 ] && [ ! -e "$WORK/$label.perf" ]; then
+    perf record -F 499 -g -p "$KEYHOLD_PID" -o "$WORK/$label.perf" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
     prof=($!)
+    for p in "$@"; do
+      perf record -F 499 -g -p "$p" -o "$WORK/$label-behind-$p.perf" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+      prof+=($!)
+    done
   fi
-  out=$("$BIN" bench --endpoint "$EP" --credentials-file "$DATA/credentials" --op encrypt --key-id "$1" \
+  c0=$(cpu "$KEYHOLD_PID") o0=$(cpu "$@")
+  out=$("$BIN" bench --endpoint "$EP" --credentials-file "$DATA/credentials" --op encrypt --key-id "$key" \
     --concurrency "$CONCURRENCY" --duration "$DURATION" --size "$SIZE" --json)
-  [ ${#prof[@]} = 0 ] || wait "${prof[0]}" || true
+  c0=$(($(cpu "$KEYHOLD_PID") - c0)) o0=$(($(cpu "$@") - o0))
+  [ ${#prof[@]} = 0 ] || wait "${prof[@]}" || true
   echo "$out" >>"$WORK/runs.jsonl"
-  jq -e '.errors == 0' <<<"$out" >/dev/null || fail "$2 end to end: errors: $out"
-  jq -r .requests_per_second <<<"$out"
+  jq -e '.errors == 0' <<<"$out" >/dev/null || fail "$label end to end: errors: $out"
+  local n
+  n=$(jq -r .requests <<<"$out")
+  echo "$(jq -r .requests_per_second <<<"$out") $(us_per_req "$c0" "$n") $(us_per_req "$o0" "$n")"
 }
 
 if [[ " $WHICH " == *" xks "* ]]; then
@@ -88,23 +102,34 @@ if [[ " $WHICH " == *" xks "* ]]; then
   kms connect-custom-key-store --custom-key-store-id "$CKS"
   wait_connected "$CKS"
   KEY=$(kms create-key --origin EXTERNAL_KEY_STORE --custom-key-store-id "$CKS" --xks-key-id "$XKEY" --query KeyMetadata.Arn --output text)
-  proxy_alone() {
-    local out
+  proxy_alone() { # prints "req/s proxy-µs/req"
+    local out c0 prof=()
+    if [ "$PROFILE" = 1 ] && [ ! -e "$WORK/proxy-alone.perf" ]; then
+      perf record -F 499 -g -p "$PROXY_PID" -o "$WORK/proxy-alone.perf" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+      prof=($!)
+    fi
+    c0=$(cpu "$PROXY_PID")
     out=$(AWS_ACCESS_KEY_ID=$AKID AWS_SECRET_ACCESS_KEY=$SECRET "$BIN" bench --endpoint "$XEP$XPATH" --ca-file "$CA" \
       --op xks-encrypt --key-id "$XKEY" --concurrency "$CONCURRENCY" --duration "$DURATION" --size "$SIZE" --json)
     echo "$out" >>"$WORK/runs.jsonl"
+    [ ${#prof[@]} = 0 ] || wait "${prof[@]}" || true
     jq -e '.errors == 0' <<<"$out" >/dev/null || fail "proxy alone: errors: $out"
-    jq -r .requests_per_second <<<"$out"
+    echo "$(jq -r .requests_per_second <<<"$out") $(us_per_req $(($(cpu "$PROXY_PID") - c0)) "$(jq -r .requests <<<"$out")")"
   }
-  e=() p=()
+  SOFT=$(kms create-key --query KeyMetadata.Arn --output text)
+  e=() p=() ek=() eo=() pc=() sk=()
   for r in $(seq 1 "$ROUNDS"); do
-    e+=("$(e2e "$KEY" xks)")
-    p+=("$(proxy_alone)")
-    log "xks round $r: through keyhold ${e[-1]} req/s, proxy alone ${p[-1]} req/s"
+    read -r a b c < <(e2e "$SOFT" soft)
+    sk+=("$b")
+    read -r a b c < <(e2e "$KEY" xks "$PROXY_PID")
+    e+=("$a") ek+=("$b") eo+=("$c")
+    read -r a b < <(proxy_alone)
+    p+=("$a") pc+=("$b")
+    log "xks round $r: default key: keyhold ${sk[-1]} µs/req; XKS key: through keyhold $(printf %.0f "${e[-1]}") req/s (CPU µs/req: keyhold ${ek[-1]}, proxy ${eo[-1]}), proxy alone $(printf %.0f "${p[-1]}") req/s (proxy ${pc[-1]} µs/req)"
   done
   em=$(printf '%s\n' "${e[@]}" | median)
   pm=$(printf '%s\n' "${p[@]}" | median)
-  echo "xks: Encrypt through keyhold $(printf %.0f "$em") req/s, xks-proxy alone $(printf %.0f "$pm") req/s: $(awk -v a="$em" -v b="$pm" 'BEGIN {printf "%.2f", a/b}')x (target >= 0.5x)"
+  echo "xks: Encrypt through keyhold $(printf %.0f "$em") req/s, xks-proxy alone $(printf %.0f "$pm") req/s: $(awk -v a="$em" -v b="$pm" 'BEGIN {printf "%.2f", a/b}')x (target >= 0.5x); CPU µs/req medians: keyhold $(printf '%s\n' "${ek[@]}" | median), proxy behind keyhold $(printf '%s\n' "${eo[@]}" | median), proxy alone $(printf '%s\n' "${pc[@]}" | median); keyhold with a default key $(printf '%s\n' "${sk[@]}" | median)"
   kill "$KEYHOLD_PID" "$PROXY_PID"; wait "$KEYHOLD_PID" "$PROXY_PID" 2>/dev/null || true
   KEYHOLD_PID="" PROXY_PID=""
   rm -rf "$DATA" "$DATA.log"

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha3"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -221,7 +223,6 @@ func TestSignRejects(t *testing.T) {
 		{"ed25519ph raw", Ed25519, edPriv, "ED25519_PH_SHA_512", MessageRaw, []byte("x"), Validation},
 		{"mldsa digest", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageDigest, make([]byte, 32), Validation},
 		{"mldsa mu length", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageExternalMu, make([]byte, 32), Validation},
-		{"mldsa mu", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageExternalMu, make([]byte, 64), Unsupported},
 		{"bad type", RSA2048, rsaPriv, "RSASSA_PSS_SHA_256", "HASHED", []byte("x"), Validation},
 	}
 	for _, c := range cases {
@@ -535,5 +536,65 @@ func TestImportRSAAESKeyWrapWithOpenSSL(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// externalMu computes ML-DSA's message representative the way a client
+// does before calling Sign with MessageType EXTERNAL_MU (FIPS 204,
+// Algorithm 7 line 6, empty context): SHAKE256(SHAKE256(pk, 64) || 0 || 0 || M, 64).
+func externalMu(pk, msg []byte) []byte {
+	tr := sha3.SumSHAKE256(pk, 64)
+	h := sha3.NewSHAKE256()
+	h.Write(tr)
+	h.Write([]byte{0, 0})
+	h.Write(msg)
+	mu := make([]byte, 64)
+	h.Read(mu)
+	return mu
+}
+
+func TestExternalMu(t *testing.T) {
+	msg := bytes.Repeat([]byte("a message longer than Sign's 4096-byte limit "), 200)
+	for _, spec := range []string{MLDSA44, MLDSA65, MLDSA87} {
+		t.Run(spec, func(t *testing.T) {
+			priv, pubDER := gen(t, spec)
+			pk, err := pki.UnmarshalPKIXPublicKey(pubDER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := pk.MarshalBinary()
+			mu := externalMu(raw, msg)
+			p, err := Load(spec, priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sign := range []func() ([]byte, error){
+				func() ([]byte, error) { return p.Sign("ML_DSA_SHAKE_256", MessageExternalMu, mu) },
+				func() ([]byte, error) { return Sign(spec, priv, "ML_DSA_SHAKE_256", MessageExternalMu, mu) },
+			} {
+				sig, err := sign()
+				if err != nil {
+					t.Fatalf("Sign(EXTERNAL_MU): %v", err)
+				}
+				// The signature of mu is the signature of the message:
+				// circl verifies it from the message itself.
+				if !pk.Scheme().Verify(pk, msg, sig, nil) {
+					t.Fatal("circl rejects the signature made from mu")
+				}
+				if err := p.Verify("ML_DSA_SHAKE_256", MessageExternalMu, mu, sig); kindOf(err) != Unsupported {
+					t.Fatalf("Verify(EXTERNAL_MU) = %v, want Unsupported", err)
+				}
+				if err := Verify(spec, pubDER, "ML_DSA_SHAKE_256", MessageExternalMu, mu, sig); kindOf(err) != Unsupported {
+					t.Fatalf("package Verify(EXTERNAL_MU) = %v, want Unsupported", err)
+				}
+			}
+			// A different mu gives a signature that does not verify.
+			other := slices.Clone(mu)
+			other[0] ^= 1
+			sig, _ := p.Sign("ML_DSA_SHAKE_256", MessageExternalMu, other)
+			if pk.Scheme().Verify(pk, msg, sig, nil) {
+				t.Fatal("signature of another mu verifies")
+			}
+		})
 	}
 }

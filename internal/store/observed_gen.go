@@ -161,6 +161,20 @@ func (o *observed) KeysDueForRotation(ctx context.Context, t time.Time) ([]Key, 
 	return r0, err
 }
 
+func (o *observed) RecordKeyUsage(ctx context.Context, uses []KeyUsage) error {
+	start := time.Now()
+	err := o.Store.RecordKeyUsage(ctx, uses)
+	o.obs("RecordKeyUsage", time.Since(start), err)
+	return err
+}
+
+func (o *observed) GetKeyUsage(ctx context.Context, accountID string, region string, keyID string) (KeyUsage, time.Time, error) {
+	start := time.Now()
+	r0, r1, err := o.Store.GetKeyUsage(ctx, accountID, region, keyID)
+	o.obs("GetKeyUsage", time.Since(start), err)
+	return r0, r1, err
+}
+
 func (o *observed) CountKeysInStore(ctx context.Context, accountID string, customKeyStoreID string) (int, error) {
 	start := time.Now()
 	r0, err := o.Store.CountKeysInStore(ctx, accountID, customKeyStoreID)

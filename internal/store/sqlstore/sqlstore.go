@@ -572,6 +572,9 @@ func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM key_usage WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
 	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)
 	if err != nil {
 		return d.wrap("store.DeleteKey", err)

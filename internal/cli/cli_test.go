@@ -67,6 +67,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"version", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"serve", "--log-level", "loud"}, 1, `--log-level: log-level: unknown log level "loud"`},
 		{[]string{"serve", "--addr", "nope"}, 1, `--addr: addr: "nope" is not HOST:PORT`},
+		{[]string{"serve", "--addr", "127.0.0.1:45x9"}, 1, `--addr: addr: "127.0.0.1:45x9" is not HOST:PORT (the port must be a number`},
 		{[]string{"serve", "--account-id", "12"}, 1, "account-id: want 12 digits"},
 		{[]string{"serve", "--pprof-addr", "0.0.0.0:6060"}, 1, "is not a loopback address"},
 		{[]string{"xks-proxy"}, 2, "key store file is required"},
@@ -95,6 +96,15 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+func TestXKSProxyAddrChecked(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "xks.json")
+	os.WriteFile(cfg, []byte(`{"listen": "127.0.0.1:0", "keyStores": []}`), 0o600)
+	code, _, errOut := run("xks-proxy", "--config", cfg, "--addr", "localhost:https")
+	if code != 1 || !strings.Contains(errOut, `--addr: addr: "localhost:https" is not HOST:PORT`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
 

@@ -372,8 +372,14 @@ func checkAccount(v string) error {
 }
 
 func checkAddr(v string) error {
-	if _, _, err := net.SplitHostPort(v); err != nil {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
 		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	// Checked here rather than at listen time, so the error names where
+	// the value came from.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not HOST:PORT (the port must be a number from 0 to 65535)", v)
 	}
 	return nil
 }

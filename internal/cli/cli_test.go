@@ -70,6 +70,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--addr", "nope"}, 1, `--addr: addr: "nope" is not HOST:PORT`},
 		{[]string{"serve", "--addr", "127.0.0.1:45x9"}, 1, `--addr: addr: "127.0.0.1:45x9" is not HOST:PORT (the port must be a number`},
 		{[]string{"serve", "--account-id", "12"}, 1, "account-id: want 12 digits"},
+		{[]string{"serve", "--pprof-addr", "0.0.0.0:6060"}, 1, "is not a loopback address"},
 		{[]string{"xks-proxy"}, 2, "key store file is required"},
 		{[]string{"xks-proxy", "--config", "x.json", "extra"}, 2, `unknown command "extra"`},
 		{[]string{"xks-proxy", "--config", "/nonexistent/keyhold-xks.json"}, 1, "no such file or directory"},

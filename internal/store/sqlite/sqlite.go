@@ -80,8 +80,10 @@ type DB struct {
 }
 
 // dialect: SQLite's transactions take the write lock at BEGIN
-// (_txlock=immediate), so nothing more is needed to serialise.
-var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify}
+// (_txlock=immediate), so nothing more is needed to serialise. SQLite has
+// one writer at a time and every commit is an fsync (synchronous=FULL), so
+// concurrent writes share commits (sqlstore's group commit).
+var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, GroupCommit: true}
 
 // Open opens (creating if needed) the database at path and migrates it. It
 // refuses a database whose schema is newer than this binary knows.
@@ -89,7 +91,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := restrictFiles(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	// SQLite reads the name as a URI: a '#' would end it (and '?' start
+	// its query, '%' an escape), opening another file than path.
+	name := path
+	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+		name = uriPath.Replace(path)
+	}
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
@@ -101,6 +109,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	return &DB{DB: sqlstore.New(db, dialect), db: db}, nil
 }
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // restrictFiles makes the database file exist with mode 0600 before SQLite
 // opens it: SQLite gives the -wal and -shm files the database file's mode,

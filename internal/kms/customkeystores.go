@@ -100,6 +100,12 @@ type conn struct {
 	errCode string
 	gen     int  // bumps on every connect/disconnect so a stale worker can tell
 	worker  bool // a connect worker of this process is running
+	// Replicas: acting > 0 while this process changes the state (between
+	// its local change and the stored one); seen is the newest record
+	// version it wrote. A record older than that, read by a follow that
+	// raced with the change, is stale and ignored.
+	acting int
+	seen   int64
 }
 
 // customKeyStores holds the custom key store side of the domain: records
@@ -570,14 +576,43 @@ func (c *customKeyStores) setConn(rec store.CustomKeyStore, state, code string, 
 	return cn.gen
 }
 
-// persistState records the connection state so a restart resumes it.
+// persistState records the connection state so a restart resumes it (and
+// other replicas follow it).
 func (c *customKeyStores) persistState(ctx context.Context, account, id, state, code string) {
+	var version int64
 	err := c.updateRecord(ctx, account, id, func(rec *store.CustomKeyStore) error {
 		rec.ConnectionState, rec.ConnectionErrorCode = state, code
+		version = rec.Version + 1
 		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.s.log.Error("saving custom key store state", "store", id, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cn := c.conns[c.key(account, id)]; cn != nil && version > cn.seen {
+		cn.seen = version
+	}
+	c.mu.Unlock()
+}
+
+// acting brackets a change of a store's state made by this process: until
+// done is called, other replicas' notifications about the store are
+// ignored (they may carry the state from before the change).
+func (c *customKeyStores) acting(rec store.CustomKeyStore) (done func()) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil {
+		cn = &conn{}
+		c.conns[k] = cn
+	}
+	cn.acting++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		cn.acting--
+		c.mu.Unlock()
 	}
 }
 
@@ -617,8 +652,10 @@ func nameInUse(name string) error {
 }
 
 func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyStore) error {
+	done := c.acting(rec)
 	gen := c.setConn(rec, Connecting, "", true)
 	c.persistState(ctx, rec.AccountID, rec.ID, Connecting, "")
+	done()
 	if c.leading.Load() {
 		c.runWorker(rec, gen)
 	}
@@ -704,6 +741,8 @@ func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Request, 
 	default:
 		return invalidState(id, state, "only a CONNECTED, CONNECTING or FAILED store can be disconnected.")
 	}
+	done := c.acting(rec)
+	defer done()
 	c.setConn(rec, Disconnecting, "", true)
 	c.release(ctx, rec)
 	c.setConn(rec, Disconnected, "", false)

@@ -102,7 +102,8 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 		cn = &conn{state: Disconnected}
 		c.conns[k] = cn
 	}
-	if cn.gen != gen {
+	if cn.gen != gen || cn.acting > 0 || rec.Version < cn.seen {
+		// This replica changed the store since rec was read.
 		c.mu.Unlock()
 		return
 	}

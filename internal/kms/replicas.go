@@ -133,6 +133,7 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 	case rec.ConnectionState == Connected && !cn.worker && (cn.state == Disconnected || cn.state == Failed || cn.state == Connecting || cn.state == ""):
 		cn.state, cn.errCode = Connecting, ""
 		cn.gen++
+		cn.worker = true // one join at a time
 		gen := cn.gen
 		c.mu.Unlock()
 		c.connectLocal(rec, gen)
@@ -160,8 +161,12 @@ func (c *customKeyStores) connectLocal(rec store.CustomKeyStore, gen int) {
 	if !stale {
 		cn.state, cn.errCode = state, code
 	}
+	if cn != nil {
+		cn.worker = false
+	}
 	c.mu.Unlock()
 	if stale {
+		// Disconnected meanwhile: drop the session this join made.
 		c.release(bg, rec)
 		return
 	}

@@ -48,11 +48,11 @@ func capability[T any](s *Service, k store.Key) (T, error) {
 	var zero T
 	b, ok := s.backends[kindOf(k)]
 	if !ok {
-		return zero, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+		return zero, errorf(InvalidState, "%s is unavailable.", keyARN(k))
 	}
 	c, ok := b.(T)
 	if !ok {
-		return zero, errorf(UnsupportedOperation, "%s is in a custom key store, which supports only symmetric encryption keys.", s.keyARN(k.AccountID, k.ID))
+		return zero, errorf(UnsupportedOperation, "%s is in a custom key store, which supports only symmetric encryption keys.", keyARN(k))
 	}
 	return c, nil
 }
@@ -89,7 +89,7 @@ func (s *Service) encryptAsymmetric(ctx context.Context, c Request, k store.Key,
 		return EncryptOutput{}, s.specErr("Encrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: keyARN(k), Algorithm: in.Algorithm}, nil
 }
 
 func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptInput) (DecryptOutput, error) {
@@ -121,7 +121,7 @@ func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptIn
 		return DecryptOutput{}, s.specErr("Decrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return DecryptOutput{Plaintext: pt, KeyARN: keyARN(k), Algorithm: in.Algorithm}, nil
 }
 
 // SignInput holds Sign's and Verify's parameters.
@@ -163,7 +163,7 @@ func (s *Service) Sign(ctx context.Context, c Request, in SignInput) (SignOutput
 		return SignOutput{}, s.specErr("Sign", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return SignOutput{KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm, Signature: sig}, nil
+	return SignOutput{KeyARN: keyARN(k), Algorithm: in.Algorithm, Signature: sig}, nil
 }
 
 // Verify checks a signature; a wrong one is KMSInvalidSignatureException.
@@ -183,7 +183,7 @@ func (s *Service) Verify(ctx context.Context, c Request, in SignInput) (SignOutp
 		return SignOutput{}, s.specErr("Verify", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return SignOutput{KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return SignOutput{KeyARN: keyARN(k), Algorithm: in.Algorithm}, nil
 }
 
 // PublicKeyOutput is GetPublicKey's result.
@@ -199,7 +199,7 @@ func (s *Service) GetPublicKey(ctx context.Context, c Request, keyID string) (Pu
 		return PublicKeyOutput{}, err
 	}
 	if info, ok := keyspec.Lookup(k.KeySpec); !ok || !info.IsAsymmetric() {
-		return PublicKeyOutput{}, errorf(UnsupportedOperation, "%s is not an asymmetric KMS key; GetPublicKey supports only asymmetric KMS keys.", s.keyARN(k.AccountID, k.ID))
+		return PublicKeyOutput{}, errorf(UnsupportedOperation, "%s is not an asymmetric KMS key; GetPublicKey supports only asymmetric KMS keys.", keyARN(k))
 	}
 	if err := s.usableAs(k, k.KeyUsage); err != nil {
 		return PublicKeyOutput{}, err
@@ -240,7 +240,7 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Request, in DeriveSh
 		return nil, "", s.specErr("DeriveSharedSecret", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return secret, s.keyARN(k.AccountID, k.ID), nil
+	return secret, keyARN(k), nil
 }
 
 // MacInput holds GenerateMac's and VerifyMac's parameters.
@@ -268,7 +268,7 @@ func (s *Service) GenerateMac(ctx context.Context, c Request, in MacInput) ([]by
 		return nil, "", s.specErr("GenerateMac", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return mac, s.keyARN(k.AccountID, k.ID), nil
+	return mac, keyARN(k), nil
 }
 
 // VerifyMac checks an HMAC; a wrong one is KMSInvalidMacException.
@@ -288,7 +288,7 @@ func (s *Service) VerifyMac(ctx context.Context, c Request, in MacInput) (string
 		return "", s.specErr("VerifyMac", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return s.keyARN(k.AccountID, k.ID), nil
+	return keyARN(k), nil
 }
 
 // DataKeyPairInput holds GenerateDataKeyPair's parameters.
@@ -332,7 +332,7 @@ func (s *Service) GenerateDataKeyPair(ctx context.Context, c Request, in DataKey
 		clear(priv)
 		return DataKeyPairOutput{}, err
 	}
-	out := DataKeyPairOutput{PrivateKeyCiphertextBlob: ct, PublicKey: pub, KeyARN: s.keyARN(k.AccountID, k.ID),
+	out := DataKeyPairOutput{PrivateKeyCiphertextBlob: ct, PublicKey: pub, KeyARN: keyARN(k),
 		KeyPairSpec: in.KeyPairSpec, KeyMaterialID: materialID(k)}
 	if withPlaintext {
 		out.PrivateKeyPlaintext = priv

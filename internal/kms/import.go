@@ -43,9 +43,9 @@ func (s *Service) externalKey(ctx context.Context, c Request, keyID string) (sto
 		return k, err
 	}
 	if k.Origin != OriginExternal {
-		return k, errorf(UnsupportedOperation, "%s origin is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.Origin)
+		return k, errorf(UnsupportedOperation, "%s origin is %s which is not valid for this operation.", keyARN(k), k.Origin)
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		return k, s.pendingDeletion(k)
 	}
 	return k, nil
@@ -74,8 +74,8 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, 
 		return ImportParameters{}, internal("GetParametersForImport", err)
 	}
 	validTo := s.now().UTC().Add(importTokenTTL).Truncate(time.Millisecond)
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		k.Import = &store.ImportParameters{TokenID: tokenID, WrappingSpec: wrappingSpec, Algorithm: algorithm, SealedKey: sealed, ValidTo: validTo}
@@ -87,7 +87,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, 
 	id, _ := blob.ParseUUID(k.ID)
 	token := append([]byte{importTokenVersion}, id[:]...)
 	token = append(token, tokenID...)
-	return ImportParameters{KeyARN: s.keyARN(k.AccountID, k.ID), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
+	return ImportParameters{KeyARN: keyARN(k), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
 }
 
 // ImportInput holds ImportKeyMaterial's parameters.
@@ -134,7 +134,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	id, _ := blob.ParseUUID(k.ID)
 	if len(in.ImportToken) != importTokenLen || in.ImportToken[0] != importTokenVersion || subtle.ConstantTimeCompare(in.ImportToken[1:17], id[:]) != 1 ||
 		k.Import == nil || subtle.ConstantTimeCompare(in.ImportToken[17:], k.Import.TokenID) != 1 {
-		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", s.keyARN(k.AccountID, k.ID))
+		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", keyARN(k))
 	}
 	if !s.now().Before(k.Import.ValidTo) {
 		return "", nil, errorf(ExpiredImportToken, "The import token expired at %s. Call GetParametersForImport again.", k.Import.ValidTo.Format(time.RFC3339))
@@ -156,8 +156,8 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	defer clear(material)
 	digest := materialDigest(k.ID, material)
 	var materialID []byte
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		idx := -1
@@ -170,7 +170,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 			if in.ImportType == ImportNewMaterial {
 				return errorf(UnsupportedOperation, "Importing new key material into a key that already has key material (rotation of imported keys) is not supported by keyhold yet.")
 			}
-			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", s.keyARN(k.AccountID, k.ID))
+			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", keyARN(*k))
 		}
 		if in.KeyMaterialID != "" && idx >= 0 && in.KeyMaterialID != hex.EncodeToString(k.Materials[idx].ID) {
 			return errorf(IncorrectKeyMaterial, "The key material does not match key material id %s.", in.KeyMaterialID)
@@ -209,7 +209,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 		return "", nil, err
 	}
 	s.soft.Forget(k.ID)
-	return s.keyARN(k.AccountID, k.ID), materialID, nil
+	return keyARN(k), materialID, nil
 }
 
 // DeleteImportedKeyMaterial deletes imported material (all of it, or the
@@ -220,8 +220,8 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		return "", nil, err
 	}
 	var deleted []byte
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		found := materialID == ""
@@ -232,12 +232,12 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 			}
 		}
 		if !found {
-			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, s.keyARN(k.AccountID, k.ID))
+			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, keyARN(*k))
 		}
 		if materialID == "" || materialID == hex.EncodeToString(k.BackingKeyID) {
 			k.SealedMaterial = nil
 			deleted = k.BackingKeyID
-			if k.State != StatePendingDeletion {
+			if !pendingDeletionState(k.State) {
 				k.State = StatePendingImport
 			}
 		}
@@ -247,7 +247,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		return "", nil, err
 	}
 	s.soft.Forget(k.ID)
-	return s.keyARN(k.AccountID, k.ID), deleted, nil
+	return keyARN(k), deleted, nil
 }
 
 // expireImported deletes imported material whose ValidTo has passed; it
@@ -260,7 +260,7 @@ func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 			changed = true
 			if string(m.ID) == string(k.BackingKeyID) {
 				k.SealedMaterial = nil
-				if k.State != StatePendingDeletion {
+				if !pendingDeletionState(k.State) {
 					k.State = StatePendingImport
 				}
 			}

@@ -41,7 +41,7 @@ func (s *Service) recordUse(ctx context.Context, c Request, k store.Key) {
 	if s.usage.last == nil {
 		s.usage.last = make(map[string]KeyUsage)
 	}
-	s.usage.last[cacheKey(k.AccountID, k.ID)] = KeyUsage{Operation: op, Time: s.now().UTC(), RequestID: c.RequestID}
+	s.usage.last[cacheKey(k.AccountID, k.Region, k.ID)] = KeyUsage{Operation: op, Time: s.now().UTC(), RequestID: c.RequestID}
 	s.usage.mu.Unlock()
 }
 
@@ -59,12 +59,12 @@ func (s *Service) GetKeyLastUsage(ctx context.Context, c Request, keyID string) 
 	if err != nil {
 		return LastUsage{}, err
 	}
-	out := LastUsage{KeyARN: s.keyARN(k.AccountID, k.ID), KeyCreationDate: k.CreationDate, TrackingStartDate: k.CreationDate}
+	out := LastUsage{KeyARN: keyARN(k), KeyCreationDate: k.CreationDate, TrackingStartDate: k.CreationDate}
 	if s.usage.started.After(out.TrackingStartDate) {
 		out.TrackingStartDate = s.usage.started
 	}
 	s.usage.mu.Lock()
-	if u, ok := s.usage.last[cacheKey(k.AccountID, k.ID)]; ok {
+	if u, ok := s.usage.last[cacheKey(k.AccountID, k.Region, k.ID)]; ok {
 		out.Last = &u
 	}
 	s.usage.mu.Unlock()

@@ -1,21 +1,37 @@
 package kms
 
-import "context"
+import (
+	"context"
 
-// Multi-Region keys are not built yet: CreateKey refuses MultiRegion=true
-// (UnsupportedOperationException), so every key keyhold holds is a
-// single-Region key, and ReplicateKey and UpdatePrimaryRegion answer what
-// AWS answers for a single-Region key.
+	"github.com/keyhold/keyhold/internal/store"
+)
+
+// Multi-Region key types as AWS spells them.
+const (
+	MultiRegionPrimary = "PRIMARY"
+	MultiRegionReplica = "REPLICA"
+)
+
+// multiRegionKeyType is PRIMARY or REPLICA for a multi-Region key's row.
+func multiRegionKeyType(k store.Key) string {
+	if k.MultiRegion == nil {
+		return ""
+	}
+	if k.MultiRegion.PrimaryRegion == k.Region {
+		return MultiRegionPrimary
+	}
+	return MultiRegionReplica
+}
 
 func (s *Service) notMultiRegion(ctx context.Context, c Request, keyID string) error {
 	k, err := s.resolveKey(ctx, c, keyID, resolveOpts{})
 	if err != nil {
 		return err
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		return s.pendingDeletion(k)
 	}
-	return errorf(UnsupportedOperation, "%s is not a multi-Region key.", s.keyARN(k.AccountID, k.ID))
+	return errorf(UnsupportedOperation, "%s is not a multi-Region key.", keyARN(k))
 }
 
 // ReplicateKey replicates a multi-Region primary key into another Region.

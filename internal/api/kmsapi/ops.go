@@ -84,6 +84,10 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 		op("GetKeyLastUsage", handler(m, "GetKeyLastUsage", a.getKeyLastUsage)),
 	)
 	s.Internal = &awsjson.Error{Type: string(kms.Internal), Status: 500, Message: "An internal error occurred. The request can be retried."}
+	// One endpoint answers every Region: the Region is the request's
+	// credential scope, and keys, aliases, grants and custom key stores
+	// belong to the Region they were made in.
+	s.EveryRegion = true
 	return s, nil
 }
 
@@ -246,7 +250,7 @@ func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Request, in *schedu
 	if err != nil {
 		return nil, err
 	}
-	return scheduleOut{KeyId: a.svc.KeyARN(k.AccountID, k.ID), DeletionDate: toEpoch(k.DeletionDate), KeyState: k.State, PendingWindowInDays: k.PendingWindowInDays}, nil
+	return scheduleOut{KeyId: a.svc.KeyARN(k), DeletionDate: toEpoch(k.DeletionDate), KeyState: k.State, PendingWindowInDays: k.PendingWindowInDays}, nil
 }
 
 type keyIDOut struct{ KeyId string }

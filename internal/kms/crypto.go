@@ -143,7 +143,7 @@ func (s *Service) Encrypt(ctx context.Context, c Request, in EncryptInput) (Encr
 
 func (s *Service) seal(ctx context.Context, c Request, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
 	h := blob.Header{Kind: kindOf(k)}
-	h.KeyID, _ = blob.ParseUUID(k.ID)
+	h.KeyID, h.MultiRegion, _ = blob.ParseKeyID(k.ID)
 	copy(h.BackingKeyID[:], k.BackingKeyID)
 	b, ok := s.backends[h.Kind]
 	if !ok {

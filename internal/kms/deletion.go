@@ -15,6 +15,19 @@ func (s *Service) DeleteDueKeys(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, k := range due {
+		if k.MultiRegion != nil {
+			err := s.deleteMultiRegion(ctx, k)
+			if err == errNothingToDo {
+				continue
+			}
+			if err != nil {
+				s.log.Error("deleting due key", "key", keyARN(k), "err", err)
+				continue
+			}
+			s.log.Info("deleted multi-Region key after its waiting period", "key", keyARN(k))
+			n++
+			continue
+		}
 		if k.CustomKeyStoreID != "" {
 			s.cks.destroyKeyMaterial(ctx, k)
 		}

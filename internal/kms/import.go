@@ -84,7 +84,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, 
 	if err != nil {
 		return ImportParameters{}, err
 	}
-	id, _ := blob.ParseUUID(k.ID)
+	id, _, _ := blob.ParseKeyID(k.ID)
 	token := append([]byte{importTokenVersion}, id[:]...)
 	token = append(token, tokenID...)
 	return ImportParameters{KeyARN: keyARN(k), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
@@ -131,7 +131,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	if err != nil {
 		return "", nil, err
 	}
-	id, _ := blob.ParseUUID(k.ID)
+	id, _, _ := blob.ParseKeyID(k.ID)
 	if len(in.ImportToken) != importTokenLen || in.ImportToken[0] != importTokenVersion || subtle.ConstantTimeCompare(in.ImportToken[1:17], id[:]) != 1 ||
 		k.Import == nil || subtle.ConstantTimeCompare(in.ImportToken[17:], k.Import.TokenID) != 1 {
 		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", keyARN(k))

@@ -59,7 +59,9 @@ type KeyMetadata struct {
 	PendingDeletionWindowInDays int
 	XksKeyID                    string
 	CurrentKeyMaterialID        string
-	KeyManager                  string
+	// MultiRegion is set for multi-Region keys (nil otherwise).
+	MultiRegion *MultiRegionConfiguration
+	KeyManager  string
 	// Algorithm lists for the key's spec and usage.
 	EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms, MacAlgorithms []string
 	// Imported material (Origin EXTERNAL).
@@ -123,8 +125,8 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 	if !info.AllowsUsage(in.KeyUsage) {
 		return KeyMetadata{}, errorf(Validation, "KeyUsage %s is not compatible with KeySpec %s.", in.KeyUsage, in.KeySpec)
 	}
-	if in.MultiRegion {
-		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported by keyhold yet.")
+	if in.MultiRegion && (in.Origin == OriginCloudHSM || in.Origin == OriginXKS || in.CustomKeyStoreID != "") {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported in a custom key store. You cannot create a multi-Region key in a CloudHSM key store or an external key store.")
 	}
 	if (in.Origin == OriginCloudHSM || in.Origin == OriginXKS) && in.KeySpec != SpecSymmetric {
 		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported for KMS keys in a custom key store. Custom key stores support only SYMMETRIC_DEFAULT keys.", in.KeySpec)
@@ -172,7 +174,11 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 		}
 		keyPolicy = *in.Policy
 	}
-	id, err := newKeyID()
+	newID := newKeyID
+	if in.MultiRegion {
+		newID = newMultiRegionKeyID
+	}
+	id, err := newID()
 	if err != nil {
 		return KeyMetadata{}, internal("CreateKey", err)
 	}
@@ -180,6 +186,9 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 		AccountID: c.AccountID, Region: s.regionOf(c), ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
 		State: StateEnabled, Policy: keyPolicy, Tags: copyTags(in.Tags),
+	}
+	if in.MultiRegion {
+		k.MultiRegion = &store.MultiRegion{PrimaryRegion: k.Region}
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
@@ -218,6 +227,12 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 	}
 	if pendingDeletionState(k.State) {
 		m.DeletionDate = k.DeletionDate
+	}
+	m.MultiRegion = multiRegionConfiguration(k)
+	if k.State == StatePendingReplicaDeletion {
+		// The model's one case for this field: the waiting period that
+		// starts when the last replica is deleted.
+		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
 	if (k.Origin == OriginAWSKMS || k.Origin == OriginExternal) && len(k.BackingKeyID) > 0 {
 		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
@@ -383,8 +398,15 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Request, keyID stri
 		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
-		k.State = StatePendingDeletion
 		k.PendingWindowInDays = days
+		if isPrimaryWithReplicas(*k) {
+			// AWS deletes a primary only after its replicas: it waits in
+			// PendingReplicaDeletion, and its waiting period starts when
+			// the last replica is deleted.
+			k.State, k.DeletionDate = StatePendingReplicaDeletion, time.Time{}
+			return nil
+		}
+		k.State = StatePendingDeletion
 		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour).Truncate(time.Second)
 		return nil
 	})

@@ -60,6 +60,9 @@ func (s *Service) changeRotation(ctx context.Context, c Request, keyID string, f
 	if k.KeyManager == KeyManagerAWS {
 		return errorf(UnsupportedOperation, "Rotation of AWS managed keys is not configurable.")
 	}
+	if err := replicaRotationRefused(k); err != nil {
+		return err
+	}
 	_, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
 		switch s.effectiveState(*k) {
 		case StateEnabled:
@@ -155,6 +158,9 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string
 	}
 	if k.KeyManager == KeyManagerAWS {
 		return "", errorf(UnsupportedOperation, "On-demand rotation of AWS managed keys is not supported.")
+	}
+	if err := replicaRotationRefused(k); err != nil {
+		return "", err
 	}
 	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
 		switch s.effectiveState(*k) {

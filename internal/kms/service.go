@@ -290,8 +290,14 @@ func (s *Service) mutateKey(ctx context.Context, account, region, id string, fn 
 		if err := fn(&k); err != nil {
 			return k, err
 		}
-		k, err = s.updateKey(ctx, k)
-		if errors.Is(err, store.ErrConflict) {
+		if isPrimaryWithReplicas(k) {
+			// The replicas share what a primary's change may touch
+			// (rotation, material): they change in the same transaction.
+			k, err = s.writeMultiRegion(ctx, k)
+		} else {
+			k, err = s.updateKey(ctx, k)
+		}
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, errStaleRead) {
 			continue
 		}
 		if err != nil {

@@ -133,9 +133,10 @@ type keyMetadata struct {
 	KeyAgreementAlgorithms      []string `json:",omitempty"`
 	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
-	PendingDeletionWindowInDays *int                 `json:",omitempty"`
-	XksKeyConfiguration         *xksKeyConfiguration `json:",omitempty"`
-	CurrentKeyMaterialId        *string              `json:",omitempty"`
+	MultiRegionConfiguration    *multiRegionConfiguration `json:",omitempty"`
+	PendingDeletionWindowInDays *int                      `json:",omitempty"`
+	XksKeyConfiguration         *xksKeyConfiguration      `json:",omitempty"`
+	CurrentKeyMaterialId        *string                   `json:",omitempty"`
 }
 
 func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
@@ -155,7 +156,23 @@ func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
 	if m.XksKeyID != "" {
 		out.XksKeyConfiguration = &xksKeyConfiguration{Id: m.XksKeyID}
 	}
+	if mr := m.MultiRegion; mr != nil {
+		out.MultiRegion = true
+		out.MultiRegionConfiguration = &multiRegionConfiguration{MultiRegionKeyType: mr.KeyType,
+			PrimaryKey: &multiRegionKey{Arn: mr.Primary.ARN, Region: mr.Primary.Region}, ReplicaKeys: []multiRegionKey{}}
+		for _, r := range mr.Replicas {
+			out.MultiRegionConfiguration.ReplicaKeys = append(out.MultiRegionConfiguration.ReplicaKeys, multiRegionKey{Arn: r.ARN, Region: r.Region})
+		}
+	}
 	return out
+}
+
+type multiRegionKey struct{ Arn, Region string }
+
+type multiRegionConfiguration struct {
+	MultiRegionKeyType string
+	PrimaryKey         *multiRegionKey
+	ReplicaKeys        []multiRegionKey
 }
 
 type keyMetadataOut struct{ KeyMetadata *keyMetadata }
@@ -240,7 +257,7 @@ type scheduleIn struct {
 
 type scheduleOut struct {
 	KeyId               string
-	DeletionDate        *epoch
+	DeletionDate        *epoch `json:",omitempty"`
 	KeyState            string
 	PendingWindowInDays int
 }

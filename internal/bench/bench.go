@@ -17,7 +17,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -29,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
@@ -80,14 +81,53 @@ type Latencies struct {
 var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "describe-key": true, "xks-encrypt": true,
 	"sign": true, "verify": true}
 
+// Flags is bench's command line: AddFlags registers it on a flag set (the
+// keyhold bench command's), Run checks it and runs the load.
+type Flags struct{ c config }
+
+// AddFlags registers bench's flags on fs.
+func AddFlags(fs *pflag.FlagSet) *Flags {
+	f := &Flags{}
+	c := &f.c
+	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
+	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|describe-key|sign|verify|xks-encrypt")
+	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
+	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
+	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
+	fs.StringVar(&c.keyID, "key-id", "", "key to use; without it bench creates one with CreateKey (required for xks-encrypt: the external key id)")
+	fs.StringVar(&c.region, "region", "us-east-1", "region to sign for")
+	fs.StringVar(&c.credsFile, "credentials-file", "", "AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials)")
+	fs.StringVar(&c.profile, "profile", "default", "profile in the credentials file")
+	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
+	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
+	return f
+}
+
+// Run checks the flags and runs the load, printing the results to stdout;
+// the first failed response goes to stderr.
+func (f *Flags) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := f.c.check(); err != nil {
+		return err
+	}
+	return runConfig(ctx, f.c, stdout, stderr)
+}
+
 // Command runs `keyhold bench` with its flags (args excludes the word
 // "bench") and prints the results to stdout; usage and the first failed
-// response go to stderr.
+// response go to stderr. (keyhold's CLI uses AddFlags and Run.)
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	return runConfig(ctx, cfg, stdout, stderr)
+}
+
+func runConfig(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	creds, err := loadCredentials(cfg.credsFile, cfg.profile, os.Getenv)
 	if err != nil {
 		return err
@@ -110,44 +150,34 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
-	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|describe-key|sign|verify|xks-encrypt")
-	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
-	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
-	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
-	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
-	fs.StringVar(&c.keyID, "key-id", "", "key to use; without it bench creates one with CreateKey (required for xks-encrypt: the external key id)")
-	fs.StringVar(&c.region, "region", "us-east-1", "region to sign for")
-	fs.StringVar(&c.credsFile, "credentials-file", "", "AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials)")
-	fs.StringVar(&c.profile, "profile", "default", "profile in the credentials file")
-	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
-	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
-	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
-	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
+	f := AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return f.c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+		return f.c, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
+	return f.c, f.c.check()
+}
+
+// check validates the flags.
+func (c config) check() error {
 	if c.endpoint == "" {
-		return c, errors.New("bench: --endpoint is required")
+		return errors.New("bench: --endpoint is required")
 	}
 	if !ops[c.op] {
-		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
+		return fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
 	}
 	if c.randomKeys && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
-		return c, errors.New("bench: --random-keys goes with --op encrypt, generate-data-key or describe-key, without --key-id")
+		return errors.New("bench: --random-keys goes with --op encrypt, generate-data-key or describe-key, without --key-id")
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {
-		return c, errors.New("bench: --concurrency must be between 1 and 4096")
+		return errors.New("bench: --concurrency must be between 1 and 4096")
 	}
 	if c.duration <= 0 {
-		return c, errors.New("bench: --duration must be positive")
+		return errors.New("bench: --duration must be positive")
 	}
 	maxSize := 4096
 	switch c.op {
@@ -157,19 +187,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		maxSize = 4300
 	}
 	if c.size < 1 || c.size > maxSize {
-		return c, fmt.Errorf("bench: --size must be between 1 and %d for %s", maxSize, c.op)
+		return fmt.Errorf("bench: --size must be between 1 and %d for %s", maxSize, c.op)
 	}
 	if c.op == "xks-encrypt" && c.keyID == "" {
-		return c, errors.New("bench: --key-id (the external key id) is required for xks-encrypt")
+		return errors.New("bench: --key-id (the external key id) is required for xks-encrypt")
 	}
 	u, err := url.Parse(c.endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("bench: --endpoint must be an http:// or https:// URL, got %q", c.endpoint)
+		return fmt.Errorf("bench: --endpoint must be an http:// or https:// URL, got %q", c.endpoint)
 	}
 	if !c.allowRemote && !isLocal(u.Hostname()) {
-		return c, fmt.Errorf("bench: refusing to send load to %s: it is not a loopback address or localhost; pass --allow-remote if you mean it", u.Hostname())
+		return fmt.Errorf("bench: refusing to send load to %s: it is not a loopback address or localhost; pass --allow-remote if you mean it", u.Hostname())
 	}
-	return c, nil
+	return nil
 }
 
 func isLocal(host string) bool {

@@ -22,7 +22,7 @@ func run(args ...string) (code int, stdout, stderr string) {
 func TestHelpGolden(t *testing.T) {
 	cmds := [][]string{
 		{}, {"serve"}, {"xks-proxy"}, {"xks-proxy", "init"}, {"bench"}, {"hsm"}, {"admin"}, {"admin", "create-access-key"},
-		{"admin", "attach-policy"}, {"vpce"}, {"audit"}, {"config", "example"}, {"version"}, {"completion"},
+		{"admin", "attach-policy"}, {"vpce"}, {"vpce", "register"}, {"vpce", "list"}, {"vpce", "remove"}, {"audit"}, {"config", "example"}, {"version"}, {"completion"},
 	}
 	t.Setenv("KEYHOLD_DATA_DIR", "")
 	for _, c := range cmds {
@@ -72,6 +72,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"xks-proxy", "--config", "x.json", "extra"}, 2, `unknown command "extra"`},
 		{[]string{"xks-proxy", "--config", "/nonexistent/keyhold-xks.json"}, 1, "no such file or directory"},
 		{[]string{"xks-proxy", "init"}, 2, "--dir is required"},
+		{[]string{"vpce", "list", "extra"}, 2, `unexpected argument "extra": keyhold vpce list takes only flags`},
+		{[]string{"vpce", "bogus"}, 2, `unknown command "bogus" for "keyhold vpce"`},
+		{[]string{"vpce", "list", "--service-name", "x"}, 2, "unknown flag: --service-name"},
+		{[]string{"vpce", "register", "--endpoint", "https://h"}, 2, `required flag(s) "private-dns-name", "service-name" not set`},
+		{[]string{"vpce", "remove"}, 2, `required flag(s) "service-name" not set`},
+		{[]string{"bench"}, 2, `required flag(s) "endpoint" not set`},
+		{[]string{"bench", "--endpoint", "http://127.0.0.1:1", "extra"}, 2, `unexpected argument "extra": keyhold bench takes only flags`},
+		{[]string{"bench", "-endpoint", "http://127.0.0.1:1"}, 2, "unknown shorthand flag"},
+		{[]string{"bench", "--endpoint", "http://127.0.0.1:1", "--op", "dance"}, 1, `bench: unknown --op "dance"`},
+		{[]string{"bench", "--endpoint", "http://192.0.2.1:1"}, 1, "refusing to send load to 192.0.2.1"},
 		{[]string{"hsm", "activate", "--password", "x"}, 2, "flag provided but not defined: -password"},
 		{[]string{"hsm", "backup", "--concurrency", "4"}, 2, "flag provided but not defined: -concurrency"},
 		{[]string{"hsm", "subnets", "extra"}, 2, "hsm subnets: unexpected arguments [extra]"},
@@ -131,6 +141,30 @@ func TestHSMSubcommandHelpListsOnlyItsFlags(t *testing.T) {
 	for _, other := range []string{"-concurrency", "-duration", "-username", "-type"} {
 		if strings.Contains(help, other) {
 			t.Errorf("help lists another subcommand's flag %s:\n%s", other, help)
+		}
+	}
+}
+
+// vpce's subcommands each list only their own flags.
+func TestVPCESubcommandHelpListsOnlyItsFlags(t *testing.T) {
+	for sub, tc := range map[string]struct{ want, not []string }{
+		"register": {want: []string{"--service-name", "--endpoint", "--private-dns-name", "--zones", "--data-dir"}},
+		"list":     {want: []string{"--data-dir"}, not: []string{"--service-name", "--endpoint", "--zones"}},
+		"remove":   {want: []string{"--data-dir", "--service-name"}, not: []string{"--endpoint", "--zones", "--owner"}},
+	} {
+		code, out, errOut := run("vpce", sub, "--help")
+		if code != 0 {
+			t.Fatalf("vpce %s --help: exit %d %s", sub, code, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("vpce %s --help lacks %s:\n%s", sub, w, out)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out, n) {
+				t.Errorf("vpce %s --help lists %s:\n%s", sub, n, out)
+			}
 		}
 	}
 }

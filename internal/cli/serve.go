@@ -176,7 +176,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	var db store.Store = database
+	// Every store call is timed for keyhold_store_call_duration_seconds
+	// (below the domain's caches: what reaches the database).
+	db := store.Observe(database, func(method string, d time.Duration, err error) {
+		cfg.Metrics.ObserveStore(method, d, store.ErrorClass(err))
+	})
 	in.closers = append(in.closers, func() { db.Close() })
 	in.Store, in.Database = db, database
 	dir := identity.New(db, root)

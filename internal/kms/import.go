@@ -172,7 +172,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 			}
 			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", keyARN(*k))
 		}
-		if in.KeyMaterialID != "" && idx >= 0 && in.KeyMaterialID != hex.EncodeToString(k.Materials[idx].ID) {
+		if in.KeyMaterialID != "" && idx >= 0 && in.KeyMaterialID != FormatMaterialID(k.Materials[idx].ID) {
 			return errorf(IncorrectKeyMaterial, "The key material does not match key material id %s.", in.KeyMaterialID)
 		}
 		var m store.KeyMaterial
@@ -226,7 +226,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		}
 		found := materialID == ""
 		for i := range k.Materials {
-			if materialID == "" || hex.EncodeToString(k.Materials[i].ID) == materialID {
+			if materialID == "" || FormatMaterialID(k.Materials[i].ID) == materialID {
 				k.Materials[i].Sealed = nil
 				deleted, found = k.Materials[i].ID, true
 			}
@@ -234,7 +234,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		if !found {
 			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, keyARN(*k))
 		}
-		if materialID == "" || materialID == hex.EncodeToString(k.BackingKeyID) {
+		if materialID == "" || materialID == FormatMaterialID(k.BackingKeyID) {
 			k.SealedMaterial = nil
 			deleted = k.BackingKeyID
 			if !pendingDeletionState(k.State) {
@@ -270,4 +270,16 @@ func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 		s.soft.Forget(k.ID)
 	}
 	return changed
+}
+
+// FormatMaterialID renders a key material id as the model's BackingKeyIdType
+// (64 lowercase hex digits). keyhold's ids are 16 bytes (the width of the
+// ciphertext blob's field); the other 32 digits are a SHA-256 check of them,
+// so the rendering is fixed per material and a mistyped id never matches.
+func FormatMaterialID(id []byte) string {
+	if len(id) != 16 {
+		return hex.EncodeToString(id)
+	}
+	sum := sha256.Sum256(append([]byte("keyhold key material id:"), id...))
+	return hex.EncodeToString(id) + hex.EncodeToString(sum[:16])
 }

@@ -64,6 +64,13 @@ var migrations = []string{
 	// imported material expiring), unix ns; 0 = never.
 	`ALTER TABLE keys ADD COLUMN rotation_due INTEGER NOT NULL DEFAULT 0;
 	 CREATE INDEX keys_rotation_due ON keys (rotation_due);`,
+	// GetKeyLastUsage: each key's last successful cryptographic use (unix
+	// ns), and when recording began.
+	`CREATE TABLE key_usage (account_id TEXT NOT NULL, region TEXT NOT NULL DEFAULT '', key_id TEXT NOT NULL,
+	   operation TEXT NOT NULL, request_id TEXT NOT NULL, used_at INTEGER NOT NULL,
+	   PRIMARY KEY (account_id, region, key_id));
+	 CREATE TABLE key_usage_tracking (started INTEGER NOT NULL);
+	 INSERT INTO key_usage_tracking (started) VALUES (CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);`,
 	// Regions: keys, aliases and grants are named within an account and a
 	// Region (a multi-Region key has a row per Region under one id), custom
 	// key store names are unique per account and Region. Rows from before

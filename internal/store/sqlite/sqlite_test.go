@@ -23,6 +23,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceObserved: the store latency metric's decorator over
+// SQLite passes the suite and reports each call.
+func TestConformanceObserved(t *testing.T) {
+	storetest.RunObserved(t, func(t *testing.T) store.Store {
+		db, err := Open(context.Background(), filepath.Join(t.TempDir(), "k.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
 func TestSchemaVersion(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "k.db")

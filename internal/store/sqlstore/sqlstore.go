@@ -520,7 +520,7 @@ func (d *DB) AssignRegion(ctx context.Context, region string) error {
 		return d.wrap("store.AssignRegion", err)
 	}
 	defer tx.Rollback()
-	for _, t := range []string{"keys", "aliases", "grants", "custom_key_stores"} {
+	for _, t := range []string{"keys", "aliases", "grants", "custom_key_stores", "key_usage"} {
 		if _, err := tx.ExecContext(ctx, "UPDATE "+t+" SET region = ? WHERE region = ''", region); err != nil {
 			return d.wrap("store.AssignRegion", err)
 		}
@@ -558,6 +558,9 @@ func (d *DB) DeleteKey(ctx context.Context, accountID, region, id string) error 
 		return d.wrap("store.DeleteKey", err)
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND region = ? AND key_id = ?", accountID, region, id); err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM key_usage WHERE account_id = ? AND region = ? AND key_id = ?", accountID, region, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
 	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND region = ? AND id = ?", accountID, region, id)

@@ -18,6 +18,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("keys due for rotation", func(t *testing.T) { keysDueForRotation(t, open(t)) })
 	t.Run("regions", func(t *testing.T) { regions(t, open(t)) })
 	t.Run("assign region", func(t *testing.T) { assignRegion(t, open(t)) })
+	t.Run("key usage", func(t *testing.T) { keyUsage(t, open(t)) })
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
 	t.Run("grants", func(t *testing.T) { grants(t, open(t)) })

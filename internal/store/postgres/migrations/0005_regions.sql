@@ -1,4 +1,4 @@
--- Regions (SQLite's migration 7): keys, aliases and grants are named within
+-- Regions (SQLite's migration 8): keys, aliases and grants are named within
 -- an account and a Region (a multi-Region key has a row per Region under
 -- one id); custom key store names are unique per account and Region. Rows
 -- from before get Region '' here; the server gives them its default Region

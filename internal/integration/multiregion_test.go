@@ -175,12 +175,22 @@ func TestMultiRegionKeys(t *testing.T) {
 	if _, err := west.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(id), Policy: rep.ReplicaPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := west.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(id), GranteePrincipal: aws.String("arn:aws:iam::" + e.Account + ":root"),
-		Operations: []types.GrantOperation{types.GrantOperationDecrypt}}); err != nil {
+	g, err := west.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(id), GranteePrincipal: aws.String("arn:aws:iam::" + e.Account + ":root"),
+		Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if gl, _ := east.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String(id)}); len(gl.Grants) != 0 {
 		t.Fatalf("the replica's grant is listed on the primary: %+v", gl.Grants)
+	}
+	// A grant token of an mrk- key works (and names the key of its Region).
+	if _, err := west.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: back.CiphertextBlob, GrantTokens: []string{*g.GrantToken}}); err != nil {
+		t.Fatalf("Decrypt with the replica's grant token: %v", err)
+	}
+	_, err = east.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
+	wantErr[*types.NotFoundException](t, err)
+	if _, err := west.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken}); err != nil {
+		t.Fatalf("RetireGrant by token in the replica's Region: %v", err)
 	}
 
 	// Shared properties: rotation is set on the primary and reaches the

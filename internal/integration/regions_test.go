@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/keyhold/keyhold/internal/xks/xkstest"
 )
 
 // inRegion is a client of the same endpoint whose requests are signed for
@@ -141,4 +143,40 @@ func TestRegionsFromCredentialScope(t *testing.T) {
 	if *s3east.KeyMetadata.KeyId == *s3west.KeyMetadata.KeyId || !strings.Contains(*s3west.KeyMetadata.Arn, ":eu-west-1:") {
 		t.Fatalf("alias/aws/s3: %s and %s", *s3east.KeyMetadata.Arn, *s3west.KeyMetadata.Arn)
 	}
+}
+
+// TestCustomKeyStoresAreRegional: a custom key store exists only in the
+// Region it was created in, and so do its keys.
+func TestCustomKeyStoresAreRegional(t *testing.T) {
+	ctx := context.Background()
+	f := xkstest.New(t, xkstest.Options{Keys: []xkstest.Key{{ID: "good", Encrypt: true, Decrypt: true}}})
+	e := startXKSKeyhold(t, trustFile(t, leafOf(t, f.Endpoint)))
+	west := e.inRegion(t, "eu-west-1")
+	id, err := e.createXKS(ctx, "regional", xksTarget{f.Endpoint, f.Path, f.AccessKeyID, f.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = west.DescribeCustomKeyStores(ctx, &kms.DescribeCustomKeyStoresInput{CustomKeyStoreId: aws.String(id)})
+	wantErr[*types.CustomKeyStoreNotFoundException](t, err)
+	_, err = west.DescribeCustomKeyStores(ctx, &kms.DescribeCustomKeyStoresInput{CustomKeyStoreName: aws.String("regional")})
+	wantErr[*types.CustomKeyStoreNotFoundException](t, err)
+	if l, err := west.DescribeCustomKeyStores(ctx, &kms.DescribeCustomKeyStoresInput{}); err != nil || len(l.CustomKeyStores) != 0 {
+		t.Fatalf("eu-west-1 lists us-east-1's stores: %+v, %v", l, err)
+	}
+	_, err = west.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)})
+	wantErr[*types.CustomKeyStoreNotFoundException](t, err)
+	_, err = west.DeleteCustomKeyStore(ctx, &kms.DeleteCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)})
+	wantErr[*types.CustomKeyStoreNotFoundException](t, err)
+	e.mustConnect(t, id)
+	_, err = west.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: aws.String(id), XksKeyId: aws.String("good")})
+	wantErr[*types.CustomKeyStoreNotFoundException](t, err)
+	k, err := e.createXKSKey(ctx, id, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(*k.Arn, "arn:aws:kms:us-east-1:") {
+		t.Fatalf("XKS key ARN %s", *k.Arn)
+	}
+	_, err = west.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyId})
+	wantErr[*types.NotFoundException](t, err)
 }

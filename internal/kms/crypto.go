@@ -68,7 +68,7 @@ func (s *Service) usableAs(k store.Key, usage string) error {
 	case StatePendingDeletion:
 		return errorf(InvalidState, "%s is pending deletion.", arn)
 	case StatePendingReplicaDeletion:
-		return errorf(InvalidState, "%s is pending replica deletion.", arn)
+		return errorf(InvalidState, "%s is pending deletion: it is a multi-Region primary key waiting for its replica keys to be deleted.", arn)
 	case StateUnavailable:
 		return errorf(InvalidState, "%s is unavailable.", arn)
 	case StatePendingImport:

@@ -338,7 +338,7 @@ func pendingDeletionState(state string) bool {
 
 func (s *Service) pendingDeletion(k store.Key) error {
 	if k.State == StatePendingReplicaDeletion {
-		return errorf(InvalidState, "%s is pending replica deletion.", keyARN(k))
+		return errorf(InvalidState, "%s is pending deletion: it is a multi-Region primary key waiting for its replica keys to be deleted.", keyARN(k))
 	}
 	return errorf(InvalidState, "%s is pending deletion.", keyARN(k))
 }

@@ -85,7 +85,7 @@ func stateWords(k store.Key) string {
 	case StatePendingDeletion:
 		return "pending deletion"
 	case StatePendingReplicaDeletion:
-		return "pending replica deletion"
+		return "pending deletion (waiting for its replica keys to be deleted)"
 	case StatePendingImport:
 		return "pending import"
 	}

@@ -227,8 +227,9 @@ west() { aws --endpoint-url "$EP" --region eu-west-1 kms "$@"; }
 [ "$(kms describe-key --key-id "$MRK" --query 'KeyMetadata.MultiRegionConfiguration.ReplicaKeys[0].Region' --output text)" = eu-west-1 ] || fail "primary lists no replica"
 [ "$(west describe-key --key-id alias/terraform-replica --query KeyMetadata.KeyId --output text)" = "$MRK" ] || fail "replica alias"
 [ "$(west get-key-rotation-status --key-id "$MRK" --query KeyRotationEnabled --output text)" = True ] || fail "rotation not shared with the replica"
+printf 'across regions' > "$WORK/plain"
 for k in "$MRK" "$MRK_EXT"; do
-  kms encrypt --key-id "$k" --plaintext "$(printf 'across regions' | base64)" --query CiphertextBlob --output text | base64 -d > "$WORK/mrk.bin"
+  kms encrypt --key-id "$k" --plaintext "fileb://$WORK/plain" --query CiphertextBlob --output text | base64 -d > "$WORK/mrk.bin"
   [ "$(west decrypt --ciphertext-blob "fileb://$WORK/mrk.bin" --query Plaintext --output text | base64 -d)" = "across regions" ] \
     || fail "the primary's ciphertext does not decrypt in the replica Region ($k)"
 done

@@ -110,13 +110,48 @@ func syncShared(p store.Key, r *store.Key) {
 		return
 	}
 	for _, m := range p.Materials {
-		if !slices.ContainsFunc(r.Materials, func(x store.KeyMaterial) bool { return string(x.ID) == string(m.ID) }) {
-			r.Materials = append(r.Materials, store.KeyMaterial{ID: m.ID, Created: m.Created, RotationType: m.RotationType, Digest: m.Digest})
+		i := slices.IndexFunc(r.Materials, func(x store.KeyMaterial) bool { return string(x.ID) == string(m.ID) })
+		if i < 0 {
+			r.Materials = append(r.Materials, store.KeyMaterial{ID: m.ID, Created: m.Created, RotationType: m.RotationType, Digest: m.Digest, Pending: m.Pending})
+			continue
+		}
+		r.Materials[i].Created, r.Materials[i].RotationType, r.Materials[i].Pending = m.Created, m.RotationType, m.Pending
+	}
+	// The primary's current material is the replica's (RotateKeyOnDemand
+	// on the primary checks that every replica holds it first).
+	r.BackingKeyID, r.SealedMaterial = p.BackingKeyID, nil
+	for _, m := range r.Materials {
+		if string(m.ID) == string(p.BackingKeyID) {
+			r.SealedMaterial = m.Sealed
 		}
 	}
-	if len(r.BackingKeyID) == 0 {
-		r.BackingKeyID = p.BackingKeyID
+}
+
+// replicasHoldPending: on-demand rotation of an imported multi-Region
+// primary needs the new material imported into every replica first, as
+// AWS documents.
+func (s *Service) replicasHoldPending(ctx context.Context, k store.Key) error {
+	if !isPrimaryWithReplicas(k) || k.Origin != OriginExternal {
+		return nil
 	}
+	rows, err := s.st.ListKeyRegions(ctx, k.AccountID, k.ID)
+	if err != nil {
+		return internal("RotateKeyOnDemand", err)
+	}
+	for _, p := range k.Materials {
+		if !p.Pending {
+			continue
+		}
+		for _, r := range rows {
+			if r.Region == k.Region {
+				continue
+			}
+			if !slices.ContainsFunc(r.Materials, func(m store.KeyMaterial) bool { return string(m.ID) == string(p.ID) && len(m.Sealed) > 0 }) {
+				return errorf(InvalidState, "Import the key material %s into the replica key %s before rotating its multi-Region primary key.", FormatMaterialID(p.ID), keyARN(r))
+			}
+		}
+	}
+	return nil
 }
 
 // updateKeySet runs fn on every Region's row of a multi-Region key, read in

@@ -149,6 +149,10 @@ type KeyMaterial struct {
 	// Digest identifies imported material (SHA-256 under a per-key salt) so
 	// re-import can tell the same material from different material.
 	Digest []byte `json:"h,omitempty"`
+	// Pending marks imported material waiting for RotateKeyOnDemand
+	// (KeyMaterialState PENDING_ROTATION): not yet used, not yet bound to
+	// the key for good (DeleteImportedKeyMaterial removes it).
+	Pending bool `json:"p,omitempty"`
 }
 
 // Rotation is a key's rotation schedule.

@@ -25,8 +25,8 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // the code under test.
 type model struct {
 	id, name, user, accessKey, source, resource, account string
-	readOnly                                              bool
-	time                                                  time.Time
+	readOnly                                             bool
+	time                                                 time.Time
 }
 
 // makeEvent builds event i: accounts alternate A, A, B; names, users,
@@ -262,7 +262,9 @@ func TestLookupTimeRange(t *testing.T) {
 		keep    func(model) bool
 	}{
 		// Both bounds inclusive.
-		{`"StartTime":` + sec(30) + `,"EndTime":` + sec(60), func(m model) bool { return !m.time.Before(t0.Add(30*time.Second)) && !m.time.After(t0.Add(60*time.Second)) }},
+		{`"StartTime":` + sec(30) + `,"EndTime":` + sec(60), func(m model) bool {
+			return !m.time.Before(t0.Add(30*time.Second)) && !m.time.After(t0.Add(60*time.Second))
+		}},
 		{`"StartTime":` + sec(100), func(m model) bool { return !m.time.Before(t0.Add(100 * time.Second)) }},
 		{`"EndTime":` + sec(10), func(m model) bool { return !m.time.After(t0.Add(10 * time.Second)) }},
 		{`"StartTime":` + sec(500), func(model) bool { return false }},

@@ -127,7 +127,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := restrictFiles(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	// SQLite reads the name as a URI: a '#' would end it (and '?' start
+	// its query, '%' an escape), opening another file than path.
+	name := path
+	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+		name = uriPath.Replace(path)
+	}
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
@@ -139,6 +145,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	return &DB{DB: sqlstore.New(db, dialect), db: db}, nil
 }
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // restrictFiles makes the database file exist with mode 0600 before SQLite
 // opens it: SQLite gives the -wal and -shm files the database file's mode,

@@ -49,6 +49,8 @@ type config struct {
 	jsonOut     bool
 	caFile      string
 	randomKeys  bool
+	everyKey    bool
+	requests    uint64
 	keySpec     string
 	signingAlg  string
 }
@@ -67,7 +69,11 @@ type Report struct {
 	RequestsPerSecond float64   `json:"requests_per_second"`
 	LatencyMS         Latencies `json:"latency_ms"`
 	FirstError        string    `json:"first_error,omitempty"`
-	Interrupted       bool      `json:"interrupted,omitempty"` // stopped early by the caller's context
+	// KeysListed and ListSeconds: --random-keys and --every-key page
+	// through ListKeys first.
+	KeysListed  int     `json:"keys_listed,omitempty"`
+	ListSeconds float64 `json:"list_seconds,omitempty"`
+	Interrupted bool    `json:"interrupted,omitempty"` // stopped early by the caller's context
 }
 
 // Latencies are in milliseconds.
@@ -104,6 +110,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
 	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
+	fs.BoolVar(&c.everyKey, "every-key", false, "like --random-keys, but the requests take the listed keys in turn, so that as many requests as keys touch every key once")
+	fs.Uint64Var(&c.requests, "requests", 0, "stop after this many requests (0: no limit; --duration still bounds the run)")
 	return f
 }
 
@@ -170,8 +178,11 @@ func (c config) check() error {
 	if !ops[c.op] {
 		return fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
 	}
-	if c.randomKeys && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
-		return errors.New("bench: --random-keys goes with --op encrypt, generate-data-key or describe-key, without --key-id")
+	if c.randomKeys && c.everyKey {
+		return errors.New("bench: --random-keys and --every-key exclude each other")
+	}
+	if (c.randomKeys || c.everyKey) && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
+		return errors.New("bench: --random-keys and --every-key go with --op encrypt, generate-data-key or describe-key, without --key-id")
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {
 		return errors.New("bench: --concurrency must be between 1 and 4096")
@@ -304,8 +315,9 @@ type createKeyOut struct {
 	KeyMetadata struct{ KeyId string }
 }
 
-// prepare does the setup calls and returns what the load loop sends.
-func prepare(ctx context.Context, cfg config, c *caller) (target, string, error) {
+// prepare does the setup calls and returns what the load loop sends; rep
+// gets what the setup measured.
+func prepare(ctx context.Context, cfg config, c *caller, rep *Report) (target, string, error) {
 	plain := make([]byte, cfg.size)
 	if _, err := rand.Read(plain); err != nil {
 		return target{}, "", err
@@ -337,31 +349,38 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, "", err
 	}
 
-	if cfg.randomKeys {
+	if cfg.randomKeys || cfg.everyKey {
+		t0 := time.Now()
 		keys, err := listKeys(ctx, cfg.endpoint, c)
 		if err != nil {
 			return target{}, "", err
 		}
+		rep.KeysListed, rep.ListSeconds = len(keys), time.Since(t0).Seconds()
 		if len(keys) == 0 {
-			return target{}, "", errors.New("bench: --random-keys: the account has no keys")
+			return target{}, "", errors.New("bench: --random-keys, --every-key: the account has no keys")
+		}
+		pick, desc := func(uint64) string { return keys[mrand.IntN(len(keys))] }, fmt.Sprintf("random of %d", len(keys))
+		if cfg.everyKey {
+			// n counts requests from 1.
+			pick, desc = func(n uint64) string { return keys[(n-1)%uint64(len(keys))] }, fmt.Sprintf("each of %d in turn", len(keys))
 		}
 		t := target{url: cfg.endpoint, contentType: "application/x-amz-json-1.1"}
 		switch cfg.op {
 		case "encrypt":
 			t.amzTarget = "TrentService.Encrypt"
-			t.body = func(uint64) []byte {
-				return fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q}`, keys[mrand.IntN(len(keys))], b64)
+			t.body = func(n uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q}`, pick(n), b64)
 			}
 		case "generate-data-key":
 			t.amzTarget = "TrentService.GenerateDataKey"
-			t.body = func(uint64) []byte {
-				return fmt.Appendf(nil, `{"KeyId":%q,"NumberOfBytes":%d}`, keys[mrand.IntN(len(keys))], cfg.size)
+			t.body = func(n uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"NumberOfBytes":%d}`, pick(n), cfg.size)
 			}
 		case "describe-key":
 			t.amzTarget = "TrentService.DescribeKey"
-			t.body = func(uint64) []byte { return fmt.Appendf(nil, `{"KeyId":%q}`, keys[mrand.IntN(len(keys))]) }
+			t.body = func(n uint64) []byte { return fmt.Appendf(nil, `{"KeyId":%q}`, pick(n)) }
 		}
-		return t, fmt.Sprintf("random of %d", len(keys)), nil
+		return t, desc, nil
 	}
 
 	if cfg.op == "sign" || cfg.op == "verify" {
@@ -490,7 +509,8 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 		AccessKeyID: creds.accessKeyID, SecretAccessKey: creds.secretAccessKey, SessionToken: creds.sessionToken,
 		Region: cfg.region, Service: service,
 	}}
-	t, keyID, err := prepare(ctx, cfg, c)
+	var setup Report
+	t, keyID, err := prepare(ctx, cfg, c, &setup)
 	if err != nil {
 		return Report{}, err
 	}
@@ -511,6 +531,9 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 			defer wg.Done()
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				n := counter.Add(1)
+				if cfg.requests > 0 && n > cfg.requests {
+					return
+				}
 				t0 := time.Now()
 				status, body, err := c.do(ctx, t, t.body(n))
 				if ctx.Err() != nil {
@@ -550,6 +573,7 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 			P50: ms(all.quantile(0.50)), P90: ms(all.quantile(0.90)), P99: ms(all.quantile(0.99)), Max: ms(all.max),
 		},
 		FirstError: firstError,
+		KeysListed: setup.KeysListed, ListSeconds: setup.ListSeconds,
 	}
 	if elapsed > 0 {
 		rep.RequestsPerSecond = float64(all.total) / elapsed.Seconds()

@@ -334,6 +334,22 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	logLevel         string
 	logFormat        string
+	pprofAddr        string
+}
+
+// checkLoopbackAddr accepts "" or a HOST:PORT on a loopback address.
+func checkLoopbackAddr(v string) error {
+	if v == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q is not a loopback address (the profiler must not be reachable from the network)", v)
+	}
+	return nil
 }
 
 func checkLevel(v string) error { _, err := logs.ParseLevel(v); return err }
@@ -356,8 +372,14 @@ func checkAccount(v string) error {
 }
 
 func checkAddr(v string) error {
-	if _, _, err := net.SplitHostPort(v); err != nil {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
 		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	// Checked here rather than at listen time, so the error names where
+	// the value came from.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not HOST:PORT (the port must be a number from 0 to 65535)", v)
 	}
 	return nil
 }
@@ -390,6 +412,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
+		{Name: "pprof-addr", Usage: "serve Go's profiler (/debug/pprof/, for go tool pprof) on this loopback HOST:PORT; off by default", Target: &o.pprofAddr, Check: checkLoopbackAddr, Example: "127.0.0.1:6060"},
 	}}
 	s.Settings = append(s.Settings, limitSettings(&o.limits)...)
 	s.Settings = append(s.Settings, logSettings(&o.logLevel, &o.logFormat)...)
@@ -518,6 +541,13 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
+	if o.pprofAddr != "" {
+		stopPprof, err := servePprof(o.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	go in.RunBackground(bg, o.deletionInterval)
 	srv := cfg.Limits.Server(in.Handler)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)

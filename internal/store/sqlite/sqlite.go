@@ -118,8 +118,10 @@ type DB struct {
 }
 
 // dialect: SQLite's transactions take the write lock at BEGIN
-// (_txlock=immediate), so nothing more is needed to serialise.
-var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify}
+// (_txlock=immediate), so nothing more is needed to serialise. SQLite has
+// one writer at a time and every commit is an fsync (synchronous=FULL), so
+// concurrent writes share commits (sqlstore's group commit).
+var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, GroupCommit: true}
 
 // Open opens (creating if needed) the database at path and migrates it. It
 // refuses a database whose schema is newer than this binary knows.

@@ -115,6 +115,7 @@ resource "aws_kms_external_key" "mrk_ext" {
 resource "aws_kms_replica_external_key" "mrk_ext" {
   provider                = aws.west
   description             = "terraform multi-Region imported replica"
+  enabled                 = true
   primary_key_arn         = aws_kms_external_key.mrk_ext.arn
   deletion_window_in_days = 7
   key_material_base64     = "$MRK_MATERIAL"

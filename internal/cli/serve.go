@@ -111,6 +111,8 @@ type Extras struct {
 	// Root is the root key every replica shares (it seals the HSM
 	// network CAs).
 	Root *rootkey.Key
+	// Lead registers a job that runs on the leader only (until ctx ends).
+	Lead func(ctx context.Context, job func(context.Context))
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
@@ -126,6 +128,8 @@ type Instance struct {
 	Metrics   *metrics.Metrics
 	Audit     *AuditTrail
 	closers   []func()
+	// leader runs the jobs one process of a shared database runs.
+	leader leaderJobs
 }
 
 // Close releases the instance's resources (not the listener).
@@ -248,7 +252,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM, Root: root})
+		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM, Root: root, Lead: in.leader.add})
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -259,6 +263,9 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		services = append(services, more...)
 	}
 	in.closers = append(in.closers, svc.Close)
+	if database.PG != nil {
+		svc.SetReplicated()
+	}
 	if err := svc.Start(ctx); err != nil {
 		in.Close()
 		return nil, err
@@ -267,6 +274,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	in.startLeading()
 	cfg.Metrics.SetCustomKeyStores(customKeyStoreStates(db))
 	if cfg.SeedFile != "" {
 		if err := ApplySeedFile(ctx, svc, account, cfg.SeedFile, cfg.Logger); err != nil {

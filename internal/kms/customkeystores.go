@@ -99,7 +99,14 @@ type UpdateCustomKeyStoreInput struct {
 type conn struct {
 	state   string
 	errCode string
-	gen     int // bumps on every connect/disconnect so a stale worker can tell
+	gen     int  // bumps on every connect/disconnect so a stale worker can tell
+	worker  bool // a connect worker of this process is running
+	// Replicas: acting > 0 while this process changes the state (between
+	// its local change and the stored one); seen is the newest record
+	// version it wrote. A record older than that, read by a follow that
+	// raced with the change, is stale and ignored.
+	acting int
+	seen   int64
 }
 
 // customKeyStores holds the custom key store side of the domain: records
@@ -120,6 +127,12 @@ type customKeyStores struct {
 	monitorOnce sync.Once
 	hmu         sync.Mutex
 	health      map[string]storeHealth // store id -> last check
+
+	// Replicas (SetReplicated): connect workers and health checks run on
+	// the leader only (RunLeader); the others follow the stored state with
+	// sessions of their own.
+	replicated atomic.Bool
+	leading    atomic.Bool
 }
 
 type storeHealth struct {
@@ -133,6 +146,7 @@ func newCustomKeyStores(s *Service, drivers []keystore.Driver) *customKeyStores 
 		c.drivers[d.Type()] = d
 	}
 	c.period.Store(int64(defaultHealthPeriod))
+	c.leading.Store(true)
 	return c
 }
 
@@ -579,14 +593,43 @@ func (c *customKeyStores) setConn(rec store.CustomKeyStore, state, code string, 
 	return cn.gen
 }
 
-// persistState records the connection state so a restart resumes it.
+// persistState records the connection state so a restart resumes it (and
+// other replicas follow it).
 func (c *customKeyStores) persistState(ctx context.Context, account, id, state, code string) {
+	var version int64
 	err := c.updateRecord(ctx, account, id, func(rec *store.CustomKeyStore) error {
 		rec.ConnectionState, rec.ConnectionErrorCode = state, code
+		version = rec.Version + 1
 		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.s.log.Error("saving custom key store state", "store", id, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cn := c.conns[c.key(account, id)]; cn != nil && version > cn.seen {
+		cn.seen = version
+	}
+	c.mu.Unlock()
+}
+
+// acting brackets a change of a store's state made by this process: until
+// done is called, other replicas' notifications about the store are
+// ignored (they may carry the state from before the change).
+func (c *customKeyStores) acting(rec store.CustomKeyStore) (done func()) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil {
+		cn = &conn{}
+		c.conns[k] = cn
+	}
+	cn.acting++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		cn.acting--
+		c.mu.Unlock()
 	}
 }
 
@@ -626,11 +669,41 @@ func nameInUse(name string) error {
 }
 
 func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyStore) error {
+	done := c.acting(rec)
 	gen := c.setConn(rec, Connecting, "", true)
 	c.persistState(ctx, rec.AccountID, rec.ID, Connecting, "")
+	done()
+	if c.leading.Load() {
+		c.runWorker(rec, gen)
+	}
+	// Else the leader's worker connects: it follows the stored CONNECTING.
+	return nil
+}
+
+// runWorker connects a store for every replica: the driver's Connect (for
+// CloudHSM: log in, rotate kmsuser's password), then the outcome stored
+// (CONNECTED or FAILED), which the other replicas follow. It runs where
+// the request came in on a single process, on the leader on replicas.
+func (c *customKeyStores) runWorker(rec store.CustomKeyStore, gen int) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil || cn.gen != gen || cn.worker {
+		c.mu.Unlock()
+		return
+	}
+	cn.worker = true
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			if cn := c.conns[k]; cn != nil {
+				cn.worker = false
+			}
+			c.mu.Unlock()
+		}()
 		// The connection outlives the request that asked for it.
 		bg, cancel := context.WithTimeout(c.s.bg, 2*time.Minute)
 		defer cancel()
@@ -645,7 +718,7 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 			c.persistState(bg, rec.AccountID, rec.ID, state, code)
 		}
 		c.mu.Lock()
-		cn := c.conns[c.key(rec.AccountID, rec.ID)]
+		cn := c.conns[k]
 		stale := cn == nil || cn.gen != gen
 		if !stale {
 			cn.state, cn.errCode = state, code
@@ -662,7 +735,6 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 		}
 		c.s.log.Info("custom key store connection", "store", rec.ID, "state", state, "error_code", code)
 	}()
-	return nil
 }
 
 // current reports whether gen is still the store's latest connect.
@@ -686,6 +758,8 @@ func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Request, 
 	default:
 		return invalidState(id, state, "only a CONNECTED, CONNECTING or FAILED store can be disconnected.")
 	}
+	done := c.acting(rec)
+	defer done()
 	c.setConn(rec, Disconnecting, "", true)
 	c.release(ctx, rec)
 	c.setConn(rec, Disconnected, "", false)
@@ -756,6 +830,13 @@ func (s *Service) Start(ctx context.Context) error {
 			return err
 		}
 		for _, rec := range all {
+			if s.cks.replicated.Load() {
+				// Other replicas may be serving the store: open this
+				// replica's own session to a connected one; a connect in
+				// progress is the leader's to finish.
+				s.cks.follow(rec.AccountID, rec.ID)
+				continue
+			}
 			switch rec.ConnectionState {
 			case Connected, Connecting:
 				s.cks.startConnect(ctx, rec)
@@ -996,8 +1077,13 @@ func (c *customKeyStores) startMonitor() {
 	})
 }
 
-// checkAll health-checks every store this process holds CONNECTED.
+// checkAll health-checks every store this process holds CONNECTED (on
+// replicas, only the leader checks: one check per store, not one per
+// replica).
 func (c *customKeyStores) checkAll(ctx context.Context) {
+	if !c.leading.Load() {
+		return
+	}
 	type target struct{ account, id string }
 	var ts []target
 	c.mu.RLock()

@@ -53,7 +53,7 @@ func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logg
 	hook := func(_ context.Context, r server.AuditRecord) error {
 		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
 			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg, Region: r.Region}
 		if r.Service != nil {
 			rec.TargetPrefix = r.Service.TargetPrefix
 		}
@@ -134,7 +134,7 @@ func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog
 		start := time.Now()
 		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
 			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg, Region: r.Region}
 		if r.Service != nil {
 			rec.TargetPrefix = r.Service.TargetPrefix
 		}

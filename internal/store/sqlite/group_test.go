@@ -178,7 +178,7 @@ func TestGroupCommitAcknowledgedWritesSurviveKill(t *testing.T) {
 	}
 	defer db.Close()
 	for _, id := range acked {
-		if _, err := db.GetKey(context.Background(), "111122223333", id); err != nil {
+		if _, err := db.GetKey(context.Background(), "111122223333", "", id); err != nil {
 			t.Errorf("acknowledged key %s: %v", id, err)
 		}
 	}

@@ -256,7 +256,7 @@ func BenchmarkGetKeyRandom(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			i = (i*7919 + 104729) % n
-			if _, err := db.GetKey(ctx, "111122223333", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)); err != nil {
+			if _, err := db.GetKey(ctx, "111122223333", "", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)); err != nil {
 				b.Error(err)
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -219,12 +220,28 @@ func newStoreID() (string, error) {
 	return "cks-" + hex.EncodeToString(b)[:17], nil
 }
 
+// regionCustomKeyStores lists the caller's stores in its Region (names
+// and the quota are per account and Region).
+func (s *Service) regionCustomKeyStores(ctx context.Context, caller Request) ([]store.CustomKeyStore, error) {
+	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	region := s.regionOf(caller)
+	return slices.DeleteFunc(all, func(r store.CustomKeyStore) bool { return r.Region != region }), nil
+}
+
 func storeNotFound(id string) error {
 	return errorf(CustomKeyStoreNotFound, "Custom key store '%s' does not exist.", id)
 }
 
-func (c *customKeyStores) load(ctx context.Context, account, id string) (store.CustomKeyStore, cksConfig, error) {
-	rec, err := c.s.st.GetCustomKeyStore(ctx, account, id)
+// load reads a store of the caller's account and Region: a store of
+// another Region does not exist there, as in AWS.
+func (c *customKeyStores) load(ctx context.Context, caller Request, id string) (store.CustomKeyStore, cksConfig, error) {
+	rec, err := c.s.st.GetCustomKeyStore(ctx, caller.AccountID, id)
+	if err == nil && rec.Region != c.s.regionOf(caller) {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, cksConfig{}, storeNotFound(id)
 	}
@@ -278,7 +295,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in C
 	if err != nil {
 		return "", err
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
@@ -325,7 +342,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in C
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
-	rec := store.CustomKeyStore{AccountID: caller.AccountID, ID: id, Name: in.Name, Type: in.Type,
+	rec := store.CustomKeyStore{AccountID: caller.AccountID, Region: s.regionOf(caller), ID: id, Name: in.Name, Type: in.Type,
 		Created: s.now().UTC().Truncate(time.Millisecond), ConnectionState: Disconnected}
 	if rec.Config, err = json.Marshal(cfg); err != nil {
 		return "", internal("CreateCustomKeyStore", err)
@@ -358,7 +375,7 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Request, i
 	if err != nil {
 		return nil, Page{}, err
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return nil, Page{}, internal("DescribeCustomKeyStores", err)
 	}
@@ -429,7 +446,7 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Request, in U
 
 func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	c := s.cks
-	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
+	rec, cfg, err := c.load(ctx, caller, in.ID)
 	if err != nil {
 		return err
 	}
@@ -441,7 +458,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in U
 	if state != Disconnected && state != Connected {
 		return invalidState(in.ID, state, "it must be DISCONNECTED or CONNECTED to be updated.")
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return internal("UpdateCustomKeyStore", err)
 	}
@@ -640,7 +657,7 @@ func (s *Service) authorizedStore(ctx context.Context, caller Request, id string
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return store.CustomKeyStore{}, cksConfig{}, err
 	}
-	return s.cks.load(ctx, caller.AccountID, id)
+	return s.cks.load(ctx, caller, id)
 }
 
 func clusterInUse(clusterID string) error {
@@ -794,8 +811,15 @@ func (c *customKeyStores) release(ctx context.Context, rec store.CustomKeyStore)
 	c.hmu.Unlock()
 }
 
-// Start resumes the connections that were up when keyhold stopped.
+// Start gives whatever was stored before keyhold knew Regions to the
+// default Region and resumes the connections that were up when keyhold
+// stopped.
 func (s *Service) Start(ctx context.Context) error {
+	// Everything stored before keyhold knew Regions belongs to the
+	// default Region.
+	if err := s.st.AssignRegion(ctx, s.region); err != nil {
+		return err
+	}
 	accts, err := s.st.ListAccounts(ctx)
 	if err != nil {
 		return err
@@ -827,7 +851,7 @@ func (s *Service) Start(ctx context.Context) error {
 // prepareKey fills a new key's custom key store fields and creates its
 // backing material through the store's driver.
 func (c *customKeyStores) prepareKey(ctx context.Context, caller Request, k *store.Key, in CreateKeyInput) error {
-	rec, cfg, err := c.load(ctx, caller.AccountID, in.CustomKeyStoreID)
+	rec, cfg, err := c.load(ctx, caller, in.CustomKeyStoreID)
 	if err != nil {
 		return err
 	}
@@ -892,7 +916,7 @@ func (c *customKeyStores) destroyKeyMaterial(ctx context.Context, k store.Key) {
 		err = drv.DestroyKey(ctx, c.s.keyRef(k))
 	}
 	if err != nil {
-		c.s.log.Warn("destroying a deleted key's material in its custom key store failed (best effort)", "key", c.s.keyARN(k.AccountID, k.ID), "err", err)
+		c.s.log.Warn("destroying a deleted key's material in its custom key store failed (best effort)", "key", keyARN(k), "err", err)
 	}
 }
 
@@ -908,11 +932,11 @@ func (c *customKeyStores) failureMessage(k store.Key) string {
 	if drv, err := c.driver(storeType(k)); err == nil {
 		return drv.Unavailable(c.s.keyRef(k))
 	}
-	return fmt.Sprintf("%s is unavailable.", c.s.keyARN(k.AccountID, k.ID))
+	return fmt.Sprintf("%s is unavailable.", keyARN(k))
 }
 
 func (c *customKeyStores) generateRandom(ctx context.Context, caller Request, id string, n int) ([]byte, error) {
-	rec, _, err := c.load(ctx, caller.AccountID, id)
+	rec, _, err := c.load(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}

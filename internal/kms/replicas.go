@@ -24,10 +24,10 @@ func (s *Service) Invalidate(table, a, b string) {
 	s.mu.Unlock()
 	switch table {
 	case "keys":
-		s.cacheKeyDrop(a, b)
+		s.cacheKeyDropAll(a, b)
 		s.dropGrants(a, b)
 	case "aliases":
-		s.dropAlias(a, b)
+		s.dropAliasAll(a, b)
 	case "grants":
 		s.dropGrants(a, b)
 	case "custom_key_stores":
@@ -50,9 +50,14 @@ func (s *Service) ForgetCaches() {
 	s.cks.followAll()
 }
 
+// dropGrants drops the cached grants of key id of account in every Region
+// (a notification names no Region).
 func (s *Service) dropGrants(account, keyID string) {
 	s.grants.wmu.Lock()
-	s.grants.byKey.Delete(grantKey{account, keyID})
+	s.regions.Range(func(r, _ any) bool {
+		s.grants.byKey.Delete(grantKey{account, r.(string), keyID})
+		return true
+	})
 	s.grants.wmu.Unlock()
 }
 

@@ -247,9 +247,13 @@ type issuers struct {
 // get returns the cluster's issuer, making and storing the cluster's CA the
 // first time any replica needs it (the first write wins).
 func (m *Manager) issuer(ctx context.Context, clusterID string) (*issuer, error) {
+	// The lock guards the cache only: the record I/O below may wait for
+	// the cluster's lock (held by an owner command or a backup), and must
+	// not hold up other clusters. Two opens of one CA give equal issuers.
 	m.iss.mu.Lock()
-	defer m.iss.mu.Unlock()
-	if is := m.iss.byID[clusterID]; is != nil {
+	is := m.iss.byID[clusterID]
+	m.iss.mu.Unlock()
+	if is != nil {
 		return is, nil
 	}
 	rec, err := m.reg.GetCluster(ctx, clusterID)
@@ -271,9 +275,14 @@ func (m *Manager) issuer(ctx context.Context, clusterID string) (*issuer, error)
 			return nil, err
 		}
 	}
-	is, err := openNetworkCA(m.iss.sealer, clusterID, rec.NetworkCA, m.instance, m.now())
+	is, err = openNetworkCA(m.iss.sealer, clusterID, rec.NetworkCA, m.instance, m.now())
 	if err != nil {
 		return nil, err
+	}
+	m.iss.mu.Lock()
+	defer m.iss.mu.Unlock()
+	if old := m.iss.byID[clusterID]; old != nil {
+		return old, nil
 	}
 	m.iss.byID[clusterID] = is
 	return is, nil

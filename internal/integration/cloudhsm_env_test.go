@@ -220,7 +220,10 @@ func (h *hsmEnv) waitCluster(t testing.TB, id string, state hsmtypes.ClusterStat
 // every one ACTIVE).
 func (h *hsmEnv) waitHSMs(t testing.TB, id string, azs ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), 30*time.Second, func() (bool, error) {
+	// 60s: clusters made in parallel take turns for their CSR (one SO
+	// session at a time), which under -race on a loaded machine takes ~30s
+	// for the 7 clusters of "limit and paging".
+	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), 60*time.Second, func() (bool, error) {
 		c := h.cluster(t, id)
 		if len(c.Hsms) != len(azs) {
 			return false, nil

@@ -103,7 +103,7 @@ func (t *AuditTrail) Close() error { return t.close() }
 // OpenAuditTrail is AuditHook with the handle SIGHUP needs, and metrics
 // (m may be nil): events written but not yet durable, and the time each
 // event takes to encode and write.
-func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog.Logger, m *metrics.Metrics) (*AuditTrail, error) {
+func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog.Logger, m *metrics.Metrics, syncInterval time.Duration) (*AuditTrail, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -114,7 +114,8 @@ func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog
 	var lastLogged atomic.Int64
 	path := filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath))
 	w, err := audit.Open(path, audit.WriterOptions{
-		Copy: mirror,
+		Copy:         mirror,
+		SyncInterval: syncInterval,
 		OnError: func(err error) {
 			// At most one line a second: a dead disk fails every request.
 			now := time.Now().Unix()

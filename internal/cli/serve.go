@@ -77,6 +77,9 @@ type ServeConfig struct {
 	// written (--audit-fail-open); by default they fail with the service's
 	// internal error.
 	AuditFailOpen bool
+	// AuditSyncInterval is the least time between two fsyncs of the audit
+	// trail (--audit-sync-interval; 0: back to back).
+	AuditSyncInterval time.Duration
 	// Caches bounds the domain's in-memory caches (--cache-size).
 	Caches kms.CacheSizes
 	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
@@ -292,7 +295,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
 	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
-	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics)
+	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics, cfg.AuditSyncInterval)
 	if err != nil {
 		in.Close()
 		return nil, err
@@ -337,6 +340,7 @@ type serveOptions struct {
 	cacheSize        int
 	auditStdout      bool
 	auditFailOpen    bool
+	auditSync        time.Duration
 	limits           netlimit.Limits
 	deletionInterval time.Duration
 	shutdownTimeout  time.Duration
@@ -356,6 +360,18 @@ func checkLoopbackAddr(v string) error {
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("%q is not a loopback address (the profiler must not be reachable from the network)", v)
+	}
+	return nil
+}
+
+// checkAuditSync bounds --audit-sync-interval to [0, 1s].
+func checkAuditSync(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	if d < 0 || d > time.Second {
+		return errors.New("want a duration from 0s to 1s")
 	}
 	return nil
 }
@@ -418,6 +434,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
+		{Name: "audit-sync-interval", Usage: "least time between two fsyncs of the audit trail: 0 fsyncs again as soon as the last one returned; more means fewer fsyncs (less CPU) and a longer window of events a power loss can take (this interval plus one fsync; a crash of keyhold alone never loses an answered request's event)", Default: "0s", Kind: config.Duration, Target: &o.auditSync, Check: checkAuditSync},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
 		{Name: "pprof-addr", Usage: "serve Go's profiler (/debug/pprof/, for go tool pprof) on this loopback HOST:PORT; off by default", Target: &o.pprofAddr, Check: checkLoopbackAddr, Example: "127.0.0.1:6060"},
@@ -527,7 +544,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
 		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
-		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
+		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, AuditSyncInterval: o.auditSync, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log, ListenIP: o.hsmListenIP})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout

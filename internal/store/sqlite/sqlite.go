@@ -135,7 +135,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
 		name = uriPath.Replace(path)
 	}
-	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	// Each connection keeps its prepared statements (parsing a query costs
+	// more than running it) and 8 MiB of pages (the upper levels of the
+	// keys B-trees stay cached with a million keys); 4 connections.
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=64&_cache_size=-8192"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)

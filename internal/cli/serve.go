@@ -94,6 +94,9 @@ type ServeConfig struct {
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// XKSCallTimeout bounds each attempt of an XKS proxy call; 0 is AWS
+	// KMS's 250 ms (tests on a busy machine raise it).
+	XKSCallTimeout time.Duration
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may give the CloudHSM driver its clusters.
 	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
@@ -223,7 +226,8 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	defaultStore := soft.New(root)
 	cloudHSM := hsmstore.New(cfg.Logger)
 	in.CloudHSM = cloudHSM
-	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
+	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger,
+		CallTimeout: cfg.XKSCallTimeout})
 	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
 		Default: defaultStore, Drivers: []keystore.Driver{timeDriver(cloudHSM, cfg.Metrics, "hsm"), timeDriver(external, cfg.Metrics, "xks")},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})

@@ -174,10 +174,14 @@ func (h *hsmEnv) registry() *hsm.StoreRegistry {
 
 const pollEvery = 10 * time.Millisecond
 
-// eventually polls cond until it is true or the deadline passes.
-func eventually(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
+// eventually polls cond until it is true. It waits as long as the test
+// binary may run (less a margin to report what it was waiting for): what
+// the tests wait for (HSM daemons starting, stores connecting) must happen,
+// and how soon depends on how busy the machine is, which is not what they
+// check.
+func eventually(t testing.TB, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := waitDeadline(t)
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -187,7 +191,7 @@ func eventually(t testing.TB, what string, timeout time.Duration, cond func() (b
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			t.Fatalf("gave up waiting for %s (the test binary's deadline is near)", what)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -209,7 +213,7 @@ func (h *hsmEnv) cluster(t testing.TB, id string) hsmtypes.Cluster {
 func (h *hsmEnv) waitCluster(t testing.TB, id string, state hsmtypes.ClusterState) hsmtypes.Cluster {
 	t.Helper()
 	var c hsmtypes.Cluster
-	eventually(t, id+" "+string(state), 30*time.Second, func() (bool, error) {
+	eventually(t, id+" "+string(state), func() (bool, error) {
 		c = h.cluster(t, id)
 		return c.State == state, nil
 	})
@@ -220,7 +224,7 @@ func (h *hsmEnv) waitCluster(t testing.TB, id string, state hsmtypes.ClusterStat
 // every one ACTIVE).
 func (h *hsmEnv) waitHSMs(t testing.TB, id string, azs ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), 30*time.Second, func() (bool, error) {
+	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), func() (bool, error) {
 		c := h.cluster(t, id)
 		if len(c.Hsms) != len(azs) {
 			return false, nil
@@ -275,7 +279,7 @@ func (h *hsmEnv) deleteHSMs(t testing.TB, id string, azs ...string) {
 		}
 	}
 	want := len(c.Hsms)
-	eventually(t, fmt.Sprintf("%s down to %d HSMs", id, want), 30*time.Second, func() (bool, error) {
+	eventually(t, fmt.Sprintf("%s down to %d HSMs", id, want), func() (bool, error) {
 		return len(h.cluster(t, id).Hsms) == want, nil
 	})
 }
@@ -315,7 +319,7 @@ func (h *hsmEnv) newCluster(t testing.TB, spec clusterSpec) string {
 	}
 	h.waitHSMs(t, id, spec.azs...)
 	var csr string
-	eventually(t, id+" CSR", 30*time.Second, func() (bool, error) {
+	eventually(t, id+" CSR", func() (bool, error) {
 		c := h.cluster(t, id)
 		if c.Certificates != nil {
 			csr = aws.ToString(c.Certificates.ClusterCsr)
@@ -387,6 +391,9 @@ type fatalRecorder struct {
 var errFatal = &struct{ s string }{"fatal"}
 
 func (f *fatalRecorder) Helper() {}
+
+// Deadline is the test's, for eventually.
+func (f *fatalRecorder) Deadline() (time.Time, bool) { return testDeadline(f.TB) }
 func (f *fatalRecorder) Fatal(args ...any) {
 	f.msg = fmt.Sprint(args...)
 	panic(errFatal)
@@ -400,7 +407,7 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 func (h *hsmEnv) backupOf(t testing.TB, clusterID string) string {
 	t.Helper()
 	var id string
-	eventually(t, "a READY backup of "+clusterID, 30*time.Second, func() (bool, error) {
+	eventually(t, "a READY backup of "+clusterID, func() (bool, error) {
 		out, err := h.HSM.DescribeBackups(context.Background(), &cloudhsmv2.DescribeBackupsInput{
 			Filters: map[string][]string{"clusterIds": {clusterID}, "states": {"READY"}}})
 		if err != nil {
@@ -453,7 +460,7 @@ func (h *hsmEnv) store(t testing.TB, id string) kmstypes.CustomKeyStoresListEntr
 func (h *hsmEnv) settle(t testing.TB, id string) kmstypes.CustomKeyStoresListEntry {
 	t.Helper()
 	var s kmstypes.CustomKeyStoresListEntry
-	eventually(t, id+" to leave CONNECTING/DISCONNECTING", 30*time.Second, func() (bool, error) {
+	eventually(t, id+" to leave CONNECTING/DISCONNECTING", func() (bool, error) {
 		s = h.store(t, id)
 		return s.ConnectionState != kmstypes.ConnectionStateTypeConnecting &&
 			s.ConnectionState != kmstypes.ConnectionStateTypeDisconnecting, nil

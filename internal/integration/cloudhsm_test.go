@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudhsmv2"
@@ -395,7 +394,7 @@ func TestCloudHSMKeyStores(t *testing.T) {
 		if _, err := h.HSM.DeleteCluster(ctx, &cloudhsmv2.DeleteClusterInput{ClusterId: aws.String(clW)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, clW+" deleted", 30*time.Second, func() (bool, error) {
+		eventually(t, clW+" deleted", func() (bool, error) {
 			_, err := h.HSM.DescribeClusters(ctx, &cloudhsmv2.DescribeClustersInput{Filters: map[string][]string{"clusterIds": {clW}}})
 			return err == nil && h.cluster(t, clW).State == "DELETED", nil
 		})

@@ -75,7 +75,7 @@ func newBrowser(t *testing.T, base string) *browser {
 // run runs actions with a deadline, failing the test on error.
 func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := context.WithDeadline(b.ctx, waitDeadline(b.t))
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
@@ -86,7 +86,7 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 // get runs one action that returns a value.
 func get[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := context.WithDeadline(b.ctx, waitDeadline(b.t))
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -117,9 +117,9 @@ func (b *browser) text(sel string) string {
 
 // waitText waits until sel's text contains want, reloading path between
 // looks when path is not "" (pages that refresh themselves need none).
-func (b *browser) waitText(path, sel, want string, timeout time.Duration) string {
+func (b *browser) waitText(path, sel, want string) string {
 	b.t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := waitDeadline(b.t)
 	for {
 		got := b.text(sel)
 		if strings.Contains(got, want) {
@@ -231,14 +231,14 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		u := b.location()
 		clusterID = u[strings.LastIndex(u, "/")+1:]
 		page := "/console/clusters/" + clusterID
-		b.waitText(page, "#cluster-state", "UNINITIALIZED", 30*time.Second)
+		b.waitText(page, "#cluster-state", "UNINITIALIZED")
 		zones := hsm.Subnets("us-east-1")
 		for _, z := range zones[:2] {
 			b.open(page)
 			b.run("add HSM in "+z.AvailabilityZone, chromedp.SetValue(chromedp.CSS("#az"), z.AvailabilityZone),
 				chromedp.Click(chromedp.CSS("#add-hsm-button")), chromedp.WaitVisible(chromedp.CSS("#flash")))
 		}
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := waitDeadline(t)
 		for strings.Count(b.text("#hsm-table"), "ACTIVE") < 2 {
 			if time.Now().After(deadline) {
 				t.Fatalf("HSMs not ACTIVE: %s", b.text("#hsm-table"))
@@ -246,7 +246,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			b.open(page)
 		}
-		b.waitText(page, "#csr-link", "Download the cluster CSR", 30*time.Second)
+		b.waitText(page, "#csr-link", "Download the cluster CSR")
 		b.screenshot("05-cluster-uninitialized")
 		// Download the CSR as the page's link does, sign it with the
 		// customer's CA (as `openssl x509 -req -CA customerCA.crt` does).
@@ -261,7 +261,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		b.run("initialize", chromedp.SetUploadFiles(chromedp.CSS("#signed_cert"), []string{signed}),
 			chromedp.SetUploadFiles(chromedp.CSS("#trust_anchor"), []string{anchor}), chromedp.Click(chromedp.CSS("#initialize-button")),
 			chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText(page, "#cluster-state", "INITIALIZED", 30*time.Second)
+		b.waitText(page, "#cluster-state", "INITIALIZED")
 		// Activation and kmsuser are the cluster owner's commands, as the
 		// CloudHSM CLI is in AWS (the page says which to run).
 		if err := h.owner("activate", "--cluster-id", clusterID, "--co-password", coPassword); err != nil {
@@ -270,7 +270,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		if err := h.owner("create-user", "--cluster-id", clusterID, "--type", "CU", "--username", "kmsuser", "--password", "kmsPswd1", "--co-password", coPassword); err != nil {
 			t.Fatal(err)
 		}
-		b.waitText(page, "#cluster-state", "ACTIVE", 30*time.Second)
+		b.waitText(page, "#cluster-state", "ACTIVE")
 		b.screenshot("06-cluster-active")
 		b.open("/console/clusters")
 		if got := b.text("#clusters"); !strings.Contains(got, clusterID) || !strings.Contains(got, "ACTIVE") {
@@ -298,7 +298,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		}
 		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
 		// The page refreshes itself while CONNECTING.
-		b.waitText("", "#store-state", "CONNECTED", 60*time.Second)
+		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=cloudhsm")
 		if got := b.text("#stores"); !strings.Contains(got, storeID) || !strings.Contains(got, "CONNECTED") {
 			t.Fatalf("key stores page: %s", got)
@@ -391,7 +391,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		b.t = t
 		b.open("/console/keystores/" + storeID)
 		b.run("disconnect", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "DISCONNECTED", 30*time.Second)
+		b.waitText("", "#store-state", "DISCONNECTED")
 		b.open("/console/keys/" + keyID)
 		if got := b.text("#key-state"); got != "Unavailable" {
 			t.Fatalf("a key of a disconnected store is %q, want Unavailable", got)
@@ -405,13 +405,13 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Fatalf("after the rename the store is %q", got)
 		}
 		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "FAILED", 60*time.Second)
+		b.waitText("", "#store-state", "FAILED")
 		if got := b.text("#store-error"); !strings.Contains(got, "INVALID_CREDENTIALS") || !strings.Contains(got, "kmsuser") {
 			t.Fatalf("FAILED store shows %q", got)
 		}
 		b.screenshot("13-store-failed")
 		b.run("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "DISCONNECTED", 30*time.Second)
+		b.waitText("", "#store-state", "DISCONNECTED")
 	})
 
 	var xksKeyID string
@@ -431,7 +431,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS("#name"), "ExampleExternalKeyStore"),
 			chromedp.SetUploadFiles(chromedp.CSS("#proxy_config"), []string{cfgFile}))
 		var endpoint string
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := waitDeadline(t)
 		for endpoint == "" && time.Now().Before(deadline) {
 			endpoint = get(b, "read endpoint", chromedp.Value(chromedp.CSS("#endpoint")))
 			time.Sleep(100 * time.Millisecond)
@@ -443,7 +443,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		b.run("create", chromedp.Click(chromedp.CSS("#create")), chromedp.WaitVisible(chromedp.CSS("#store-id")))
 		xksID := b.text("#store-id")
 		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "CONNECTED", 60*time.Second)
+		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=xks")
 		b.screenshot("04-external-key-stores")
 		// A key in it through the wizard.

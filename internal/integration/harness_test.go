@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -64,6 +65,12 @@ func usePostgres(t *testing.T, cfg *cli.ServeConfig) {
 	cfg.DatabaseURL = url
 }
 
+// xksPatient is the XKS call limit of the tests' keyholds: a busy machine
+// (or the race detector) can take longer than KMS's 250 ms for a TLS
+// handshake with a proxy, which is not what the tests check. The test of
+// a slow proxy sets KMS's limit; its fake never answers.
+const xksPatient = time.Minute
+
 type env struct {
 	Endpoint  string
 	AccessKey string
@@ -82,7 +89,8 @@ func start(t *testing.T) *env {
 func startWith(t *testing.T, dir string, extra func(*cli.ServeConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
-	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		XKSCallTimeout: xksPatient}
 	usePostgres(t, &cfg)
 	if extra != nil {
 		extra(&cfg)
@@ -170,3 +178,30 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// testDeadline is the test binary's deadline (go test -timeout), when t
+// knows it.
+func testDeadline(t testing.TB) (time.Time, bool) {
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		return d.Deadline()
+	}
+	return time.Time{}, false
+}
+
+// waitDeadline is when a wait for something that must happen gives up: a
+// little before the test binary's deadline, so that the failure names what
+// was awaited instead of the binary being killed. Waits are bounded by that
+// alone: a busy machine makes HSM daemons, proxies and browsers slower,
+// which is not what the tests check. Without a deadline (-timeout 0) it is
+// ten minutes from now.
+func waitDeadline(t testing.TB) time.Time {
+	d, ok := testDeadline(t)
+	if !ok {
+		return time.Now().Add(10 * time.Minute)
+	}
+	margin := time.Until(d) / 10
+	if margin > 30*time.Second {
+		margin = 30 * time.Second
+	}
+	return d.Add(-margin)
+}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/keystoretest"
@@ -87,7 +86,7 @@ func TestXKSDriverConformanceAgainstXKSProxy(t *testing.T) {
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "xks-proxy listening", 20*time.Second, func() (bool, error) {
+		eventually(t, "xks-proxy listening", func() (bool, error) {
 			c, err := net.Dial("tcp", addr)
 			if err == nil {
 				c.Close()

@@ -609,8 +609,13 @@ func nameInUse(name string) error {
 }
 
 func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyStore) error {
-	gen := c.setConn(rec, Connecting, "", true)
+	// Save first, then publish: follow (a store change heard from the
+	// database, this replica's own earlier disconnect included) reads the
+	// generation, then the record. Were the generation bumped before
+	// CONNECTING is saved, a late notice of that disconnect could read the
+	// new generation with the old DISCONNECTED record and undo this connect.
 	c.persistState(ctx, rec.AccountID, rec.ID, Connecting, "")
+	gen := c.setConn(rec, Connecting, "", true)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -69,11 +69,6 @@ func startCloudHSM(t *testing.T, mods ...func(*cli.ServeConfig)) *hsmEnv {
 			m(c)
 		}
 	})
-	if onPostgres {
-		// Owner commands (cli.OpenRecords) find the database as an
-		// operator's shell would.
-		t.Setenv(cli.DatabaseURLEnv, e.Instance.Config.DatabaseURL)
-	}
 	h := &hsmEnv{env: e, t: t, dataDir: dir, rec: &recorder{}, ca: newTestCA(t)}
 	h.KMS = e.client(t, e.AccessKey, e.Secret, func(o *kms.Options) {
 		next := o.HTTPClient
@@ -150,17 +145,29 @@ func (r *recorder) assertNeverReturned(t *testing.T, secrets ...string) {
 // owner runs `keyhold hsm ARGS --data-dir DIR`, the crypto officer's tools.
 func (h *hsmEnv) owner(args ...string) error {
 	var out, errb bytes.Buffer
-	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, cli.OpenRecords)
+	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, h.openRecords)
 	if err != nil {
 		return fmt.Errorf("keyhold hsm %s: %w (%s)", args[0], err, strings.TrimSpace(errb.String()))
 	}
 	return nil
 }
 
+// openRecords opens the cluster records as `keyhold hsm` does
+// (cli.OpenRecords), with the instance's database named here rather than
+// in KEYHOLD_DATABASE_URL: the environment is the whole test binary's, and
+// tests on different databases run in parallel.
+func (h *hsmEnv) openRecords(ctx context.Context, dataDir string) (hsm.Records, func(), error) {
+	db, err := cli.OpenDatabase(ctx, h.Instance.Config.DatabaseURL, dataDir, 0, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, func() { db.Close() }, nil
+}
+
 // registry is the cluster records, as another client of the cluster
 // (cloudhsm_mgmt_util, a second KMS) would change them.
 func (h *hsmEnv) registry() *hsm.StoreRegistry {
-	st, closeStore, err := cli.OpenRecords(context.Background(), h.dataDir)
+	st, closeStore, err := h.openRecords(context.Background(), h.dataDir)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ var storeIDRe = regexp.MustCompile(`^cks-[0-9a-f]{17}$`)
 // Clusters are shared between cases where the cases allow: each one costs
 // HSM processes and a CSR.
 func TestCloudHSMKeyStores(t *testing.T) {
+	t.Parallel()
 	h := startCloudHSM(t)
 	ctx := context.Background()
 	const pwA, pwW = "kmsPswdA1234", "kmsPswdW1234"

@@ -72,21 +72,38 @@ func newBrowser(t *testing.T, base string) *browser {
 	return &browser{t: t, ctx: ctx, base: base, shot: dir}
 }
 
-// run runs actions with a deadline, failing the test on error.
+// stuckAction bounds one browser action (a click and the page it leads
+// to): a page the server answers does not take minutes, however busy the
+// machine, so an action that does is stuck, and the test fails with a
+// screenshot instead of waiting for the binary's deadline. Waits for the
+// server's own work (HSMs, connections) use waitText, which has no bound
+// of its own.
+const stuckAction = 2 * time.Minute
+
+// actionContext is b.ctx bounded for one action.
+func (b *browser) actionContext() (context.Context, context.CancelFunc) {
+	d := waitDeadline(b.t)
+	if s := time.Now().Add(stuckAction); s.Before(d) {
+		d = s
+	}
+	return context.WithDeadline(b.ctx, d)
+}
+
+// run runs actions, failing the test (with a screenshot) on error.
 func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithDeadline(b.ctx, waitDeadline(b.t))
+	ctx, cancel := b.actionContext()
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
-		b.t.Fatalf("%s: %v", what, err)
+		b.t.Fatalf("%s: %v; %s", what, err, b.pageState())
 	}
 }
 
 // get runs one action that returns a value.
 func get[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()
-	ctx, cancel := context.WithDeadline(b.ctx, waitDeadline(b.t))
+	ctx, cancel := b.actionContext()
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -147,6 +164,15 @@ func (b *browser) screenshot(name string) {
 	os.WriteFile(filepath.Join(b.shot, name+".png"), buf, 0o644)
 }
 
+// pageState says where the browser is and what the page reads, for a
+// failure message (it never fails the test itself).
+func (b *browser) pageState() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	return fmt.Sprintf("the page at %s reads: %.2000s", loc, b.text("body"))
+}
+
 func (b *browser) location() string {
 	return get(b, "location", chromedp.Location())
 }
@@ -158,6 +184,7 @@ func (b *browser) location() string {
 // from an uploaded proxy configuration file; a denial; sign-out. One
 // browser and one server serve every step.
 func TestConsoleSeedProcedures(t *testing.T) {
+	t.Parallel()
 	if onPostgres {
 		t.Skip("the console's browser test runs once, on SQLite")
 	}
@@ -167,9 +194,8 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Skip("chromium not installed (apt-get install chromium to run the console's browser tests); skipping")
 		}
 	}
-	// The XKS proxy over its own SoftHSM2 token (Init points this process's
-	// SoftHSM2 at it; put it back after).
-	t.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	// The XKS proxy over its own SoftHSM2 token, in this process.
+	useInProcessSoftHSM(t)
 	proxyDir := t.TempDir()
 	res, err := proxy.Init(proxy.InitOptions{Dir: proxyDir, Addr: "127.0.0.1:0", Prefix: "/console"})
 	if err != nil {

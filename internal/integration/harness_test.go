@@ -4,17 +4,13 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +22,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyhold/keyhold/internal/cli"
+	"github.com/keyhold/keyhold/internal/credfile"
 	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
 )
 
@@ -95,55 +92,33 @@ func startWith(t *testing.T, dir string, extra func(*cli.ServeConfig)) *env {
 	if extra != nil {
 		extra(&cfg)
 	}
-	in, err := cli.Open(ctx, cfg)
+	l, err := cli.StartLocal(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: in.Handler}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		srv.Close()
-		in.Close()
-	})
-	e := &env{Endpoint: "http://" + ln.Addr().String(), Account: in.AccountID, Instance: in}
+	t.Cleanup(l.Close)
+	e := &env{Endpoint: l.Endpoint, Account: l.AccountID, Instance: l.Instance}
 	e.AccessKey, e.Secret = readCredentials(t, filepath.Join(dir, "credentials"))
 	e.KMS = e.client(t, e.AccessKey, e.Secret)
 	return e
 }
 
+// readCredentials reads the admin's key pair from the credentials file a
+// first start writes, which must be private to its owner.
 func readCredentials(t *testing.T, path string) (string, string) {
 	t.Helper()
-	f, err := os.Open(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	st, _ := f.Stat()
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials file mode %v, want 0600", st.Mode().Perm())
 	}
-	var ak, sk string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			ak = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			sk = strings.TrimSpace(v)
-		}
+	p, err := credfile.Read(path, "default")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ak == "" || sk == "" {
-		t.Fatal("credentials file lacks a key pair")
-	}
-	return ak, sk
+	return p.AccessKeyID, p.SecretAccessKey
 }
 
 func (e *env) client(t *testing.T, ak, sk string, opts ...func(*kms.Options)) *kms.Client {
@@ -178,6 +153,29 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// softHSMInProcess is held by a test that loads SoftHSM2 into this process
+// (an XKS proxy over its own token): proxy.Init and proxy.New point
+// SOFTHSM2_CONF, which the library reads once per process, at their
+// token. Tests that start HSM daemons or proxy processes need not hold it:
+// those processes get their own SOFTHSM2_CONF.
+var softHSMInProcess sync.Mutex
+
+// useInProcessSoftHSM takes softHSMInProcess until the test ends, then
+// puts SOFTHSM2_CONF back as it was (t.Setenv would forbid t.Parallel).
+func useInProcessSoftHSM(t *testing.T) {
+	t.Helper()
+	softHSMInProcess.Lock()
+	prev, had := os.LookupEnv("SOFTHSM2_CONF")
+	t.Cleanup(func() {
+		if had {
+			os.Setenv("SOFTHSM2_CONF", prev)
+		} else {
+			os.Unsetenv("SOFTHSM2_CONF")
+		}
+		softHSMInProcess.Unlock()
+	})
+}
 
 // testDeadline is the test binary's deadline (go test -timeout), when t
 // knows it.

@@ -240,6 +240,7 @@ func opensslVerify(t *testing.T, pubDER []byte, md string, msg, sig []byte) {
 }
 
 func TestSignVerifyEveryKeySpec(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -321,6 +322,7 @@ func TestSignVerifyEveryKeySpec(t *testing.T) {
 }
 
 func TestRSAEncryption(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -453,6 +455,7 @@ func TestHMACKeys(t *testing.T) {
 }
 
 func TestDataKeyPairs(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -513,6 +516,7 @@ func wrapForImport(t *testing.T, c *kms.Client, keyID *string, material []byte) 
 }
 
 func TestImportedKeyMaterial(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS

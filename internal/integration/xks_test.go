@@ -29,6 +29,7 @@ const xksSlowCaseLimit = 2 * time.Second
 // (FAILED + ConnectionErrorCode) and Encrypt/Decrypt
 // (KMSInvalidStateException), and shows recovery once the fault clears.
 func TestXKSFaults(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		fault    xkstest.Fault
@@ -125,6 +126,7 @@ func TestXKSFaults(t *testing.T) {
 
 // TestXKSCreateKeyErrors covers what GetKeyMetadata decides at CreateKey.
 func TestXKSCreateKeyErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := xkstest.New(t, xkstest.Options{Keys: []xkstest.Key{
 		{ID: "good", Encrypt: true, Decrypt: true}, {ID: "enc-only", Encrypt: true},
@@ -195,6 +197,7 @@ func TestXKSCreateKeyErrors(t *testing.T) {
 
 // TestXKSUniqueness covers the field rules and every uniqueness rule.
 func TestXKSUniqueness(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := newRecProxy(t)
 	e := startXKSKeyhold(t, trustFile(t, p.Leaf))
@@ -310,6 +313,7 @@ func registerVPCE(t *testing.T, e *env, svcs ...xksstore.VPCEndpointService) {
 // TestXKSVPCErrors provokes each VPC endpoint service error at create and
 // at connect.
 func TestXKSVPCErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := newRecProxy(t)
 	e := startXKSKeyhold(t, trustFile(t, p.Leaf))
@@ -395,6 +399,7 @@ func TestXKSVPCErrors(t *testing.T) {
 // (requestMetadata), the periodic health check, updates while connected
 // and credential rotation with both proxy credentials live.
 func TestXKSRequestMetadataAndRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := newRecProxy(t)
 	e := startXKSKeyhold(t, trustFile(t, p.Leaf))

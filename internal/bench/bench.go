@@ -17,7 +17,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -29,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
@@ -48,6 +49,8 @@ type config struct {
 	jsonOut     bool
 	caFile      string
 	randomKeys  bool
+	everyKey    bool
+	requests    uint64
 	keySpec     string
 	signingAlg  string
 }
@@ -66,7 +69,11 @@ type Report struct {
 	RequestsPerSecond float64   `json:"requests_per_second"`
 	LatencyMS         Latencies `json:"latency_ms"`
 	FirstError        string    `json:"first_error,omitempty"`
-	Interrupted       bool      `json:"interrupted,omitempty"` // stopped early by the caller's context
+	// KeysListed and ListSeconds: --random-keys and --every-key page
+	// through ListKeys first.
+	KeysListed  int     `json:"keys_listed,omitempty"`
+	ListSeconds float64 `json:"list_seconds,omitempty"`
+	Interrupted bool    `json:"interrupted,omitempty"` // stopped early by the caller's context
 }
 
 // Latencies are in milliseconds.
@@ -80,14 +87,55 @@ type Latencies struct {
 var ops = map[string]bool{"encrypt": true, "decrypt": true, "generate-data-key": true, "create-key": true, "describe-key": true, "xks-encrypt": true,
 	"sign": true, "verify": true}
 
+// Flags is bench's command line: AddFlags registers it on a flag set (the
+// keyhold bench command's), Run checks it and runs the load.
+type Flags struct{ c config }
+
+// AddFlags registers bench's flags on fs.
+func AddFlags(fs *pflag.FlagSet) *Flags {
+	f := &Flags{}
+	c := &f.c
+	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
+	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|describe-key|sign|verify|xks-encrypt")
+	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
+	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
+	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
+	fs.StringVar(&c.keyID, "key-id", "", "key to use; without it bench creates one with CreateKey (required for xks-encrypt: the external key id)")
+	fs.StringVar(&c.region, "region", "us-east-1", "region to sign for")
+	fs.StringVar(&c.credsFile, "credentials-file", "", "AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials)")
+	fs.StringVar(&c.profile, "profile", "default", "profile in the credentials file")
+	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
+	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
+	fs.BoolVar(&c.everyKey, "every-key", false, "like --random-keys, but the requests take the listed keys in turn, so that as many requests as keys touch every key once")
+	fs.Uint64Var(&c.requests, "requests", 0, "stop after this many requests (0: no limit; --duration still bounds the run)")
+	return f
+}
+
+// Run checks the flags and runs the load, printing the results to stdout;
+// the first failed response goes to stderr.
+func (f *Flags) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := f.c.check(); err != nil {
+		return err
+	}
+	return runConfig(ctx, f.c, stdout, stderr)
+}
+
 // Command runs `keyhold bench` with its flags (args excludes the word
 // "bench") and prints the results to stdout; usage and the first failed
-// response go to stderr.
+// response go to stderr. (keyhold's CLI uses AddFlags and Run.)
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	return runConfig(ctx, cfg, stdout, stderr)
+}
+
+func runConfig(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	creds, err := loadCredentials(cfg.credsFile, cfg.profile, os.Getenv)
 	if err != nil {
 		return err
@@ -110,44 +158,37 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.endpoint, "endpoint", "", "KMS endpoint URL, or for xks-encrypt the XKS proxy URI prefix (e.g. https://127.0.0.1:9443/example/kms/xks/v1); required")
-	fs.StringVar(&c.op, "op", "encrypt", "operation: encrypt|decrypt|generate-data-key|create-key|describe-key|sign|verify|xks-encrypt")
-	fs.StringVar(&c.keySpec, "key-spec", "ECC_NIST_P256", "for sign and verify without --key-id: the KeySpec of the SIGN_VERIFY key bench creates")
-	fs.StringVar(&c.signingAlg, "signing-algorithm", "", "for sign and verify: the SigningAlgorithm (default: the key's first)")
-	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrent requests in flight")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send load")
-	fs.IntVar(&c.size, "size", 32, "plaintext size in bytes (for generate-data-key: NumberOfBytes)")
-	fs.StringVar(&c.keyID, "key-id", "", "key to use; without it bench creates one with CreateKey (required for xks-encrypt: the external key id)")
-	fs.StringVar(&c.region, "region", "us-east-1", "region to sign for")
-	fs.StringVar(&c.credsFile, "credentials-file", "", "AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials)")
-	fs.StringVar(&c.profile, "profile", "default", "profile in the credentials file")
-	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow an endpoint that is not on this machine (loopback or localhost)")
-	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object instead of text")
-	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of an extra CA to trust for HTTPS endpoints")
-	fs.BoolVar(&c.randomKeys, "random-keys", false, "spread the requests over every key of the account (listed with ListKeys first), each request to a key picked at random (encrypt, generate-data-key, describe-key)")
+	f := AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return f.c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+		return f.c, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
+	return f.c, f.c.check()
+}
+
+// check validates the flags.
+func (c config) check() error {
 	if c.endpoint == "" {
-		return c, errors.New("bench: --endpoint is required")
+		return errors.New("bench: --endpoint is required")
 	}
 	if !ops[c.op] {
-		return c, fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
+		return fmt.Errorf("bench: unknown --op %q (want encrypt, decrypt, generate-data-key, create-key, describe-key, sign, verify or xks-encrypt)", c.op)
 	}
-	if c.randomKeys && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
-		return c, errors.New("bench: --random-keys goes with --op encrypt, generate-data-key or describe-key, without --key-id")
+	if c.randomKeys && c.everyKey {
+		return errors.New("bench: --random-keys and --every-key exclude each other")
+	}
+	if (c.randomKeys || c.everyKey) && (c.keyID != "" || (c.op != "encrypt" && c.op != "generate-data-key" && c.op != "describe-key")) {
+		return errors.New("bench: --random-keys and --every-key go with --op encrypt, generate-data-key or describe-key, without --key-id")
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {
-		return c, errors.New("bench: --concurrency must be between 1 and 4096")
+		return errors.New("bench: --concurrency must be between 1 and 4096")
 	}
 	if c.duration <= 0 {
-		return c, errors.New("bench: --duration must be positive")
+		return errors.New("bench: --duration must be positive")
 	}
 	maxSize := 4096
 	switch c.op {
@@ -157,19 +198,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		maxSize = 4300
 	}
 	if c.size < 1 || c.size > maxSize {
-		return c, fmt.Errorf("bench: --size must be between 1 and %d for %s", maxSize, c.op)
+		return fmt.Errorf("bench: --size must be between 1 and %d for %s", maxSize, c.op)
 	}
 	if c.op == "xks-encrypt" && c.keyID == "" {
-		return c, errors.New("bench: --key-id (the external key id) is required for xks-encrypt")
+		return errors.New("bench: --key-id (the external key id) is required for xks-encrypt")
 	}
 	u, err := url.Parse(c.endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("bench: --endpoint must be an http:// or https:// URL, got %q", c.endpoint)
+		return fmt.Errorf("bench: --endpoint must be an http:// or https:// URL, got %q", c.endpoint)
 	}
 	if !c.allowRemote && !isLocal(u.Hostname()) {
-		return c, fmt.Errorf("bench: refusing to send load to %s: it is not a loopback address or localhost; pass --allow-remote if you mean it", u.Hostname())
+		return fmt.Errorf("bench: refusing to send load to %s: it is not a loopback address or localhost; pass --allow-remote if you mean it", u.Hostname())
 	}
-	return c, nil
+	return nil
 }
 
 func isLocal(host string) bool {
@@ -274,8 +315,9 @@ type createKeyOut struct {
 	KeyMetadata struct{ KeyId string }
 }
 
-// prepare does the setup calls and returns what the load loop sends.
-func prepare(ctx context.Context, cfg config, c *caller) (target, string, error) {
+// prepare does the setup calls and returns what the load loop sends; rep
+// gets what the setup measured.
+func prepare(ctx context.Context, cfg config, c *caller, rep *Report) (target, string, error) {
 	plain := make([]byte, cfg.size)
 	if _, err := rand.Read(plain); err != nil {
 		return target{}, "", err
@@ -307,31 +349,38 @@ func prepare(ctx context.Context, cfg config, c *caller) (target, string, error)
 		return t, "", err
 	}
 
-	if cfg.randomKeys {
+	if cfg.randomKeys || cfg.everyKey {
+		t0 := time.Now()
 		keys, err := listKeys(ctx, cfg.endpoint, c)
 		if err != nil {
 			return target{}, "", err
 		}
+		rep.KeysListed, rep.ListSeconds = len(keys), time.Since(t0).Seconds()
 		if len(keys) == 0 {
-			return target{}, "", errors.New("bench: --random-keys: the account has no keys")
+			return target{}, "", errors.New("bench: --random-keys, --every-key: the account has no keys")
+		}
+		pick, desc := func(uint64) string { return keys[mrand.IntN(len(keys))] }, fmt.Sprintf("random of %d", len(keys))
+		if cfg.everyKey {
+			// n counts requests from 1.
+			pick, desc = func(n uint64) string { return keys[(n-1)%uint64(len(keys))] }, fmt.Sprintf("each of %d in turn", len(keys))
 		}
 		t := target{url: cfg.endpoint, contentType: "application/x-amz-json-1.1"}
 		switch cfg.op {
 		case "encrypt":
 			t.amzTarget = "TrentService.Encrypt"
-			t.body = func(uint64) []byte {
-				return fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q}`, keys[mrand.IntN(len(keys))], b64)
+			t.body = func(n uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q}`, pick(n), b64)
 			}
 		case "generate-data-key":
 			t.amzTarget = "TrentService.GenerateDataKey"
-			t.body = func(uint64) []byte {
-				return fmt.Appendf(nil, `{"KeyId":%q,"NumberOfBytes":%d}`, keys[mrand.IntN(len(keys))], cfg.size)
+			t.body = func(n uint64) []byte {
+				return fmt.Appendf(nil, `{"KeyId":%q,"NumberOfBytes":%d}`, pick(n), cfg.size)
 			}
 		case "describe-key":
 			t.amzTarget = "TrentService.DescribeKey"
-			t.body = func(uint64) []byte { return fmt.Appendf(nil, `{"KeyId":%q}`, keys[mrand.IntN(len(keys))]) }
+			t.body = func(n uint64) []byte { return fmt.Appendf(nil, `{"KeyId":%q}`, pick(n)) }
 		}
-		return t, fmt.Sprintf("random of %d", len(keys)), nil
+		return t, desc, nil
 	}
 
 	if cfg.op == "sign" || cfg.op == "verify" {
@@ -460,7 +509,8 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 		AccessKeyID: creds.accessKeyID, SecretAccessKey: creds.secretAccessKey, SessionToken: creds.sessionToken,
 		Region: cfg.region, Service: service,
 	}}
-	t, keyID, err := prepare(ctx, cfg, c)
+	var setup Report
+	t, keyID, err := prepare(ctx, cfg, c, &setup)
 	if err != nil {
 		return Report{}, err
 	}
@@ -481,6 +531,9 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 			defer wg.Done()
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				n := counter.Add(1)
+				if cfg.requests > 0 && n > cfg.requests {
+					return
+				}
 				t0 := time.Now()
 				status, body, err := c.do(ctx, t, t.body(n))
 				if ctx.Err() != nil {
@@ -520,6 +573,7 @@ func run(ctx context.Context, cfg config, creds credentials, stderr io.Writer) (
 			P50: ms(all.quantile(0.50)), P90: ms(all.quantile(0.90)), P99: ms(all.quantile(0.99)), Max: ms(all.max),
 		},
 		FirstError: firstError,
+		KeysListed: setup.KeysListed, ListSeconds: setup.ListSeconds,
 	}
 	if elapsed > 0 {
 		rep.RequestsPerSecond = float64(all.total) / elapsed.Seconds()

@@ -476,3 +476,23 @@ func TestRandomKeys(t *testing.T) {
 		t.Error("--random-keys accepted with decrypt")
 	}
 }
+
+// --every-key with --requests equal to the number of keys sends exactly one
+// request to each listed key.
+func TestEveryKeyRequests(t *testing.T) {
+	f, srv := newFake(t, "kms", false)
+	t.Setenv("AWS_ACCESS_KEY_ID", testAK)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testSK)
+	rep, _ := runJSON(t, "--endpoint", srv.URL, "--op", "describe-key", "--every-key", "--requests", "3", "--concurrency", "2", "--duration", "1m")
+	if rep.Errors != 0 || rep.Requests != 3 || rep.KeysListed != 3 || rep.KeyID != "each of 3 in turn" {
+		t.Fatalf("report = %+v", rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.keysSeen) != 3 || f.keysSeen["k1"] != 1 || f.keysSeen["k2"] != 1 || f.keysSeen["k3"] != 1 {
+		t.Errorf("DescribeKey calls per key = %v, want one each of k1, k2, k3", f.keysSeen)
+	}
+	if _, err := parseFlags([]string{"--endpoint", srv.URL, "--op", "describe-key", "--every-key", "--random-keys"}, io.Discard); err == nil {
+		t.Error("--every-key accepted with --random-keys")
+	}
+}

@@ -82,13 +82,11 @@ trail answers "aws cloudtrail lookup-events --endpoint-url ...".
 			if len(files) == 0 {
 				return fmt.Errorf("no audit trail at %s", path)
 			}
-			found, err := audit.Lookup(files, q)
+			page, err := audit.Lookup(files, q, nil, limit)
 			if err != nil {
 				return err
 			}
-			if limit > 0 && len(found) > limit {
-				found = found[:limit]
-			}
+			found := page.Found
 			slices.Reverse(found)
 			if asJSON {
 				for _, f := range found {

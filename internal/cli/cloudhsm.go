@@ -33,13 +33,18 @@ func CloudHSMExtra(cfg hsm.Config) func(context.Context, Extras) ([]*awsjson.Ser
 		if cfg.Records == nil {
 			cfg.Records = env.Store
 		}
+		if cfg.Sealer == nil && env.Root != nil {
+			cfg.Sealer = env.Root
+		}
 		m, err := hsm.Open(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}
+		hctx, stop := context.WithCancel(context.Background())
+		go m.RunHousekeeping(hctx)
 		if env.CloudHSM != nil {
 			env.CloudHSM.SetClusters(m)
 		}
-		return []*awsjson.Service{hsmapi.New(m, cfg.Region, env.AccountID)}, func() { m.Close() }, nil
+		return []*awsjson.Service{hsmapi.New(m, cfg.Region, env.AccountID)}, func() { stop(); m.Close() }, nil
 	}
 }

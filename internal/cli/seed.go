@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/store"
@@ -28,14 +31,39 @@ type SeedKey struct {
 	KeySpec     string `json:"KeySpec"`
 	KeyUsage    string `json:"KeyUsage"`
 	Origin      string `json:"Origin"`
-	// KeyMaterial is 32 bytes, base64; absent generates it.
+	// KeyMaterial is the key material in base64: the raw bytes of a
+	// SYMMETRIC_DEFAULT (32 bytes) or HMAC key, the PKCS#8 DER private key
+	// of an asymmetric key (or that key as a PEM "PRIVATE KEY" block).
+	// Absent: generated (AWS_KMS), or the key waits for an import
+	// (EXTERNAL, PendingImport).
 	KeyMaterial string `json:"KeyMaterial"`
+	// ExpirationModel and ValidTo (RFC 3339) describe the imported
+	// material of an EXTERNAL key, as ImportKeyMaterial's parameters do.
+	ExpirationModel string `json:"ExpirationModel"`
+	ValidTo         string `json:"ValidTo"`
 	// Enabled defaults to true.
 	Enabled *bool `json:"Enabled"`
 	// Policy is a JSON object or a string holding one.
 	Policy  json.RawMessage `json:"Policy"`
 	Tags    []store.Tag     `json:"Tags"`
 	Aliases []string        `json:"Aliases"`
+}
+
+// decodeSeedMaterial reads KeyMaterial: base64, or a PEM "PRIVATE KEY"
+// block (PKCS#8, as openssl genpkey writes it). Errors never quote it.
+func decodeSeedMaterial(s string) ([]byte, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN") {
+		block, rest := pem.Decode([]byte(strings.TrimSpace(s)))
+		if block == nil || block.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
+			return nil, errors.New(`a PEM value must be one "PRIVATE KEY" block (PKCS#8; convert others with openssl pkcs8 -topk8 -nocrypt)`)
+		}
+		return block.Bytes, nil
+	}
+	m, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		return nil, errors.New("not base64 (e.g. openssl rand -base64 32 for a SYMMETRIC_DEFAULT key, base64 -w0 of a PKCS#8 DER private key)")
+	}
+	return m, nil
 }
 
 // SeedAlias is an alias of a seed file.
@@ -94,12 +122,20 @@ func ApplySeedFile(ctx context.Context, svc *kms.Service, account, path string, 
 			return fmt.Errorf("seed %s: Keys[%d]: KeyId is required", path, i)
 		}
 		if k.KeyMaterial != "" {
-			m, err := base64.StdEncoding.DecodeString(k.KeyMaterial)
-			if err != nil || len(m) != 32 {
-				return fmt.Errorf("seed %s: key %s: KeyMaterial must be 32 bytes in base64 (e.g. openssl rand -base64 32)", path, k.KeyID)
+			m, err := decodeSeedMaterial(k.KeyMaterial)
+			if err != nil {
+				return fmt.Errorf("seed %s: key %s: KeyMaterial: %w", path, k.KeyID, err)
 			}
 			in.Material = m
 		}
+		if k.ValidTo != "" {
+			t, err := time.Parse(time.RFC3339, k.ValidTo)
+			if err != nil {
+				return fmt.Errorf("seed %s: key %s: ValidTo %q: want RFC 3339 (2027-01-02T15:04:05Z)", path, k.KeyID, k.ValidTo)
+			}
+			in.ValidTo = t
+		}
+		in.ExpirationModel = k.ExpirationModel
 		if len(k.Policy) > 0 && string(k.Policy) != "null" {
 			var s string
 			if json.Unmarshal(k.Policy, &s) == nil {

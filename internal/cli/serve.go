@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,6 +41,7 @@ import (
 	"github.com/keyhold/keyhold/internal/metrics"
 	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/policy"
+	"github.com/keyhold/keyhold/internal/rootkey"
 	"github.com/keyhold/keyhold/internal/server"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -109,6 +111,9 @@ type Extras struct {
 	Store     store.Store
 	AccountID string
 	CloudHSM  *hsmstore.Driver
+	// Root is the root key every replica shares (it seals the HSM
+	// network CAs).
+	Root *rootkey.Key
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
@@ -179,7 +184,11 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
-	var db store.Store = database
+	// Every store call is timed for keyhold_store_call_duration_seconds
+	// (below the domain's caches: what reaches the database).
+	db := store.Observe(database, func(method string, d time.Duration, err error) {
+		cfg.Metrics.ObserveStore(method, d, store.ErrorClass(err))
+	})
 	in.closers = append(in.closers, func() { db.Close() })
 	in.Store, in.Database = db, database
 	dir := identity.New(db, root)
@@ -243,7 +252,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM})
+		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM, Root: root})
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -318,6 +327,7 @@ type serveOptions struct {
 	seed             string
 	tlsCert, tlsKey  string
 	xksCA            string
+	hsmListenIP      string
 	databaseURL      string
 	rootKey          string
 	cacheSize        int
@@ -328,9 +338,35 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	logLevel         string
 	logFormat        string
+	pprofAddr        string
+}
+
+// checkLoopbackAddr accepts "" or a HOST:PORT on a loopback address.
+func checkLoopbackAddr(v string) error {
+	if v == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q is not a loopback address (the profiler must not be reachable from the network)", v)
+	}
+	return nil
 }
 
 func checkLevel(v string) error { _, err := logs.ParseLevel(v); return err }
+
+func checkIP(v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(v); err != nil {
+		return fmt.Errorf("%q is not an IP address", v)
+	}
+	return nil
+}
 
 func checkAccount(v string) error {
 	if v != "" && !accountIDPattern.MatchString(v) {
@@ -340,8 +376,14 @@ func checkAccount(v string) error {
 }
 
 func checkAddr(v string) error {
-	if _, _, err := net.SplitHostPort(v); err != nil {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
 		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	// Checked here rather than at listen time, so the error names where
+	// the value came from.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not HOST:PORT (the port must be a number from 0 to 65535)", v)
 	}
 	return nil
 }
@@ -369,10 +411,12 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "root-key", Usage: "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key", Target: &o.rootKey, Example: "/etc/keyhold/root.key"},
 		{Name: "cache-size", Usage: "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out", Default: strconv.Itoa(kms.DefaultCacheSize), Kind: config.Int, Target: &o.cacheSize},
 		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
+		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
+		{Name: "pprof-addr", Usage: "serve Go's profiler (/debug/pprof/, for go tool pprof) on this loopback HOST:PORT; off by default", Target: &o.pprofAddr, Check: checkLoopbackAddr, Example: "127.0.0.1:6060"},
 	}}
 	s.Settings = append(s.Settings, limitSettings(&o.limits)...)
 	s.Settings = append(s.Settings, logSettings(&o.logLevel, &o.logFormat)...)
@@ -480,7 +524,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
 		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
 		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
-		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log})}
+		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log, ListenIP: o.hsmListenIP})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout
 	}
@@ -501,6 +545,13 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
+	if o.pprofAddr != "" {
+		stopPprof, err := servePprof(o.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	go in.RunBackground(bg, o.deletionInterval)
 	srv := cfg.Limits.Server(in.Handler)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -179,6 +180,7 @@ func TestServeLogsAndMetrics(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
+	checkStoreMetrics(t, fams)
 	var hist uint64
 	for _, m := range fams["keyhold_request_duration_seconds"].GetMetric() {
 		hist += m.GetHistogram().GetSampleCount()
@@ -226,6 +228,47 @@ func TestServeLogsAndMetrics(t *testing.T) {
 	if requests != 5 {
 		t.Errorf("%d request lines, want 5:\n%s", requests, logText)
 	}
+}
+
+// checkStoreMetrics: after CreateKey, Encrypt, Decrypt, GenerateDataKey and a
+// DescribeKey of a missing alias, the store histogram has samples under
+// Store method names and the missing alias counted as not_found.
+func checkStoreMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	calls := map[string]uint64{}
+	for _, m := range fams["keyhold_store_call_duration_seconds"].GetMetric() {
+		h := m.GetHistogram()
+		if len(h.GetBucket()) == 0 || h.GetSampleSum() < 0 {
+			t.Errorf("store histogram without buckets: %v", m)
+		}
+		calls[labelsOf(m)["operation"]] += h.GetSampleCount()
+	}
+	for _, op := range []string{"CreateKey", "GetAlias"} {
+		if calls[op] == 0 {
+			t.Errorf("no keyhold_store_call_duration_seconds samples for %s; have %v", op, calls)
+		}
+	}
+	errs := map[string]float64{}
+	for _, m := range fams["keyhold_store_call_errors_total"].GetMetric() {
+		l := labelsOf(m)
+		errs[l["operation"]+" "+l["error"]] += m.GetCounter().GetValue()
+	}
+	if errs["GetAlias not_found"] < 1 {
+		t.Errorf("the missing alias is not counted as GetAlias not_found: %v", errs)
+	}
+	for k := range errs {
+		if strings.HasSuffix(k, " other") || strings.HasSuffix(k, " unavailable") {
+			t.Errorf("store faults during a clean run: %v", errs)
+		}
+	}
+}
+
+func labelsOf(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
 }
 
 // TestSIGHUPReopensAuditFile renames the audit file away, as logrotate

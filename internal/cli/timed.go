@@ -88,7 +88,10 @@ func timeDriver(d keystore.Driver, m *metrics.Metrics, backend string) keystore.
 	t := &timedDriver{Driver: d, m: m, backend: backend}
 	rn, isRn := d.(keystore.Randomness)
 	rp, isRp := d.(keystore.Repeater)
+	j, isJ := d.(keystore.Joiner)
 	switch {
+	case isRn && isRp && isJ:
+		return timedAll{timedBoth{timedRandomness{t, rn}, rp}, timedJoiner{t, j}}
 	case isRn && isRp:
 		return timedBoth{timedRandomness{t, rn}, rp}
 	case isRn:
@@ -97,4 +100,22 @@ func timeDriver(d keystore.Driver, m *metrics.Metrics, backend string) keystore.
 		return timedRepeater{t, rp}
 	}
 	return t
+}
+
+// timedJoiner times Join as a connect.
+type timedJoiner struct {
+	t *timedDriver
+	j keystore.Joiner
+}
+
+func (t timedJoiner) Join(ctx context.Context, s keystore.Store) error {
+	start := time.Now()
+	err := t.j.Join(ctx, s)
+	t.t.observe("connect", start, err)
+	return err
+}
+
+type timedAll struct {
+	timedBoth
+	timedJoiner
 }

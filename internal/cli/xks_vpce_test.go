@@ -1,8 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,9 +14,11 @@ import (
 func TestVPCECommand(t *testing.T) {
 	dir := t.TempDir()
 	run := func(args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := VPCE(context.Background(), args, &out, &errb)
-		return out.String(), err
+		code, out, errOut := run(append([]string{"vpce"}, args...)...)
+		if code != 0 {
+			return out, fmt.Errorf("exit %d: %s", code, errOut)
+		}
+		return out, nil
 	}
 	list := func() ([]xksstore.VPCEndpointService, error) {
 		db, err := sqlite.Open(context.Background(), filepath.Join(dir, DatabaseFile))

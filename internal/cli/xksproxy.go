@@ -33,7 +33,12 @@ func xksSettings(o *xksOptions) *config.Set {
 	s := &config.Set{Command: "xks-proxy", Settings: []*config.Setting{
 		{Name: "config", Usage: "settings file (this format); a JSON file here is taken as key-stores (the form init prints)", Target: &o.configFile, FlagOnly: true},
 		{Name: "key-stores", Usage: "the proxy's key store file (JSON, mode 0600: listen address, TLS, URI prefixes, credentials, keys), as xks-proxy init writes it", Target: &o.keyStores, Example: "/etc/keyhold/xks/config.json"},
-		{Name: "addr", Usage: "listen address, overriding the key store file's \"listen\"", Target: &o.addr},
+		{Name: "addr", Usage: "listen address, overriding the key store file's \"listen\"", Target: &o.addr, Check: func(v string) error {
+			if v == "" {
+				return nil
+			}
+			return checkAddr(v)
+		}},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "5s", Kind: config.Duration, Target: &o.shutdownTimeout},
 	}}
 	s.Settings = append(s.Settings, logSettings(&o.logLevel, &o.logFormat)...)

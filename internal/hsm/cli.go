@@ -13,68 +13,104 @@ import (
 	"time"
 )
 
-// Command runs `keyhold hsm <sub> ...`, the HSM owner's tools, run on the
-// machine like cloudhsm_mgmt_util:
-//
-//	subnets          [--region R]                     the default network
-//	activate         --cluster-id ID --co-password P  INITIALIZED -> ACTIVE
-//	create-user      --cluster-id ID --type CU --username U --password P --co-password C
-//	delete-user      --cluster-id ID --username U --co-password C
-//	change-password  --cluster-id ID --type CU|CO --username U --password NEW --co-password C
-//	backup           --cluster-id ID
-//	pkcs11-bench     --cluster-id ID --password P [--duration 5s] [--concurrency N]
-//
-// They work whether or not the server runs: token work happens in a
-// short-lived HSM daemon of their own, and records change in keyhold's
-// store (opened by open, the composition root's) under the cluster's lock;
-// the server reads records from the store on every use and caches none.
-// subcommandFlags names the flags of each owner subcommand besides the
-// common --data-dir, --region and --module.
-var subcommandFlags = map[string][]string{
-	"subnets":         nil,
-	"activate":        {"cluster-id", "co-password"},
-	"create-user":     {"cluster-id", "type", "username", "password", "co-password"},
-	"delete-user":     {"cluster-id", "username", "co-password"},
-	"change-password": {"cluster-id", "type", "username", "password", "co-password"},
-	"backup":          {"cluster-id"},
-	"pkcs11-bench":    {"cluster-id", "password", "duration", "concurrency"},
+// OwnerSubcommand is one of the HSM owner's tools, run on the machine like
+// cloudhsm_mgmt_util. They work whether or not the server runs: token work
+// happens in a short-lived HSM daemon of their own, and records change in
+// keyhold's store (opened by open, the composition root's) under the
+// cluster's lock; the server reads records from the store on every use and
+// caches none.
+type OwnerSubcommand struct {
+	Name, Short string
+	// Flags are the subcommand's flags besides the common --data-dir,
+	// --region and --module.
+	Flags []string
 }
 
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open OpenRecords) error {
-	if len(args) == 0 {
-		return errors.New("usage: keyhold hsm activate|create-user|delete-user|change-password|backup|subnets|pkcs11-bench [flags]")
+// OwnerSubcommands lists `keyhold hsm`'s subcommands.
+var OwnerSubcommands = []OwnerSubcommand{
+	{"subnets", "List keyhold's default network: one subnet per Availability Zone", nil},
+	{"activate", "Activate an INITIALIZED cluster: set the crypto officer's password", []string{"cluster-id", "co-password"}},
+	{"create-user", "Create the crypto user (kmsuser) a CloudHSM key store logs in as", []string{"cluster-id", "type", "username", "password", "co-password"}},
+	{"delete-user", "Delete the crypto user", []string{"cluster-id", "username", "co-password"}},
+	{"change-password", "Change a crypto user's or the crypto officer's password", []string{"cluster-id", "type", "username", "password", "co-password"}},
+	{"backup", "Back the cluster up now (prints the backup id)", []string{"cluster-id"}},
+	{"pkcs11-bench", "Measure AES-GCM encryption through PKCS#11 on the cluster's token", []string{"cluster-id", "password", "duration", "concurrency"}},
+}
+
+// OwnerFlagSet is what flag.FlagSet and pflag.FlagSet share.
+type OwnerFlagSet interface {
+	StringVar(p *string, name, value, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+	IntVar(p *int, name string, value int, usage string)
+}
+
+// OwnerFlags are the values of an owner subcommand's flags.
+type OwnerFlags struct {
+	DataDir, Region, Module                         string
+	ClusterID, Type, Username, Password, COPassword string
+	Duration                                        time.Duration
+	Concurrency                                     int
+}
+
+// Add registers on fs the flags subcommand sub takes (and only those).
+func (f *OwnerFlags) Add(fs OwnerFlagSet, sub string) error {
+	var uses []string
+	found := false
+	for _, o := range OwnerSubcommands {
+		if o.Name == sub {
+			uses, found = o.Flags, true
+		}
 	}
-	sub, args := args[0], args[1:]
-	uses, ok := subcommandFlags[sub]
-	if !ok {
+	if !found {
 		return fmt.Errorf("hsm: unknown subcommand %q", sub)
 	}
-	all := flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
-	fs := all
 	defDir := os.Getenv("KEYHOLD_DATA_DIR")
 	if defDir == "" {
-		defDir = "./keyhold-data"
+		defDir = "keyhold-data"
 	}
 	defRegion := os.Getenv("AWS_REGION")
 	if defRegion == "" {
 		defRegion = "us-east-1"
 	}
-	dataDir := fs.String("data-dir", defDir, "data directory (env KEYHOLD_DATA_DIR)")
-	region := fs.String("region", defRegion, "region (env AWS_REGION)")
-	module := fs.String("module", defaultModule, "PKCS#11 library")
-	clusterID := fs.String("cluster-id", "", "cluster ID")
-	userType := fs.String("type", "CU", "user type: CU (crypto user) or CO (crypto officer)")
-	username := fs.String("username", "", "user name")
-	password := fs.String("password", "", "the user's (new) password")
-	coPassword := fs.String("co-password", "", "the crypto officer's password")
-	duration := fs.Duration("duration", 5*time.Second, "benchmark duration")
-	concurrency := fs.Int("concurrency", 2, "benchmark goroutines")
-	// Each subcommand accepts (and its --help lists) only the flags it uses.
-	fs = flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
+	fs.StringVar(&f.DataDir, "data-dir", defDir, "data directory (env KEYHOLD_DATA_DIR)")
+	fs.StringVar(&f.Region, "region", defRegion, "region (env AWS_REGION)")
+	fs.StringVar(&f.Module, "module", defaultModule, "PKCS#11 library")
+	for _, name := range uses {
+		switch name {
+		case "cluster-id":
+			fs.StringVar(&f.ClusterID, name, "", "cluster ID (required)")
+		case "type":
+			fs.StringVar(&f.Type, name, "CU", "user type: CU (crypto user) or CO (crypto officer)")
+		case "username":
+			fs.StringVar(&f.Username, name, "", "user name")
+		case "password":
+			fs.StringVar(&f.Password, name, "", "the user's (new) password")
+		case "co-password":
+			fs.StringVar(&f.COPassword, name, "", "the crypto officer's password")
+		case "duration":
+			fs.DurationVar(&f.Duration, name, 5*time.Second, "benchmark duration")
+		case "concurrency":
+			fs.IntVar(&f.Concurrency, name, 2, "benchmark goroutines")
+		default:
+			return fmt.Errorf("hsm %s: no flag %s", sub, name)
+		}
+	}
+	return nil
+}
+
+// Command runs `keyhold hsm <sub> [flags]` from its arguments (keyhold's
+// CLI builds one cobra command per OwnerSubcommands entry and calls
+// RunOwner; tests call this).
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open OpenRecords) error {
+	if len(args) == 0 {
+		return errors.New("usage: keyhold hsm activate|create-user|delete-user|change-password|backup|subnets|pkcs11-bench [flags]")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("hsm "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	for _, name := range append([]string{"data-dir", "region", "module"}, uses...) {
-		f := all.Lookup(name)
-		fs.Var(f.Value, f.Name, f.Usage)
+	var f OwnerFlags
+	if err := f.Add(fs, sub); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,19 +118,24 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	if fs.NArg() > 0 {
 		return fmt.Errorf("hsm %s: unexpected arguments %v", sub, fs.Args())
 	}
+	return RunOwner(ctx, sub, f, stdout, stderr, open)
+}
+
+// RunOwner runs owner subcommand sub with its flags' values.
+func RunOwner(ctx context.Context, sub string, f OwnerFlags, stdout, stderr io.Writer, open OpenRecords) error {
 	if sub == "subnets" {
-		for _, s := range Subnets(*region) {
+		for _, s := range Subnets(f.Region) {
 			fmt.Fprintf(stdout, "%s %s\n", s.ID, s.AvailabilityZone)
 		}
 		return nil
 	}
-	if *clusterID == "" {
+	if f.ClusterID == "" {
 		return errors.New("hsm " + sub + ": --cluster-id is required")
 	}
 	// Token paths are derived from the data directory and handed to
 	// daemons: make it absolute so a relative --data-dir names the same
 	// files as the server's, whatever the working directory.
-	dir, err := filepath.Abs(*dataDir)
+	dir, err := filepath.Abs(f.DataDir)
 	if err != nil {
 		return err
 	}
@@ -107,44 +148,44 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	if err != nil {
 		return err
 	}
-	o := &owner{reg: reg, module: *module, id: *clusterID, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	o := &owner{reg: reg, module: f.Module, id: f.ClusterID, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	switch sub {
 	case "activate":
-		err = o.activate(ctx, Password(*coPassword))
+		err = o.activate(ctx, Password(f.COPassword))
 		if err == nil {
-			fmt.Fprintf(stdout, "Cluster %s is ACTIVE.\n", *clusterID)
+			fmt.Fprintf(stdout, "Cluster %s is ACTIVE.\n", f.ClusterID)
 		}
 	case "create-user":
-		if *userType != "CU" {
+		if f.Type != "CU" {
 			return errors.New("hsm create-user: only --type CU is supported (the token's SO is the crypto officer)")
 		}
-		err = o.createUser(ctx, *username, Password(*password), Password(*coPassword))
+		err = o.createUser(ctx, f.Username, Password(f.Password), Password(f.COPassword))
 		if err == nil {
-			fmt.Fprintf(stdout, "Created CU %s in cluster %s.\n", *username, *clusterID)
+			fmt.Fprintf(stdout, "Created CU %s in cluster %s.\n", f.Username, f.ClusterID)
 		}
 	case "delete-user":
-		err = o.deleteUser(ctx, *username, Password(*coPassword))
+		err = o.deleteUser(ctx, f.Username, Password(f.COPassword))
 		if err == nil {
-			fmt.Fprintf(stdout, "Deleted user %s from cluster %s.\n", *username, *clusterID)
+			fmt.Fprintf(stdout, "Deleted user %s from cluster %s.\n", f.Username, f.ClusterID)
 		}
 	case "change-password":
-		err = o.changePassword(ctx, *userType, *username, Password(*password), Password(*coPassword))
+		err = o.changePassword(ctx, f.Type, f.Username, Password(f.Password), Password(f.COPassword))
 		if err == nil {
-			fmt.Fprintf(stdout, "Changed the password of %s in cluster %s.\n", *username, *clusterID)
+			fmt.Fprintf(stdout, "Changed the password of %s in cluster %s.\n", f.Username, f.ClusterID)
 		}
 	case "backup":
 		var b Backup
-		b, err = createBackup(ctx, reg, *region, *clusterID, time.Now)
+		b, err = createBackup(ctx, reg, f.Region, f.ClusterID, time.Now)
 		if err == nil {
 			fmt.Fprintln(stdout, b.ID)
 		}
 	case "pkcs11-bench":
 		var n int64
 		var el time.Duration
-		n, el, err = o.bench(ctx, Password(*password), *duration, *concurrency)
+		n, el, err = o.bench(ctx, Password(f.Password), f.Duration, f.Concurrency)
 		if err == nil {
 			fmt.Fprintf(stdout, "pkcs11-bench: %d AES-GCM encrypts of 32 bytes in %s with %d goroutines: %.0f ops/s\n",
-				n, el.Round(time.Millisecond), *concurrency, float64(n)/el.Seconds())
+				n, el.Round(time.Millisecond), f.Concurrency, float64(n)/el.Seconds())
 		}
 	default:
 		return fmt.Errorf("hsm: unknown subcommand %q", sub)

@@ -374,12 +374,20 @@ func (m *Manager) CreateHsm(ctx context.Context, clusterID, az, ip string) (HSM,
 }
 
 func (m *Manager) finishCreateHSM(clusterID, hsmID string) {
+	if !m.claim(hsmID) {
+		return
+	}
+	defer m.unclaim(hsmID)
 	if !m.pause() {
 		return
 	}
 	ctx := m.ctx
 	rec, err := m.reg.GetCluster(ctx, clusterID)
-	if err != nil {
+	if err != nil || !m.owns(rec) {
+		// The replica that owns the cluster's token starts it (reconcile).
+		return
+	}
+	if i := slices.IndexFunc(rec.HSMs, func(h HSMRecord) bool { return h.ID == hsmID }); i < 0 || rec.HSMs[i].State != HSMCreateInProgress {
 		return
 	}
 	m.csrMu.Lock()
@@ -457,6 +465,15 @@ func (m *Manager) DeleteHsm(ctx context.Context, clusterID, hsmID, eniID, eniIP 
 }
 
 func (m *Manager) finishDeleteHSM(clusterID, hsmID string) {
+	rec, err := m.reg.GetCluster(context.Background(), clusterID)
+	if err != nil || !m.owns(rec) {
+		// The replica that runs the HSM stops it (reconcile).
+		return
+	}
+	if !m.claim(hsmID) {
+		return
+	}
+	defer m.unclaim(hsmID)
 	m.stopProc(hsmID)
 	if !m.pause() {
 		return
@@ -489,10 +506,10 @@ func (m *Manager) DeleteCluster(ctx context.Context, id string) (Cluster, error)
 		return Cluster{}, err
 	}
 	m.mu.Lock()
-	if s := m.sessions[id]; s != nil {
+	for s := range m.sessions[id] {
 		s.invalidate()
-		delete(m.sessions, id)
 	}
+	delete(m.sessions, id)
 	m.mu.Unlock()
 	m.async(func() { m.finishDeleteCluster(id) })
 	return clusterView(rec), nil

@@ -1,8 +1,12 @@
 package hsm
 
 import (
+	"bufio"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -27,61 +31,100 @@ const identityLabel = "keyhold-cluster-identity"
 
 // daemon is one HSM process: one PKCS#11 module (C_Initialize once, with the
 // cluster's SOFTHSM2_CONF), one token, and at most one logged-in crypto user.
+// PKCS#11 login state belongs to the process, so the clients that log in
+// (keyhold replicas, each with its own session) share the token login:
+// the first login with a PIN logs the token in, later logins with the same
+// PIN get sessions of their own, and the token logs out when the last
+// session does.
 type daemon struct {
 	path  string
 	mod   *pkcs11.Module
 	label string
 
-	mu   sync.Mutex
-	slot *uint
-	user *pkcs11.Session
+	loginMu sync.Mutex // one login or logout at a time
+
+	mu       sync.Mutex
+	slot     *uint
+	user     *pkcs11.Session
+	pinKey   []byte            // random per process: the PIN is kept only as a MAC
+	pinMAC   []byte            // MAC of the PIN the token is logged in with
+	sessions map[string]string // session -> the client that opened it
+	peers    map[string]int    // open connections per client
 }
 
 // DaemonCommand runs an HSM process (the hidden `keyhold hsm-daemon`):
 //
 //	--module PATH   PKCS#11 library (SOFTHSM2_CONF comes from the environment)
 //	--token LABEL   the cluster's token
-//	--socket PATH   unix socket to listen on
+//	--listen ADDR   TCP address to serve with mutual TLS (an HSM); the TLS
+//	                bundle (certificate, key, client CA) comes first on stdin
+//	--socket PATH   unix socket to listen on (a temporary daemon)
 //
-// It prints "ready" on stdout once it listens, and exits when its standard
-// input reaches EOF (the parent died), on SIGTERM, or when ctx ends.
+// It prints "ready ADDR" on stdout once it listens, and exits when its
+// standard input reaches EOF (the parent died), on SIGTERM, or when ctx
+// ends. With --listen, when ADDR's port is taken it listens on a free port
+// of the same address instead.
 func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hsm-daemon", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	module := fs.String("module", defaultModule, "PKCS#11 library")
 	token := fs.String("token", "", "token label")
 	socket := fs.String("socket", "", "unix socket path")
+	listen := fs.String("listen", "", "TCP address (mutual TLS)")
 	watchStdin := fs.Bool("watch-stdin", true, "exit when standard input closes")
 	maxConns := fs.Int("max-conns", 512, "most concurrent connections; more are closed at once (-1: no cap)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *token == "" || *socket == "" {
-		return errors.New("hsm-daemon: --token and --socket are required")
+	if *token == "" || (*socket == "") == (*listen == "") {
+		return errors.New("hsm-daemon: --token and one of --socket or --listen are required")
+	}
+	stdin := bufio.NewReader(os.Stdin)
+	var tlsCfg *tls.Config
+	if *listen != "" {
+		var err error
+		if tlsCfg, err = readServerBundle(stdin); err != nil {
+			return err
+		}
 	}
 	mod, err := pkcs11.Open(*module)
 	if err != nil {
 		return fmt.Errorf("hsm-daemon: %w", err)
 	}
-	d := &daemon{path: *module, mod: mod, label: *token}
+	pinKey := make([]byte, 32)
+	rand.Read(pinKey)
+	d := &daemon{path: *module, mod: mod, label: *token, pinKey: pinKey, sessions: map[string]string{}, peers: map[string]int{}}
 	defer d.close()
 
-	os.Remove(*socket)
-	uln, err := net.Listen("unix", *socket)
-	if err != nil {
-		return fmt.Errorf("hsm-daemon: %w", err)
+	var base net.Listener
+	if *listen != "" {
+		base, err = net.Listen("tcp", *listen)
+		if err != nil {
+			host, _, serr := net.SplitHostPort(*listen)
+			if serr != nil {
+				return fmt.Errorf("hsm-daemon: %w", err)
+			}
+			if base, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+				return fmt.Errorf("hsm-daemon: %w", err)
+			}
+		}
+	} else {
+		os.Remove(*socket)
+		if base, err = net.Listen("unix", *socket); err != nil {
+			return fmt.Errorf("hsm-daemon: %w", err)
+		}
+		defer os.Remove(*socket)
+		os.Chmod(*socket, 0o600)
 	}
-	// A cap on connections (all from one client: unix sockets have no
-	// address), so that a runaway caller cannot exhaust file descriptors.
-	ln := netlimit.Limits{MaxConns: *maxConns, MaxConnsPerClient: -1}.Listen(uln, nil, nil)
-	defer os.Remove(*socket)
-	os.Chmod(*socket, 0o600)
+	// A cap on connections so that a runaway caller cannot exhaust file
+	// descriptors (none per address: the replicas of one host share one).
+	ln := netlimit.Limits{MaxConns: *maxConns, MaxConnsPerClient: -1}.Listen(base, nil, nil)
 
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	if *watchStdin {
 		go func() {
-			io.Copy(io.Discard, os.Stdin)
+			io.Copy(io.Discard, stdin)
 			cancel()
 		}()
 	}
@@ -89,7 +132,7 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		<-ctx.Done()
 		ln.Close()
 	}()
-	fmt.Fprintln(stdout, "ready")
+	fmt.Fprintln(stdout, "ready", base.Addr().String())
 
 	var wg sync.WaitGroup
 	var conns sync.Map
@@ -102,13 +145,44 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveConn(conn, d.handle)
-			conns.Delete(conn)
+			defer conns.Delete(conn)
+			peer := "local"
+			if tlsCfg != nil {
+				tc := tls.Server(conn, tlsCfg)
+				hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
+				err := tc.HandshakeContext(hctx)
+				hcancel()
+				if err != nil {
+					conn.Close()
+					return
+				}
+				// The certificate the cluster CA issued this client.
+				peer = tc.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+				conn = tc
+			}
+			d.connected(peer, 1)
+			defer d.connected(peer, -1)
+			serveConn(conn, peer, d.handle)
 		}()
 	}
 	conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 	wg.Wait()
 	return nil
+}
+
+func (d *daemon) connected(peer string, n int) {
+	d.mu.Lock()
+	d.peers[peer] += n
+	if d.peers[peer] <= 0 {
+		delete(d.peers, peer)
+	}
+	d.mu.Unlock()
+}
+
+func (d *daemon) mac(pin Password) []byte {
+	h := hmac.New(sha256.New, d.pinKey)
+	h.Write([]byte(pin))
+	return h.Sum(nil)
 }
 
 func (d *daemon) close() {
@@ -156,13 +230,86 @@ func (d *daemon) tokenSlot() (uint, error) {
 	return s, nil
 }
 
-func (d *daemon) userSession() (*pkcs11.Session, error) {
+func (d *daemon) userSession(session string) (*pkcs11.Session, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.user == nil {
+	if d.user == nil || session == "" || d.sessions[session] == "" {
 		return nil, pkcs11.ErrUserNotLoggedIn
 	}
 	return d.user, nil
+}
+
+// login gives the client peer a session of the crypto user: a new token
+// login when none is held (or when the held one's clients are all gone and
+// the PIN differs: the password was changed meanwhile), else a session of
+// the held login if the PIN is the one it was made with.
+func (d *daemon) login(pin Password, peer string) (string, error) {
+	d.loginMu.Lock()
+	defer d.loginMu.Unlock()
+	mac := d.mac(pin)
+	session := randomHex(32)
+	d.mu.Lock()
+	if d.user != nil {
+		if hmac.Equal(mac, d.pinMAC) {
+			d.sessions[session] = peer
+			d.mu.Unlock()
+			return session, nil
+		}
+		// Sessions of clients with no connection left died with them.
+		for s, p := range d.sessions {
+			if d.peers[p] == 0 {
+				delete(d.sessions, s)
+			}
+		}
+		if len(d.sessions) > 0 {
+			d.mu.Unlock()
+			return "", pkcs11.ErrPINIncorrect
+		}
+	}
+	old := d.user
+	d.user, d.pinMAC = nil, nil
+	d.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	// SoftHSM2 reads the token's PIN blobs when the library is
+	// initialised, so a user created or a password changed by another
+	// process is invisible until then: reinitialise before logging in.
+	if err := d.reload(); err != nil {
+		return "", err
+	}
+	slot, err := d.tokenSlot()
+	if err != nil {
+		return "", err
+	}
+	s, err := d.module().OpenSession(slot, pkcs11.User, string(pin))
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.user, d.pinMAC = s, mac
+	clear(d.sessions)
+	d.sessions[session] = peer
+	d.mu.Unlock()
+	return session, nil
+}
+
+// logout ends one session; the token logs out with the last one.
+func (d *daemon) logout(session string) error {
+	d.loginMu.Lock()
+	defer d.loginMu.Unlock()
+	d.mu.Lock()
+	delete(d.sessions, session)
+	var s *pkcs11.Session
+	if len(d.sessions) == 0 {
+		s = d.user
+		d.user, d.pinMAC = nil, nil
+	}
+	d.mu.Unlock()
+	if s != nil {
+		return s.Close()
+	}
+	return nil
 }
 
 // withSO runs fn in a security-officer session that is closed afterwards.
@@ -179,8 +326,8 @@ func (d *daemon) withSO(pin Password, fn func(*pkcs11.Session) error) error {
 	return fn(s)
 }
 
-func (d *daemon) handle(req *request) *response {
-	resp, err := d.do(req)
+func (d *daemon) handle(req *request, peer string) *response {
+	resp, err := d.do(req, peer)
 	if err != nil {
 		return errorResponse(err)
 	}
@@ -216,7 +363,7 @@ func errorResponse(err error) *response {
 
 var errBadRequest = errors.New("bad request")
 
-func (d *daemon) do(req *request) (*response, error) {
+func (d *daemon) do(req *request, peer string) (*response, error) {
 	switch req.Op {
 	case opPing:
 		return &response{Text: d.label}, nil
@@ -247,51 +394,27 @@ func (d *daemon) do(req *request) (*response, error) {
 		return &response{Data: der}, err
 
 	case opLogin:
-		slot, err := d.tokenSlot()
+		session, err := d.login(req.PIN, peer)
 		if err != nil {
 			return nil, err
 		}
-		d.mu.Lock()
-		old := d.user
-		d.user = nil
-		d.mu.Unlock()
-		if old != nil {
-			old.Close()
-		}
-		// SoftHSM2 reads the token's PIN blobs when the library is
-		// initialised, so a user created or a password changed by another
-		// process is invisible until then: reinitialise before logging in.
-		if err := d.reload(); err != nil {
-			return nil, err
-		}
-		if slot, err = d.tokenSlot(); err != nil {
-			return nil, err
-		}
-		s, err := d.module().OpenSession(slot, pkcs11.User, string(req.PIN))
-		if err != nil {
-			return nil, err
-		}
-		d.mu.Lock()
-		d.user = s
-		d.mu.Unlock()
-		return nil, nil
+		return &response{Text: session}, nil
 
 	case opLogout:
-		d.mu.Lock()
-		s := d.user
-		d.user = nil
-		d.mu.Unlock()
-		if s != nil {
-			return nil, s.Close()
-		}
-		return nil, nil
+		return nil, d.logout(req.Session)
 
 	case opSetPIN:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}
-		return nil, s.SetPIN(string(req.PIN), string(req.NewPIN))
+		if err := s.SetPIN(string(req.PIN), string(req.NewPIN)); err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		d.pinMAC = d.mac(req.NewPIN)
+		d.mu.Unlock()
+		return nil, nil
 
 	case opSOSetPIN:
 		return nil, d.withSO(req.PIN, func(s *pkcs11.Session) error {
@@ -304,7 +427,7 @@ func (d *daemon) do(req *request) (*response, error) {
 		})
 
 	case opGenerateKey:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +440,7 @@ func (d *daemon) do(req *request) (*response, error) {
 		return &response{Text: hex.EncodeToString(k.ID)}, nil
 
 	case opEncrypt:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}
@@ -332,7 +455,7 @@ func (d *daemon) do(req *request) (*response, error) {
 		return &response{Data: ct, IV: ivUsed}, nil
 
 	case opDecrypt:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}
@@ -343,14 +466,14 @@ func (d *daemon) do(req *request) (*response, error) {
 		return &response{Data: pt}, nil
 
 	case opDestroyKey:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}
 		return nil, s.DestroyKey(pkcs11.Key{Label: req.Label})
 
 	case opRandom:
-		s, err := d.userSession()
+		s, err := d.userSession(req.Session)
 		if err != nil {
 			return nil, err
 		}

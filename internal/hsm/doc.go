@@ -9,13 +9,29 @@
 // token directory under DATADIR/hsm/clusters/<id>/tokens with its own
 // softhsm2.conf, mode 0700. An HSM is one process, the keyhold binary
 // re-executed as the hidden `hsm-daemon` subcommand with SOFTHSM2_CONF set to
-// the cluster's file, attached to the token and reached over a unix socket
-// (rpc.go: gob frames on persistent connections, a logged-in session pool in
-// the daemon). HSMs of a cluster share the token files, so a key made through
-// one is usable through all; each process adds throughput; killing one is a
-// real HSM failure (the HSM becomes DEGRADED and UserSession fails over).
-// Daemons die with the server (Pdeathsig and a stdin pipe) and are respawned
-// by Open.
+// the cluster's file, attached to the token. It is a network service, as a
+// CloudHSM HSM is at its ENI IP: it listens on TCP at its EniIp (an address
+// of the default network, this host's loopback 127.100.0.0/16, or
+// Config.ListenIP) and a port kept in its record, with mutual TLS under the
+// cluster's own network CA (tls.go), speaking rpc.go's gob frames on
+// persistent connections. Every keyhold replica sharing the records reaches
+// it: the replica whose data directory holds the token (the one that
+// created the cluster) runs the cluster's HSM processes and their
+// transitions, and the others connect to them. HSMs of a cluster share the
+// token files, so a key made through one is usable through all; each
+// process adds throughput; killing one is a real HSM failure (the HSM
+// becomes DEGRADED and UserSession fails over). Daemons die with the
+// server that runs them (Pdeathsig and a stdin pipe) and are respawned by
+// Open, on their old port when it is free; sessions of other replicas log
+// in to them again. Temporary daemons (token set-up, the CSR, owner
+// commands) listen on a unix socket instead, for their parent only.
+//
+// Sessions: PKCS#11 login state belongs to a process, so a daemon keeps one
+// token login and hands each client (replica) a session of it. CloudHSM's
+// one login per crypto user is tracked in the record (LoggedInBy): a KMS
+// custom key store logs in as itself (LoginAs), so each replica serving
+// the store holds its own session of the store's one login, and anyone
+// else (another store, cloudhsm_mgmt_util) gets USER_LOGGED_IN.
 //
 // The token's SO PIN is the crypto officer's password (first the cluster's
 // PreCoPassword, then what `keyhold hsm activate` sets); the USER PIN is the
@@ -65,7 +81,9 @@
 // # Must never
 //
 // This package never logs, prints or returns in an error a password, PIN or
-// key material (Password does not print), never creates an extractable key,
+// key material (Password does not print), never writes an HSM's TLS key to
+// disk (it reaches the daemon over its stdin; the cluster CA key rests
+// sealed by the root key), never creates an extractable key,
 // never places two copies of a token in one token directory, and never
 // imports net/http or API wire structs: internal/api/hsmapi translates.
 package hsm

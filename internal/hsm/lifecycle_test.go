@@ -70,11 +70,11 @@ func TestClusterLifecycle(t *testing.T) {
 	if _, err := e.m.CreateHsm(ctx, c.ID, "us-east-1c", ""); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("HSM outside the cluster's AZs: %v", err)
 	}
-	h, err := e.m.CreateHsm(ctx, c.ID, "us-east-1a", "10.0.0.20")
-	if err != nil || h.State != HSMCreateInProgress || h.EniIP != "10.0.0.20" {
+	h, err := e.m.CreateHsm(ctx, c.ID, "us-east-1a", "127.100.0.20")
+	if err != nil || h.State != HSMCreateInProgress || h.EniIP != "127.100.0.20" {
 		t.Fatalf("CreateHsm: %+v %v", h, err)
 	}
-	if _, err := e.m.CreateHsm(ctx, c.ID, "us-east-1a", "10.0.0.20"); err == nil {
+	if _, err := e.m.CreateHsm(ctx, c.ID, "us-east-1a", "127.100.0.20"); err == nil {
 		t.Fatal("duplicate IP accepted")
 	}
 	e.waitHSM(c.ID, h.ID, HSMActive)

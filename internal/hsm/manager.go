@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +41,17 @@ type Config struct {
 	TransitionDelay time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Sealer seals each cluster's HSM network CA key in its record: the
+	// root key, which every replica sharing the records holds. Default: a
+	// key file network-ca.key in Dir (mode 0600), for a single process.
+	Sealer Sealer
+	// ListenIP is the address this process's HSMs listen on. Empty: each
+	// HSM listens on its own ENI IP, an address of keyhold's default
+	// network, which is this host's loopback network (127.100.0.0/16),
+	// reachable by the replicas of this host. Set it to an address of this
+	// host that other hosts reach, for replicas on several hosts; the
+	// HSMs' EniIp is then that address.
+	ListenIP string
 }
 
 func (c *Config) defaults() error {
@@ -75,6 +90,21 @@ func (c *Config) defaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ListenIP != "" {
+		if _, err := netip.ParseAddr(c.ListenIP); err != nil {
+			return fmt.Errorf("hsm: listen address %q is not an IP address", c.ListenIP)
+		}
+	}
+	if c.Sealer == nil {
+		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+			return fmt.Errorf("hsm: %w", err)
+		}
+		s, err := fileSealer(c.Dir)
+		if err != nil {
+			return fmt.Errorf("hsm: %w", err)
+		}
+		c.Sealer = s
+	}
 	return nil
 }
 
@@ -92,11 +122,20 @@ type Manager struct {
 	wg     sync.WaitGroup
 
 	csrMu sync.Mutex // one cluster CSR at a time
+	iss   issuers
 
 	mu       sync.Mutex
-	procs    map[string]*proc        // by HSM ID
-	sessions map[string]*UserSession // by cluster ID
+	procs    map[string]*proc                 // by HSM ID: the daemons this process runs
+	remote   map[string]*client               // by HSM ID: HSMs other replicas run
+	sessions map[string]map[*UserSession]bool // by cluster ID
+	busy     map[string]bool                  // HSM IDs being created or deleted here
 	closed   bool
+}
+
+// hsmClient is a connection pool to one HSM.
+type hsmClient struct {
+	hsmID string
+	cl    *client
 }
 
 // Open loads the registry, finishes transitions interrupted by a crash and
@@ -123,7 +162,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("hsm.Open: %w", err)
 	}
 	m := &Manager{cfg: cfg, reg: reg, log: cfg.Logger, instance: randomHex(8), sockDir: sockDir,
-		procs: map[string]*proc{}, sessions: map[string]*UserSession{}}
+		procs: map[string]*proc{}, remote: map[string]*client{}, sessions: map[string]map[*UserSession]bool{}, busy: map[string]bool{}}
+	m.iss = issuers{sealer: cfg.Sealer, byID: map[string]*issuer{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	clusters, err := reg.ListClusters(ctx)
 	if err != nil {
@@ -131,8 +171,17 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	for _, c := range clusters {
+		if !m.owns(c) {
+			// Another replica runs this cluster's HSMs and its transitions.
+			continue
+		}
 		rec, err := reg.UpdateCluster(ctx, c.ID, func(r *ClusterRecord) error {
-			r.User.LoggedInBy = ""
+			// An exclusive login died with the process that held it; a
+			// shared one (LoginAs) belongs to a client other replicas
+			// may still serve.
+			if !strings.HasPrefix(r.User.LoggedInBy, "client:") {
+				r.User.LoggedInBy = ""
+			}
 			return nil
 		})
 		if err != nil {
@@ -165,11 +214,121 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 			}
 		}
 	}
-	m.async(m.janitor)
+	m.async(m.reconcile)
 	return m, nil
 }
 
-// socketDir is where the HSM daemons of the data directory dir listen:
+// owns reports whether this process runs the cluster's HSMs: the cluster's
+// token directory is in its data directory (the replica that created the
+// cluster). An external HSM (no token directory) is reached through its
+// vendor's library by every process itself.
+func (m *Manager) owns(rec ClusterRecord) bool {
+	return rec.TokenDir == "" || strings.HasPrefix(rec.TokenDir, m.cfg.Dir+string(filepath.Separator))
+}
+
+// endpoints lists connection pools to the cluster's ACTIVE HSMs: the
+// daemons this process runs, and those other replicas run at the address
+// their records give (EniIp and port, mutual TLS).
+func (m *Manager) endpoints(ctx context.Context, rec ClusterRecord) []hsmClient {
+	var out []hsmClient
+	for _, h := range rec.HSMs {
+		if h.State != HSMActive {
+			continue
+		}
+		m.mu.Lock()
+		p := m.procs[h.ID]
+		m.mu.Unlock()
+		if p != nil && p.alive.Load() {
+			out = append(out, hsmClient{h.ID, p.cl})
+			continue
+		}
+		if m.owns(rec) || h.Port == 0 {
+			continue
+		}
+		addr := net.JoinHostPort(h.EniIP, strconv.Itoa(h.Port))
+		m.mu.Lock()
+		cl := m.remote[h.ID]
+		m.mu.Unlock()
+		if cl == nil || cl.addr != addr {
+			is, err := m.issuer(ctx, rec.ID)
+			if err != nil {
+				m.log.Warn("hsm: cluster network CA", "cluster", rec.ID, "err", err)
+				continue
+			}
+			m.mu.Lock()
+			if old := m.remote[h.ID]; old != nil && old.addr == addr {
+				cl = old
+			} else {
+				if old != nil {
+					go old.close()
+				}
+				cl = newTLSClient(addr, is.clientTLS(h.ID))
+				m.remote[h.ID] = cl
+			}
+			m.mu.Unlock()
+		}
+		out = append(out, hsmClient{h.ID, cl})
+	}
+	return out
+}
+
+// reconcile runs the HSM work of the clusters this process owns that
+// another replica asked for (an HSM created or deleted through it), every
+// second; and the housekeeping when this process runs it alone (Config
+// has no Lead... see Housekeeping).
+func (m *Manager) reconcile() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-m.ctx.Done():
+			return
+		}
+		clusters, err := m.reg.ListClusters(m.ctx)
+		if err != nil {
+			continue
+		}
+		for _, rec := range clusters {
+			if rec.TokenDir == "" || !m.owns(rec) {
+				continue
+			}
+			for _, h := range rec.HSMs {
+				m.mu.Lock()
+				running, busy := m.procs[h.ID] != nil, m.busy[h.ID]
+				m.mu.Unlock()
+				switch {
+				case busy:
+				case h.State == HSMCreateInProgress && !running:
+					cid, hid := rec.ID, h.ID
+					m.async(func() { m.finishCreateHSM(cid, hid) })
+				case h.State == HSMDeleteInProgress:
+					cid, hid := rec.ID, h.ID
+					m.async(func() { m.finishDeleteHSM(cid, hid) })
+				}
+			}
+		}
+	}
+}
+
+// claim marks an HSM as being worked on by this process; false if it is.
+func (m *Manager) claim(hsmID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busy[hsmID] {
+		return false
+	}
+	m.busy[hsmID] = true
+	return true
+}
+
+func (m *Manager) unclaim(hsmID string) {
+	m.mu.Lock()
+	delete(m.busy, hsmID)
+	m.mu.Unlock()
+}
+
+// socketDir is where the temporary daemons of the data directory dir listen:
 // DIR/run when the socket paths fit a unix socket address, else a directory
 // of the system temp dir named after DIR. Either way it is emptied and made
 // afresh on start (one server per data directory), so that a kill -9 leaves
@@ -209,7 +368,12 @@ func (m *Manager) Close() error {
 	m.closed = true
 	procs := m.procs
 	m.procs = map[string]*proc{}
+	remote := m.remote
+	m.remote = map[string]*client{}
 	m.mu.Unlock()
+	for _, cl := range remote {
+		cl.close()
+	}
 	m.cancel()
 	m.wg.Wait()
 	var wg sync.WaitGroup
@@ -259,17 +423,46 @@ func (m *Manager) spec(rec ClusterRecord) spawnSpec {
 	return sp
 }
 
-// startHSM spawns the daemon of one HSM, marks it ACTIVE and, when a crypto
-// user is logged in to the cluster, logs the new daemon in too.
+// startHSM spawns the daemon of one HSM on the HSM network (at its ENI IP
+// or the configured listen address, on the port it had if that is free),
+// records its address and marks it ACTIVE, and logs this process's
+// sessions of the cluster in to it.
 func (m *Manager) startHSM(ctx context.Context, rec ClusterRecord, hsmID string) error {
+	var h HSMRecord
+	for _, o := range rec.HSMs {
+		if o.ID == hsmID {
+			h = o
+		}
+	}
+	ip := h.EniIP
+	if m.cfg.ListenIP != "" {
+		ip = m.cfg.ListenIP
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return fmt.Errorf("hsm: HSM %s has no usable address %q", hsmID, ip)
+	}
+	is, err := m.issuer(ctx, rec.ID)
+	if err != nil {
+		m.setHSMState(rec.ID, hsmID, HSMDegraded, "The HSM could not be started.")
+		return err
+	}
+	bundle, err := is.serverBundle(hsmID, net.IP(addr.AsSlice()), m.now())
+	if err != nil {
+		return err
+	}
 	sp := m.spec(rec)
 	sp.hsmID = hsmID
-	sp.socket = filepath.Join(m.sockDir, hsmID+".sock")
+	sp.listen = net.JoinHostPort(ip, strconv.Itoa(h.Port))
+	sp.bundle = bundle
 	p, err := spawn(ctx, sp)
 	if err != nil {
 		m.setHSMState(rec.ID, hsmID, HSMDegraded, "The HSM could not be started.")
 		return err
 	}
+	p.cl = newTLSClient(p.addr, is.clientTLS(hsmID))
+	_, port, _ := net.SplitHostPort(p.addr)
+	portN, _ := strconv.Atoi(port)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -281,13 +474,31 @@ func (m *Manager) startHSM(ctx context.Context, rec ClusterRecord, hsmID string)
 		go old.stop()
 	}
 	m.procs[hsmID] = p
-	sess := m.sessions[rec.ID]
+	var sessions []*UserSession
+	for s := range m.sessions[rec.ID] {
+		sessions = append(sessions, s)
+	}
 	m.mu.Unlock()
 	go p.wait(m.onDaemonExit)
-	if sess != nil {
-		sess.attach(ctx, p)
+	for _, s := range sessions {
+		s.attach(ctx, hsmClient{hsmID, p.cl})
 	}
-	m.setHSMState(rec.ID, hsmID, HSMActive, "HSM created.")
+	_, err = m.reg.UpdateCluster(context.Background(), rec.ID, func(r *ClusterRecord) error {
+		for i := range r.HSMs {
+			if r.HSMs[i].ID == hsmID && r.HSMs[i].State != HSMDeleteInProgress {
+				r.HSMs[i].State, r.HSMs[i].StateMessage = HSMActive, "HSM created."
+				r.HSMs[i].Port = portN
+				if m.cfg.ListenIP != "" {
+					r.HSMs[i].EniIP = ip
+				}
+			}
+		}
+		recomputeClusterState(r)
+		return nil
+	})
+	if err != nil {
+		m.log.Error("hsm: record HSM address", "cluster", rec.ID, "hsm", hsmID, "err", err)
+	}
 	return nil
 }
 
@@ -378,14 +589,18 @@ func (m *Manager) stopProc(hsmID string) {
 	}
 }
 
-// janitor makes the daily backups and finishes backup deletions.
-func (m *Manager) janitor() {
+// RunHousekeeping makes the daily backups and finishes backup deletions,
+// now and hourly, until ctx ends or the Manager closes. Of the processes
+// sharing the records (keyhold replicas), one runs it: the leader.
+func (m *Manager) RunHousekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		m.housekeeping()
 		select {
 		case <-t.C:
+		case <-ctx.Done():
+			return
 		case <-m.ctx.Done():
 			return
 		}

@@ -7,7 +7,10 @@ import (
 
 // Subnet is one subnet of keyhold's default network: one private subnet per
 // availability zone of the region, all in one VPC. The identifiers are
-// derived from the region, so they are the same on every keyhold.
+// derived from the region, so they are the same on every keyhold. The
+// network is this host's loopback network (zone i is 127.100.i.0/24): an
+// HSM listens at its ENI IP, which every process of the host reaches and
+// no other host does (Config.ListenIP serves several hosts).
 type Subnet struct {
 	ID               string
 	AvailabilityZone string
@@ -48,7 +51,7 @@ func Subnets(region string) []Subnet {
 			ID:               "subnet-" + hexID(17, "keyhold/subnet", az),
 			AvailabilityZone: az,
 			VpcID:            VpcID(region),
-			CIDR:             fmt.Sprintf("10.0.%d.0/24", i),
+			CIDR:             fmt.Sprintf("127.100.%d.0/24", i),
 			index:            i,
 		})
 	}

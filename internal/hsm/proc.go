@@ -22,6 +22,7 @@ type proc struct {
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser
 	cl        *client
+	addr      string // where it listens (host:port or the socket path)
 	alive     atomic.Bool
 	stopping  atomic.Bool
 	exited    chan struct{}
@@ -34,7 +35,9 @@ type spawnSpec struct {
 	module   string
 	conf     string // SOFTHSM2_CONF, empty for a real HSM
 	label    string
-	socket   string
+	socket   string // a temporary daemon's unix socket, or
+	listen   string // an HSM's TCP address (mutual TLS)
+	bundle   []byte // the HSM's TLS bundle (tls.go), written to its stdin
 	sockDir  string // where temporary daemons' sockets go ("" = system temp dir)
 	logger   *slog.Logger
 	hsmID    string
@@ -45,7 +48,12 @@ type spawnSpec struct {
 // spawn starts a daemon and waits until it listens. The daemon is killed if
 // this process dies (Pdeathsig, and EOF on its stdin).
 func spawn(ctx context.Context, sp spawnSpec) (*proc, error) {
-	args := append(append([]string{}, sp.exeArgs...), "--module", sp.module, "--token", sp.label, "--socket", sp.socket)
+	args := append(append([]string{}, sp.exeArgs...), "--module", sp.module, "--token", sp.label)
+	if sp.listen != "" {
+		args = append(args, "--listen", sp.listen)
+	} else {
+		args = append(args, "--socket", sp.socket)
+	}
 	cmd := exec.Command(sp.exe, args...)
 	env := make([]string, 0, len(os.Environ())+2)
 	for _, e := range os.Environ() {
@@ -73,18 +81,29 @@ func spawn(ctx context.Context, sp spawnSpec) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("hsm: start HSM process: %w", err)
 	}
-	p := &proc{clusterID: sp.cluster, hsmID: sp.hsmID, cmd: cmd, stdin: stdin, cl: newClient(sp.socket), exited: make(chan struct{})}
+	if sp.listen != "" {
+		// The pipe holds the bundle until the daemon reads it.
+		go func() {
+			if _, err := stdin.Write(sp.bundle); err != nil {
+				sp.logger.Warn("hsm: hand the HSM its TLS bundle", "hsm", sp.hsmID, "err", err)
+			}
+		}()
+	}
+	p := &proc{clusterID: sp.cluster, hsmID: sp.hsmID, cmd: cmd, stdin: stdin, cl: newClient(sp.socket), addr: sp.socket, exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			sp.logger.Warn("hsm daemon", "cluster", sp.cluster, "hsm", sp.hsmID, "line", sc.Text())
 		}
 	}()
-	ready := make(chan bool, 1)
+	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		ok := sc.Scan() && sc.Text() == "ready"
-		ready <- ok
+		line := ""
+		if sc.Scan() {
+			line = sc.Text()
+		}
+		ready <- line
 		io.Copy(io.Discard, stdout)
 	}()
 	ttl := sp.startTTL
@@ -94,11 +113,15 @@ func spawn(ctx context.Context, sp spawnSpec) (*proc, error) {
 	timer := time.NewTimer(ttl)
 	defer timer.Stop()
 	select {
-	case ok := <-ready:
+	case line := <-ready:
+		addr, ok := strings.CutPrefix(line, "ready ")
 		if !ok {
 			cmd.Process.Kill()
 			cmd.Wait()
 			return nil, fmt.Errorf("hsm: HSM process for %s failed to start", sp.hsmID)
+		}
+		if sp.listen != "" {
+			p.addr = addr
 		}
 	case <-timer.C:
 		cmd.Process.Kill()

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,9 +47,12 @@ type HSMRecord struct {
 	SubnetID         string
 	EniID            string
 	EniIP            string
-	State            string
-	StateMessage     string
-	Created          time.Time
+	// Port is the TCP port the HSM listens on at EniIP (mutual TLS), set
+	// by the replica that runs it each time it starts.
+	Port         int `json:",omitempty"`
+	State        string
+	StateMessage string
+	Created      time.Time
 }
 
 // UserRecord is what keyhold tracks about the cluster's crypto user beyond
@@ -94,6 +98,8 @@ type ClusterRecord struct {
 	ModulePath     string // empty: the Manager's default module
 	TokenDir       string // empty for an external (real) HSM
 	NextEniHost    int    // last host number handed to an HSM ENI
+	// NetworkCA issues the certificates of the cluster's HSM network.
+	NetworkCA *NetworkCA `json:",omitempty"`
 }
 
 // BackupRecord is the durable state of one backup. Its token copy lives in
@@ -266,26 +272,47 @@ func (r *StoreRegistry) UpdateCluster(ctx context.Context, id string, fn func(*C
 		return ClusterRecord{}, fmt.Errorf("hsm.registry: %w", err)
 	}
 	defer unlock()
-	c, err := r.GetCluster(ctx, id)
-	if err != nil {
-		return c, err
+	// The flock serialises the writers of one host; replicas on other
+	// hosts (or with other data directories) are caught by comparing the
+	// stored record with the one fn saw, and fn runs again on the newer.
+	for attempt := 0; ; attempt++ {
+		cur, err := r.st.GetHSMCluster(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return ClusterRecord{}, clusterNotFound(id)
+		}
+		if err != nil {
+			return ClusterRecord{}, fmt.Errorf("hsm.registry: %w", err)
+		}
+		c, err := clusterFromRow(cur)
+		if err != nil {
+			return c, err
+		}
+		if err := fn(&c); err != nil {
+			return c, err
+		}
+		c.ID = id
+		row, err := clusterRow(&c)
+		if err != nil {
+			return c, fmt.Errorf("hsm.registry: %w", err)
+		}
+		_, err = r.st.UpdateHSMCluster(ctx, id, func(now *store.HSMCluster) error {
+			if now.State != cur.State || !bytes.Equal(now.Record, cur.Record) {
+				return errRecordChanged
+			}
+			*now = row
+			return nil
+		})
+		if errors.Is(err, errRecordChanged) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			return c, fmt.Errorf("hsm.registry: %w", err)
+		}
+		return c, nil
 	}
-	if err := fn(&c); err != nil {
-		return c, err
-	}
-	c.ID = id
-	row, err := clusterRow(&c)
-	if err != nil {
-		return c, fmt.Errorf("hsm.registry: %w", err)
-	}
-	if _, err := r.st.UpdateHSMCluster(ctx, id, func(cur *store.HSMCluster) error {
-		*cur = row
-		return nil
-	}); err != nil {
-		return c, fmt.Errorf("hsm.registry: %w", err)
-	}
-	return c, nil
 }
+
+var errRecordChanged = errors.New("cluster record changed by another writer")
 
 func (r *StoreRegistry) ListClusters(ctx context.Context) ([]ClusterRecord, error) {
 	rows, err := r.st.ListHSMClusters(ctx)

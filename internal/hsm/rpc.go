@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 )
 
 // The HSM daemon protocol: gob-encoded request/response pairs on persistent
-// unix-socket connections, one call in flight per connection. The client
-// keeps a pool of connections per daemon so concurrent callers never wait
-// for a dial; the daemon serves each connection on its own goroutine over a
-// pool of logged-in PKCS#11 sessions.
+// connections, one call in flight per connection: TCP with mutual TLS for
+// an HSM (tls.go), a unix socket for a temporary daemon that does one job
+// for its parent. The client keeps a pool of connections per daemon so
+// concurrent callers never wait for a dial; the daemon serves each
+// connection on its own goroutine over a pool of logged-in PKCS#11
+// sessions.
 
 type rpcOp uint8
 
@@ -45,6 +48,10 @@ type request struct {
 	AAD      []byte
 	N        int
 	Duration time.Duration
+	// Session is the login a crypto-user operation runs under (what
+	// opLogin returned): several clients (keyhold replicas) share one
+	// daemon, each with its own session.
+	Session string
 }
 
 type rpcCode uint8
@@ -101,15 +108,23 @@ type rpcConn struct {
 
 // client talks to one daemon.
 type client struct {
-	path string
+	addr string // unix socket path or host:port
+	tls  *tls.Config
 	mu   sync.Mutex
 	idle []*rpcConn
 	done bool
+	// downUntil: after a failed dial, calls fail at once until then, so a
+	// dead HSM does not cost every request a dial.
+	downUntil time.Time
 }
 
 const maxIdleConns = 32
 
-func newClient(path string) *client { return &client{path: path} }
+// newClient talks to a temporary daemon's unix socket.
+func newClient(path string) *client { return &client{addr: path} }
+
+// newTLSClient talks to an HSM daemon over TCP with mutual TLS.
+func newTLSClient(addr string, cfg *tls.Config) *client { return &client{addr: addr, tls: cfg} }
 
 func (c *client) get(ctx context.Context) (*rpcConn, error) {
 	c.mu.Lock()
@@ -123,10 +138,26 @@ func (c *client) get(ctx context.Context) (*rpcConn, error) {
 		c.mu.Unlock()
 		return rc, nil
 	}
+	down := time.Now().Before(c.downUntil)
 	c.mu.Unlock()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.path)
+	if down {
+		return nil, fmt.Errorf("%w: %s did not answer a moment ago", ErrNetwork, c.addr)
+	}
+	var conn net.Conn
+	var err error
+	if c.tls == nil {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "unix", c.addr)
+	} else {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: c.tls}
+		conn, err = d.DialContext(ctx, "tcp", c.addr)
+	}
 	if err != nil {
+		if c.tls != nil && ctx.Err() == nil {
+			c.mu.Lock()
+			c.downUntil = time.Now().Add(250 * time.Millisecond)
+			c.mu.Unlock()
+		}
 		return nil, fmt.Errorf("%w: %v", ErrNetwork, err)
 	}
 	return &rpcConn{c: conn, enc: gob.NewEncoder(conn), dec: gob.NewDecoder(conn)}, nil
@@ -182,8 +213,9 @@ func (c *client) close() {
 	}
 }
 
-// serveConn answers requests on one connection until it fails.
-func serveConn(conn net.Conn, handle func(*request) *response) {
+// serveConn answers requests on one connection until it fails; peer
+// names the client (its certificate, or "local" on a unix socket).
+func serveConn(conn net.Conn, peer string, handle func(*request, string) *response) {
 	defer conn.Close()
 	enc, dec := gob.NewEncoder(conn), gob.NewDecoder(conn)
 	for {
@@ -191,7 +223,7 @@ func serveConn(conn net.Conn, handle func(*request) *response) {
 		if err := dec.Decode(&req); err != nil {
 			return
 		}
-		resp := handle(&req)
+		resp := handle(&req, peer)
 		if err := enc.Encode(resp); err != nil {
 			return
 		}

@@ -1,10 +1,13 @@
 package keyspec
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/subtle"
 	"fmt"
+
+	kwp "github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // Wrapping algorithms of GetParametersForImport.
@@ -19,9 +22,7 @@ const (
 
 // CheckWrapping validates a GetParametersForImport pair before any key is
 // generated. RSAES_PKCS1_V1_5 is refused as AWS has refused it since 2023;
-// SM2 exists only in AWS's China regions; RSA_AES_KEY_WRAP needs AES key
-// wrap with padding (RFC 5649), which neither the standard library nor a
-// module keyhold may use provides, and keyhold does not write it by hand.
+// SM2 exists only in AWS's China regions.
 func CheckWrapping(alg, wrappingSpec string) error {
 	switch wrappingSpec {
 	case RSA2048, RSA3072, RSA4096:
@@ -31,12 +32,10 @@ func CheckWrapping(alg, wrappingSpec string) error {
 		return errorf(Validation, "1 validation error detected: Value '%s' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, SM2]", wrappingSpec)
 	}
 	switch alg {
-	case WrapOAEPSHA1, WrapOAEPSHA256:
+	case WrapOAEPSHA1, WrapOAEPSHA256, WrapAESKeyWrap1, WrapAESKeyWrap256:
 		return nil
 	case WrapPKCS1:
 		return errorf(Validation, "The wrapping algorithm RSAES_PKCS1_V1_5 is no longer supported. Use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256.")
-	case WrapAESKeyWrap1, WrapAESKeyWrap256:
-		return errorf(Unsupported, "The wrapping algorithm %s is not supported by keyhold yet; use RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.", alg)
 	case WrapSM2PKE:
 		return errorf(Validation, "The wrapping algorithm SM2PKE is supported only in China Regions.")
 	}
@@ -60,21 +59,61 @@ func NewWrappingKey(wrappingSpec string) (privDER, pubDER []byte, err error) {
 	return privDER, pubDER, err
 }
 
+// wrapHash is the OAEP hash (and MGF1 hash) of a wrapping algorithm.
+func wrapHash(alg string) crypto.Hash {
+	switch alg {
+	case WrapOAEPSHA1, WrapAESKeyWrap1:
+		return crypto.SHA1
+	}
+	return crypto.SHA256
+}
+
+// aesWrapKeyLen is the size of the ephemeral AES key of the RSA_AES wrapping
+// algorithms: AWS asks for a 256-bit key (openssl's id-aes256-wrap-pad).
+const aesWrapKeyLen = 32
+
 // Unwrap recovers imported key material wrapped with the wrapping key's
-// public half. A failure is InvalidCiphertext (AWS's answer for wrapped
-// material that does not decrypt).
+// public half. RSAES_OAEP_*: the material itself is OAEP-encrypted.
+// RSA_AES_KEY_WRAP_*: an ephemeral AES-256 key, OAEP-encrypted (as long as
+// the wrapping key's modulus), is followed by the material wrapped under it
+// with AES key wrap with padding (RFC 5649, tink's KWP). A failure is
+// InvalidCiphertext (AWS's answer for wrapped material that does not
+// decrypt).
 func Unwrap(wrappingSpec string, wrappingPrivDER []byte, alg string, wrapped []byte) ([]byte, error) {
 	if err := CheckWrapping(alg, wrappingSpec); err != nil {
 		return nil, err
 	}
-	h, _ := oaepHash(alg)
 	k, err := ParsePrivate(wrappingSpec, wrappingPrivDER)
 	if err != nil {
 		return nil, errorf(Internal, "keyspec: wrapping key: %v", err)
 	}
-	pt, err := rsa.DecryptOAEP(h.New(), nil, k.(*rsa.PrivateKey), wrapped, nil)
+	priv := k.(*rsa.PrivateKey)
+	bad := errorf(InvalidCiphertext, "The wrapped key material could not be decrypted with the import token's wrapping key and %s.", alg)
+	h := wrapHash(alg)
+	if alg == WrapOAEPSHA1 || alg == WrapOAEPSHA256 {
+		pt, err := rsa.DecryptOAEP(h.New(), nil, priv, wrapped, nil)
+		if err != nil {
+			return nil, bad
+		}
+		return pt, nil
+	}
+	n := priv.Size()
+	if len(wrapped) <= n {
+		return nil, bad
+	}
+	aesKey, err := rsa.DecryptOAEP(h.New(), nil, priv, wrapped[:n], nil)
+	if err != nil || len(aesKey) != aesWrapKeyLen {
+		clear(aesKey)
+		return nil, bad
+	}
+	defer clear(aesKey)
+	w, err := kwp.NewKWP(aesKey)
 	if err != nil {
-		return nil, errorf(InvalidCiphertext, "The wrapped key material could not be decrypted with the import token's wrapping key and %s.", alg)
+		return nil, bad
+	}
+	pt, err := w.Unwrap(wrapped[n:])
+	if err != nil {
+		return nil, bad
 	}
 	return pt, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha3"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -221,7 +223,6 @@ func TestSignRejects(t *testing.T) {
 		{"ed25519ph raw", Ed25519, edPriv, "ED25519_PH_SHA_512", MessageRaw, []byte("x"), Validation},
 		{"mldsa digest", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageDigest, make([]byte, 32), Validation},
 		{"mldsa mu length", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageExternalMu, make([]byte, 32), Validation},
-		{"mldsa mu", MLDSA44, mlPriv, "ML_DSA_SHAKE_256", MessageExternalMu, make([]byte, 64), Unsupported},
 		{"bad type", RSA2048, rsaPriv, "RSASSA_PSS_SHA_256", "HASHED", []byte("x"), Validation},
 	}
 	for _, c := range cases {
@@ -452,7 +453,7 @@ func TestImportUnwrap(t *testing.T) {
 	if _, err := Unwrap(RSA2048, wpriv, WrapOAEPSHA256, []byte("garbage")); kindOf(err) != InvalidCiphertext {
 		t.Fatalf("garbage: %v", err)
 	}
-	if err := CheckWrapping(WrapAESKeyWrap256, RSA4096); kindOf(err) != Unsupported {
+	if err := CheckWrapping(WrapAESKeyWrap256, RSA4096); err != nil {
 		t.Fatalf("key wrap: %v", err)
 	}
 	if err := CheckWrapping(WrapPKCS1, RSA2048); kindOf(err) != Validation {
@@ -467,5 +468,133 @@ func TestImportUnwrap(t *testing.T) {
 	}
 	if _, err := CheckImported(P384, ecPriv); kindOf(err) != Validation {
 		t.Fatalf("P-256 key as P-384: %v", err)
+	}
+}
+
+// TestImportRSAAESKeyWrapWithOpenSSL wraps key material outside keyhold the
+// way AWS's developer guide tells users to (openssl pkeyutl OAEP-encrypts an
+// ephemeral AES-256 key under the wrapping public key, openssl enc
+// -id-aes256-wrap-pad wraps the material with it, the two are
+// concatenated) and checks that Unwrap recovers it, for every kind of
+// material: symmetric, HMAC, RSA, ECC, Ed25519 and ML-DSA private keys.
+func TestImportRSAAESKeyWrapWithOpenSSL(t *testing.T) {
+	bin := openssl(t)
+	dir := t.TempDir()
+	wrapping := map[string][]byte{}
+	for _, ws := range []string{RSA2048, RSA3072} {
+		priv, pub, err := NewWrappingKey(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrapping[ws] = priv
+		if err := os.WriteFile(filepath.Join(dir, ws+".der"), pub, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	specs := []string{SymmetricKey, HMAC224, HMAC512, RSA2048, RSA4096, P256, P521, Secp256k1, Ed25519, MLDSA65}
+	for i, spec := range specs {
+		material, _ := gen(t, spec)
+		for j, alg := range []string{WrapAESKeyWrap1, WrapAESKeyWrap256} {
+			ws := []string{RSA2048, RSA3072}[(i+j)%2]
+			t.Run(spec+"/"+alg+"/"+ws, func(t *testing.T) {
+				md := "sha256"
+				if alg == WrapAESKeyWrap1 {
+					md = "sha1"
+				}
+				aesKey := make([]byte, 32)
+				rand.Read(aesKey)
+				sub := t.TempDir()
+				keyFile, matFile := filepath.Join(sub, "aes.bin"), filepath.Join(sub, "material.bin")
+				os.WriteFile(keyFile, aesKey, 0o600)
+				os.WriteFile(matFile, material, 0o600)
+				run(t, bin, "pkeyutl", "-encrypt", "-in", keyFile, "-out", filepath.Join(sub, "aes.wrapped"),
+					"-inkey", filepath.Join(dir, ws+".der"), "-keyform", "DER", "-pubin",
+					"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:"+md, "-pkeyopt", "rsa_mgf1_md:"+md)
+				run(t, bin, "enc", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(aesKey), "-iv", "A65959A6",
+					"-in", matFile, "-out", filepath.Join(sub, "material.wrapped"))
+				a, _ := os.ReadFile(filepath.Join(sub, "aes.wrapped"))
+				b, _ := os.ReadFile(filepath.Join(sub, "material.wrapped"))
+				got, err := Unwrap(ws, wrapping[ws], alg, append(a, b...))
+				if err != nil {
+					t.Fatalf("Unwrap: %v", err)
+				}
+				if !bytes.Equal(got, material) {
+					t.Fatalf("unwrapped material differs")
+				}
+				if _, err := CheckImported(spec, got); err != nil {
+					t.Fatalf("CheckImported: %v", err)
+				}
+				// A flipped bit in the AES-wrapped part fails the RFC 5649
+				// integrity check; the OAEP part alone is not enough.
+				bad := append(append([]byte{}, a...), b...)
+				bad[len(bad)-1] ^= 1
+				if _, err := Unwrap(ws, wrapping[ws], alg, bad); kindOf(err) != InvalidCiphertext {
+					t.Fatalf("tampered: %v", err)
+				}
+				if _, err := Unwrap(ws, wrapping[ws], alg, a); kindOf(err) != InvalidCiphertext {
+					t.Fatalf("OAEP part only: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// externalMu computes ML-DSA's message representative the way a client
+// does before calling Sign with MessageType EXTERNAL_MU (FIPS 204,
+// Algorithm 7 line 6, empty context): SHAKE256(SHAKE256(pk, 64) || 0 || 0 || M, 64).
+func externalMu(pk, msg []byte) []byte {
+	tr := sha3.SumSHAKE256(pk, 64)
+	h := sha3.NewSHAKE256()
+	h.Write(tr)
+	h.Write([]byte{0, 0})
+	h.Write(msg)
+	mu := make([]byte, 64)
+	h.Read(mu)
+	return mu
+}
+
+func TestExternalMu(t *testing.T) {
+	msg := bytes.Repeat([]byte("a message longer than Sign's 4096-byte limit "), 200)
+	for _, spec := range []string{MLDSA44, MLDSA65, MLDSA87} {
+		t.Run(spec, func(t *testing.T) {
+			priv, pubDER := gen(t, spec)
+			pk, err := pki.UnmarshalPKIXPublicKey(pubDER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := pk.MarshalBinary()
+			mu := externalMu(raw, msg)
+			p, err := Load(spec, priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sign := range []func() ([]byte, error){
+				func() ([]byte, error) { return p.Sign("ML_DSA_SHAKE_256", MessageExternalMu, mu) },
+				func() ([]byte, error) { return Sign(spec, priv, "ML_DSA_SHAKE_256", MessageExternalMu, mu) },
+			} {
+				sig, err := sign()
+				if err != nil {
+					t.Fatalf("Sign(EXTERNAL_MU): %v", err)
+				}
+				// The signature of mu is the signature of the message:
+				// circl verifies it from the message itself.
+				if !pk.Scheme().Verify(pk, msg, sig, nil) {
+					t.Fatal("circl rejects the signature made from mu")
+				}
+				if err := p.Verify("ML_DSA_SHAKE_256", MessageExternalMu, mu, sig); kindOf(err) != Unsupported {
+					t.Fatalf("Verify(EXTERNAL_MU) = %v, want Unsupported", err)
+				}
+				if err := Verify(spec, pubDER, "ML_DSA_SHAKE_256", MessageExternalMu, mu, sig); kindOf(err) != Unsupported {
+					t.Fatalf("package Verify(EXTERNAL_MU) = %v, want Unsupported", err)
+				}
+			}
+			// A different mu gives a signature that does not verify.
+			other := slices.Clone(mu)
+			other[0] ^= 1
+			sig, _ := p.Sign("ML_DSA_SHAKE_256", MessageExternalMu, other)
+			if pk.Scheme().Verify(pk, msg, sig, nil) {
+				t.Fatal("signature of another mu verifies")
+			}
+		})
 	}
 }

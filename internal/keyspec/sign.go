@@ -67,10 +67,7 @@ func prepare(spec, alg, msgType string, msg []byte) ([]byte, error) {
 			if len(msg) != 64 {
 				return nil, errorf(Validation, "An EXTERNAL_MU message must be 64 bytes long.")
 			}
-			// circl signs and verifies only from the message; it has no
-			// entry point for a caller-computed mu, and keyhold will not
-			// reimplement ML-DSA's internals.
-			return nil, errorf(Unsupported, "MessageType EXTERNAL_MU is not supported by keyhold yet; sign the RAW message.")
+			return msg, nil
 		}
 		return nil, errorf(Validation, "The ML_DSA_SHAKE_256 signing algorithm supports MessageType RAW and EXTERNAL_MU.")
 	}
@@ -99,11 +96,11 @@ func Sign(spec string, privDER []byte, alg, msgType string, msg []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	k, err := ParsePrivate(spec, privDER)
+	p, err := Load(spec, privDER)
 	if err != nil {
 		return nil, err
 	}
-	return signWith(k, alg, tbs)
+	return p.signPrepared(alg, msgType, tbs)
 }
 
 func signWith(k crypto.Signer, alg string, tbs []byte) ([]byte, error) {
@@ -141,12 +138,26 @@ func signWith(k crypto.Signer, alg string, tbs []byte) ([]byte, error) {
 	return sig, nil
 }
 
+// errVerifyMu answers Verify with MessageType EXTERNAL_MU. Signing from a
+// caller's mu is ML-DSA's external-mu entry point, which filippo.io/mldsa
+// (the standard library's ML-DSA, packaged for Go 1.26) exports; verifying
+// from mu is not exported by it, by circl or by the standard library, and
+// keyhold writes no ML-DSA internals by hand. A signature made from mu is an
+// ordinary ML-DSA signature of the message, so it verifies with
+// MessageType RAW and the message, or offline with the public key.
+func errVerifyMu() error {
+	return errorf(Unsupported, "Verify with MessageType EXTERNAL_MU is not supported by keyhold: verify the signature with MessageType RAW and the message, or offline with the public key from GetPublicKey.")
+}
+
 // Verify checks a signature with the public key (DER SubjectPublicKeyInfo)
 // of spec. A wrong signature is an Error of Kind InvalidSignature.
 func Verify(spec string, pubDER []byte, alg, msgType string, msg, sig []byte) error {
 	tbs, err := prepare(spec, alg, msgType, msg)
 	if err != nil {
 		return err
+	}
+	if msgType == MessageExternalMu {
+		return errVerifyMu()
 	}
 	pub, err := ParsePublic(spec, pubDER)
 	if err != nil {

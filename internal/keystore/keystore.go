@@ -246,6 +246,15 @@ type Repeater interface {
 	Repeats(existing Store, state, name string, given Settings) bool
 }
 
+// Joiner is implemented by drivers whose Connect changes what the store
+// shares with other keyhold replicas (CloudHSM rotates kmsuser's
+// password). Join opens this process's own connection to a store another
+// replica connected, changing nothing shared; it returns Connect's errors.
+// Drivers without it are joined with Connect.
+type Joiner interface {
+	Join(ctx context.Context, s Store) error
+}
+
 // Randomness is implemented by drivers whose stores can generate random
 // bytes (GenerateRandom with CustomKeyStoreId: CloudHSM).
 type Randomness interface {

@@ -145,45 +145,52 @@ func (s *Service) liveKey(ctx context.Context, c Request, keyID, usage string) (
 	return k, s.usableAs(k, usage)
 }
 
-// Sign signs with a SIGN_VERIFY key.
-func (s *Service) Sign(ctx context.Context, c Request, in SignInput) (SignOutput, error) {
-	k, err := s.liveKey(ctx, c, in.KeyID, UsageSignVerify)
+// useCapability is the shared path of the operations that run on an
+// optional key store capability (Sign, Verify, GenerateMac, VerifyMac,
+// DeriveSharedSecret): resolve a live key of usage, answer DryRun, find
+// capability T, run fn, map its error and record the use. It returns the
+// key's ARN.
+func useCapability[T any](ctx context.Context, s *Service, c Request, op, keyID, usage string, dry bool, fn func(T, keystore.KeyRef) error) (string, error) {
+	k, err := s.liveKey(ctx, c, keyID, usage)
 	if err != nil {
-		return SignOutput{}, err
+		return "", err
 	}
-	if in.DryRun {
-		return SignOutput{}, dryRun()
+	if dry {
+		return "", dryRun()
 	}
-	sg, err := capability[keystore.Signer](s, k)
+	cp, err := capability[T](s, k)
 	if err != nil {
-		return SignOutput{}, err
+		return "", err
 	}
-	sig, err := sg.Sign(ctx, s.keyRef(k), in.Algorithm, in.MessageType, in.Message)
-	if err != nil {
-		return SignOutput{}, s.specErr("Sign", k, err)
+	if err := fn(cp, s.keyRef(k)); err != nil {
+		return "", s.specErr(op, k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return SignOutput{KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm, Signature: sig}, nil
+	return s.keyARN(k.AccountID, k.ID), nil
+}
+
+// Sign signs with a SIGN_VERIFY key.
+func (s *Service) Sign(ctx context.Context, c Request, in SignInput) (SignOutput, error) {
+	var sig []byte
+	arn, err := useCapability(ctx, s, c, "Sign", in.KeyID, UsageSignVerify, in.DryRun, func(sg keystore.Signer, ref keystore.KeyRef) (err error) {
+		sig, err = sg.Sign(ctx, ref, in.Algorithm, in.MessageType, in.Message)
+		return err
+	})
+	if err != nil {
+		return SignOutput{}, err
+	}
+	return SignOutput{KeyARN: arn, Algorithm: in.Algorithm, Signature: sig}, nil
 }
 
 // Verify checks a signature; a wrong one is KMSInvalidSignatureException.
 func (s *Service) Verify(ctx context.Context, c Request, in SignInput) (SignOutput, error) {
-	k, err := s.liveKey(ctx, c, in.KeyID, UsageSignVerify)
+	arn, err := useCapability(ctx, s, c, "Verify", in.KeyID, UsageSignVerify, in.DryRun, func(sg keystore.Signer, ref keystore.KeyRef) error {
+		return sg.Verify(ctx, ref, in.Algorithm, in.MessageType, in.Message, in.Signature)
+	})
 	if err != nil {
 		return SignOutput{}, err
 	}
-	if in.DryRun {
-		return SignOutput{}, dryRun()
-	}
-	sg, err := capability[keystore.Signer](s, k)
-	if err != nil {
-		return SignOutput{}, err
-	}
-	if err := sg.Verify(ctx, s.keyRef(k), in.Algorithm, in.MessageType, in.Message, in.Signature); err != nil {
-		return SignOutput{}, s.specErr("Verify", k, err)
-	}
-	s.recordUse(ctx, c, k)
-	return SignOutput{KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return SignOutput{KeyARN: arn, Algorithm: in.Algorithm}, nil
 }
 
 // PublicKeyOutput is GetPublicKey's result.
@@ -224,23 +231,15 @@ type DeriveSharedSecretInput struct {
 
 // DeriveSharedSecret runs ECDH with a KEY_AGREEMENT key.
 func (s *Service) DeriveSharedSecret(ctx context.Context, c Request, in DeriveSharedSecretInput) ([]byte, string, error) {
-	k, err := s.liveKey(ctx, c, in.KeyID, UsageKeyAgreement)
+	var secret []byte
+	arn, err := useCapability(ctx, s, c, "DeriveSharedSecret", in.KeyID, UsageKeyAgreement, in.DryRun, func(ka keystore.KeyAgreer, ref keystore.KeyRef) (err error) {
+		secret, err = ka.DeriveSharedSecret(ctx, ref, in.Algorithm, in.PublicKey)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	if in.DryRun {
-		return nil, "", dryRun()
-	}
-	ka, err := capability[keystore.KeyAgreer](s, k)
-	if err != nil {
-		return nil, "", err
-	}
-	secret, err := ka.DeriveSharedSecret(ctx, s.keyRef(k), in.Algorithm, in.PublicKey)
-	if err != nil {
-		return nil, "", s.specErr("DeriveSharedSecret", k, err)
-	}
-	s.recordUse(ctx, c, k)
-	return secret, s.keyARN(k.AccountID, k.ID), nil
+	return secret, arn, nil
 }
 
 // MacInput holds GenerateMac's and VerifyMac's parameters.
@@ -252,43 +251,22 @@ type MacInput struct {
 
 // GenerateMac computes an HMAC with a GENERATE_VERIFY_MAC key.
 func (s *Service) GenerateMac(ctx context.Context, c Request, in MacInput) ([]byte, string, error) {
-	k, err := s.liveKey(ctx, c, in.KeyID, UsageGenerateVerify)
+	var mac []byte
+	arn, err := useCapability(ctx, s, c, "GenerateMac", in.KeyID, UsageGenerateVerify, in.DryRun, func(m keystore.MACer, ref keystore.KeyRef) (err error) {
+		mac, err = m.GenerateMAC(ctx, ref, in.Algorithm, in.Message)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	if in.DryRun {
-		return nil, "", dryRun()
-	}
-	m, err := capability[keystore.MACer](s, k)
-	if err != nil {
-		return nil, "", err
-	}
-	mac, err := m.GenerateMAC(ctx, s.keyRef(k), in.Algorithm, in.Message)
-	if err != nil {
-		return nil, "", s.specErr("GenerateMac", k, err)
-	}
-	s.recordUse(ctx, c, k)
-	return mac, s.keyARN(k.AccountID, k.ID), nil
+	return mac, arn, nil
 }
 
 // VerifyMac checks an HMAC; a wrong one is KMSInvalidMacException.
 func (s *Service) VerifyMac(ctx context.Context, c Request, in MacInput) (string, error) {
-	k, err := s.liveKey(ctx, c, in.KeyID, UsageGenerateVerify)
-	if err != nil {
-		return "", err
-	}
-	if in.DryRun {
-		return "", dryRun()
-	}
-	m, err := capability[keystore.MACer](s, k)
-	if err != nil {
-		return "", err
-	}
-	if err := m.VerifyMAC(ctx, s.keyRef(k), in.Algorithm, in.Message, in.Mac); err != nil {
-		return "", s.specErr("VerifyMac", k, err)
-	}
-	s.recordUse(ctx, c, k)
-	return s.keyARN(k.AccountID, k.ID), nil
+	return useCapability(ctx, s, c, "VerifyMac", in.KeyID, UsageGenerateVerify, in.DryRun, func(m keystore.MACer, ref keystore.KeyRef) error {
+		return m.VerifyMAC(ctx, ref, in.Algorithm, in.Message, in.Mac)
+	})
 }
 
 // DataKeyPairInput holds GenerateDataKeyPair's parameters.

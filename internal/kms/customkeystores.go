@@ -716,7 +716,7 @@ func (c *customKeyStores) saveSecret(ctx context.Context, rec store.CustomKeySto
 // release drops a store's live connection (logout for CloudHSM).
 func (c *customKeyStores) release(ctx context.Context, rec store.CustomKeyStore) {
 	if drv, err := c.driver(rec.Type); err == nil {
-		if err := drv.Disconnect(ctx, keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type}); err != nil {
+		if err := drv.Disconnect(ctx, keystore.Store{AccountID: rec.AccountID, ID: rec.ID, Name: rec.Name, Type: rec.Type, Config: c.config(rec)}); err != nil {
 			c.s.log.Warn("custom key store disconnect", "store", rec.ID, "err", err)
 		}
 	}

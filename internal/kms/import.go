@@ -24,9 +24,11 @@ const (
 	importTokenLen     = 1 + 16 + 16 // version | key id | token id
 	importTokenTTL     = 24 * time.Hour
 
-	ExpiresModel      = "KEY_MATERIAL_EXPIRES"
-	DoesNotExpire     = "KEY_MATERIAL_DOES_NOT_EXPIRE"
-	ImportNewMaterial = "NEW_KEY_MATERIAL"
+	ExpiresModel           = "KEY_MATERIAL_EXPIRES"
+	DoesNotExpire          = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+	ImportNewMaterial      = "NEW_KEY_MATERIAL"
+	ImportExistingMaterial = "EXISTING_KEY_MATERIAL"
+	MaterialPending        = "PENDING_ROTATION"
 )
 
 // ImportParameters is GetParametersForImport's result.
@@ -109,8 +111,47 @@ func materialDigest(keyID string, material []byte) []byte {
 	return h.Sum(nil)
 }
 
+// allImported says whether every material bound to the key (all but the
+// ones pending rotation) is present: only then may the key be Enabled.
+func allImported(k *store.Key) bool {
+	for _, m := range k.Materials {
+		if !m.Pending && len(m.Sealed) == 0 {
+			return false
+		}
+	}
+	return len(k.SealedMaterial) > 0
+}
+
+// checkImportOptions validates the options AWS allows only for symmetric
+// encryption keys and resolves the default ImportType.
+func (s *Service) checkImportOptions(k store.Key, in ImportInput) (string, error) {
+	switch in.ImportType {
+	case "", ImportNewMaterial, ImportExistingMaterial:
+	default:
+		return "", errorf(Validation, "1 validation error detected: Value '%s' at 'importType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]", in.ImportType)
+	}
+	if k.KeySpec != SpecSymmetric && (in.ImportType != "" || in.KeyMaterialID != "" || in.Description != "") {
+		return "", errorf(Validation, "ImportType, KeyMaterialId and KeyMaterialDescription are valid only for symmetric encryption KMS keys; %s has KeySpec %s.", s.keyARN(k.AccountID, k.ID), k.KeySpec)
+	}
+	typ := in.ImportType
+	if typ == "" {
+		typ = ImportExistingMaterial
+		if len(k.Materials) == 0 {
+			typ = ImportNewMaterial
+		}
+	}
+	if typ == ImportNewMaterial && in.KeyMaterialID != "" {
+		return "", errorf(Validation, "KeyMaterialId cannot be specified when ImportType is NEW_KEY_MATERIAL.")
+	}
+	return typ, nil
+}
+
 // ImportKeyMaterial imports wrapped material; it returns the key ARN and
-// the key material id.
+// the key material id. The first import binds the material to the key;
+// EXISTING_KEY_MATERIAL re-imports material the key already has (after
+// deletion or expiry, or to change its expiration); NEW_KEY_MATERIAL on a
+// symmetric key that has material adds material PENDING_ROTATION, which
+// RotateKeyOnDemand makes current.
 func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInput) (string, []byte, error) {
 	model := in.ExpirationModel
 	if model == "" {
@@ -129,6 +170,9 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	}
 	k, err := s.externalKey(ctx, c, in.KeyID)
 	if err != nil {
+		return "", nil, err
+	}
+	if _, err := s.checkImportOptions(k, in); err != nil {
 		return "", nil, err
 	}
 	id, _ := blob.ParseUUID(k.ID)
@@ -160,26 +204,35 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 		if k.State == StatePendingDeletion {
 			return s.pendingDeletion(*k)
 		}
+		typ, err := s.checkImportOptions(*k, in)
+		if err != nil {
+			return err
+		}
+		arn := s.keyARN(k.AccountID, k.ID)
 		idx := -1
 		for i, m := range k.Materials {
 			if subtle.ConstantTimeCompare(m.Digest, digest) == 1 {
 				idx = i
 			}
 		}
-		if idx < 0 && len(k.Materials) > 0 {
-			if in.ImportType == ImportNewMaterial {
-				return errorf(UnsupportedOperation, "Importing new key material into a key that already has key material (rotation of imported keys) is not supported by keyhold yet.")
-			}
-			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", s.keyARN(k.AccountID, k.ID))
-		}
-		if in.KeyMaterialID != "" && idx >= 0 && in.KeyMaterialID != hex.EncodeToString(k.Materials[idx].ID) {
-			return errorf(IncorrectKeyMaterial, "The key material does not match key material id %s.", in.KeyMaterialID)
-		}
 		var m store.KeyMaterial
-		if idx >= 0 {
+		switch {
+		case idx >= 0 && typ == ImportNewMaterial:
+			return errorf(Validation, "This key material is already associated with %s (key material %s); import it with ImportType EXISTING_KEY_MATERIAL.", arn, FormatMaterialID(k.Materials[idx].ID))
+		case idx >= 0:
+			if in.KeyMaterialID != "" && in.KeyMaterialID != FormatMaterialID(k.Materials[idx].ID) {
+				return errorf(IncorrectKeyMaterial, "The key material does not match key material id %s.", in.KeyMaterialID)
+			}
 			m = k.Materials[idx]
-		} else {
-			m = store.KeyMaterial{Created: s.now().UTC().Truncate(time.Millisecond), Digest: digest}
+		case typ == ImportExistingMaterial || len(k.Materials) > 0 && k.KeySpec != SpecSymmetric:
+			return errorf(IncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", arn)
+		default: // new material
+			for _, p := range k.Materials {
+				if p.Pending {
+					return errorf(InvalidState, "%s already has key material %s pending rotation; rotate it in with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first.", arn, FormatMaterialID(p.ID))
+				}
+			}
+			m = store.KeyMaterial{Created: s.now().UTC().Truncate(time.Millisecond), Digest: digest, Pending: len(k.Materials) > 0}
 			m.ID = make([]byte, 16)
 			if _, err := rand.Read(m.ID); err != nil {
 				return internal("ImportKeyMaterial", err)
@@ -189,7 +242,10 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 		if err != nil {
 			return internal("ImportKeyMaterial", err)
 		}
-		m.Sealed, m.ExpirationModel, m.ValidTo, m.Description = sealed, model, in.ValidTo.UTC(), in.Description
+		m.Sealed, m.ExpirationModel, m.ValidTo = sealed, model, in.ValidTo.UTC()
+		if in.Description != "" {
+			m.Description = in.Description // else kept from the last import, as AWS does
+		}
 		if model == DoesNotExpire {
 			m.ValidTo = time.Time{}
 		}
@@ -198,8 +254,10 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 		} else {
 			k.Materials = append(k.Materials, m)
 		}
-		k.BackingKeyID, k.SealedMaterial = m.ID, sealed
-		if k.State == StatePendingImport {
+		if !m.Pending && (len(k.BackingKeyID) == 0 || string(k.BackingKeyID) == string(m.ID)) {
+			k.BackingKeyID, k.SealedMaterial = m.ID, sealed
+		}
+		if k.State == StatePendingImport && allImported(k) {
 			k.State = StateEnabled
 		}
 		materialID = m.ID
@@ -212,8 +270,12 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	return s.keyARN(k.AccountID, k.ID), materialID, nil
 }
 
-// DeleteImportedKeyMaterial deletes imported material (all of it, or the
-// one named) and returns the key to PendingImport.
+// DeleteImportedKeyMaterial deletes imported material: the current
+// material when materialID is empty, else the one named. Deleting material
+// bound to the key (current or an earlier one) returns the key to
+// PendingImport until it is imported again; material pending rotation is
+// removed outright (it was never used). It returns the key ARN and the id
+// of the material deleted.
 func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyID, materialID string) (string, []byte, error) {
 	k, err := s.externalKey(ctx, c, keyID)
 	if err != nil {
@@ -224,23 +286,28 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		if k.State == StatePendingDeletion {
 			return s.pendingDeletion(*k)
 		}
-		found := materialID == ""
+		idx := -1
 		for i := range k.Materials {
-			if materialID == "" || hex.EncodeToString(k.Materials[i].ID) == materialID {
-				k.Materials[i].Sealed = nil
-				deleted, found = k.Materials[i].ID, true
+			if materialID == "" && string(k.Materials[i].ID) == string(k.BackingKeyID) || materialID != "" && FormatMaterialID(k.Materials[i].ID) == materialID {
+				idx = i
 			}
 		}
-		if !found {
+		if idx < 0 {
+			if materialID == "" {
+				return errorf(InvalidState, "%s has no key material to delete.", s.keyARN(k.AccountID, k.ID))
+			}
 			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, s.keyARN(k.AccountID, k.ID))
 		}
-		if materialID == "" || materialID == hex.EncodeToString(k.BackingKeyID) {
-			k.SealedMaterial = nil
-			deleted = k.BackingKeyID
-			if k.State != StatePendingDeletion {
-				k.State = StatePendingImport
-			}
+		deleted = k.Materials[idx].ID
+		if k.Materials[idx].Pending {
+			k.Materials = append(k.Materials[:idx], k.Materials[idx+1:]...)
+			return nil
 		}
+		k.Materials[idx].Sealed = nil
+		if string(deleted) == string(k.BackingKeyID) {
+			k.SealedMaterial = nil
+		}
+		k.State = StatePendingImport
 		return nil
 	})
 	if err != nil {
@@ -251,7 +318,9 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 }
 
 // expireImported deletes imported material whose ValidTo has passed; it
-// reports whether anything changed.
+// reports whether anything changed. Expired material bound to the key
+// makes the key PendingImport; expired material pending rotation just
+// waits to be imported again.
 func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 	changed := false
 	for i, m := range k.Materials {
@@ -260,9 +329,9 @@ func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 			changed = true
 			if string(m.ID) == string(k.BackingKeyID) {
 				k.SealedMaterial = nil
-				if k.State != StatePendingDeletion {
-					k.State = StatePendingImport
-				}
+			}
+			if !m.Pending && k.State != StatePendingDeletion {
+				k.State = StatePendingImport
 			}
 		}
 	}
@@ -270,4 +339,16 @@ func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 		s.soft.Forget(k.ID)
 	}
 	return changed
+}
+
+// FormatMaterialID renders a key material id as the model's BackingKeyIdType
+// (64 lowercase hex digits). keyhold's ids are 16 bytes (the width of the
+// ciphertext blob's field); the other 32 digits are a SHA-256 check of them,
+// so the rendering is fixed per material and a mistyped id never matches.
+func FormatMaterialID(id []byte) string {
+	if len(id) != 16 {
+		return hex.EncodeToString(id)
+	}
+	sum := sha256.Sum256(append([]byte("keyhold key material id:"), id...))
+	return hex.EncodeToString(id) + hex.EncodeToString(sum[:16])
 }

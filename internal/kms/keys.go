@@ -213,7 +213,7 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 		m.DeletionDate = k.DeletionDate
 	}
 	if (k.Origin == OriginAWSKMS || k.Origin == OriginExternal) && len(k.BackingKeyID) > 0 {
-		m.CurrentKeyMaterialID = fmt.Sprintf("%x", k.BackingKeyID)
+		m.CurrentKeyMaterialID = FormatMaterialID(k.BackingKeyID)
 	}
 	m.KeyManager = k.KeyManager
 	if m.KeyManager == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/store"
 )
 
@@ -129,7 +130,7 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 // connected; the stored state stays that replica's business.
 func (c *customKeyStores) connectLocal(rec store.CustomKeyStore, gen int) {
 	bg := c.s.bg
-	code := c.connect(bg, rec)
+	code := c.join(bg, rec)
 	state := Connected
 	if code != "" {
 		state = Failed
@@ -173,4 +174,29 @@ func (c *customKeyStores) followAll() {
 			}
 		}
 	}()
+}
+
+// join opens this replica's own connection to a store another replica
+// connected (keystore.Joiner: without changing what they share); it
+// returns "" or a ConnectionErrorCode.
+func (c *customKeyStores) join(ctx context.Context, rec store.CustomKeyStore) string {
+	drv, err := c.driver(rec.Type)
+	if err != nil {
+		return "INTERNAL_ERROR"
+	}
+	j, ok := drv.(keystore.Joiner)
+	if !ok {
+		return c.connect(ctx, rec)
+	}
+	view, err := c.view(rec)
+	if err != nil {
+		return "INTERNAL_ERROR"
+	}
+	if err := j.Join(ctx, view); err != nil {
+		code := keystore.ConnectionCode(err)
+		c.s.log.Info("custom key store session of this replica failed", "store", rec.ID, "type", rec.Type, "code", code, "err", err)
+		return code
+	}
+	c.startMonitor()
+	return ""
 }

@@ -18,7 +18,7 @@ const (
 	defaultRotationDays  = 365
 	minRotationDays      = 90
 	maxRotationDays      = 2560
-	maxOnDemandRotations = 10
+	maxOnDemandRotations = 25 // the model: "a maximum of 25 times per KMS key"
 	day                  = 24 * time.Hour
 )
 
@@ -162,13 +162,20 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string
 		default:
 			return errorf(InvalidState, "%s is %s.", s.keyARN(k.AccountID, k.ID), stateWords(*k))
 		}
-		if err := s.rotatable(*k); err != nil {
-			return err
+		imported := k.Origin == OriginExternal && k.CustomKeyStoreID == "" && k.KeySpec == SpecSymmetric
+		if !imported {
+			if err := s.rotatable(*k); err != nil {
+				return err
+			}
 		}
 		if k.Rotation.OnDemandCount >= maxOnDemandRotations {
 			return errorf(LimitExceeded, "%s has reached the limit of %d on-demand rotations.", s.keyARN(k.AccountID, k.ID), maxOnDemandRotations)
 		}
-		if err := s.rotate(k, RotationOnDemand); err != nil {
+		if imported {
+			if err := s.rotateImported(k); err != nil {
+				return err
+			}
+		} else if err := s.rotate(k, RotationOnDemand); err != nil {
 			return err
 		}
 		k.Rotation.OnDemandCount++
@@ -198,13 +205,32 @@ func (s *Service) rotate(k *store.Key, rotationType string) error {
 	return nil
 }
 
+// rotateImported makes the imported material pending rotation current
+// (RotateKeyOnDemand on a symmetric key with imported material); the
+// material it replaces stays for decryption.
+func (s *Service) rotateImported(k *store.Key) error {
+	for i := range k.Materials {
+		m := &k.Materials[i]
+		if !m.Pending {
+			continue
+		}
+		if len(m.Sealed) == 0 {
+			return errorf(InvalidState, "Key material %s of %s pending rotation has expired or was deleted; import it again before rotating.", FormatMaterialID(m.ID), s.keyARN(k.AccountID, k.ID))
+		}
+		m.Pending, m.RotationType, m.Created = false, RotationOnDemand, s.now().UTC().Truncate(time.Millisecond)
+		k.BackingKeyID, k.SealedMaterial = m.ID, m.Sealed
+		return nil
+	}
+	return errorf(InvalidState, "%s has imported key material and no new key material in PENDING_ROTATION state. Import new key material with ImportKeyMaterial (ImportType NEW_KEY_MATERIAL) before rotating on demand.", s.keyARN(k.AccountID, k.ID))
+}
+
 // RotationEntry is one ListKeyRotations row.
 type RotationEntry struct {
 	KeyARN          string
 	MaterialID      []byte
 	Date            time.Time
 	Type            string
-	State           string // CURRENT | NON_CURRENT (with IncludeKeyMaterial)
+	State           string // CURRENT | NON_CURRENT | PENDING_ROTATION
 	ImportState     string
 	ExpirationModel string
 	ValidTo         time.Time
@@ -229,19 +255,21 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Request, keyID string,
 		}
 	}
 	var all []RotationEntry
-	for i, m := range k.Materials {
-		if i == 0 && !includeAll && k.Origin == OriginAWSKMS {
+	for _, m := range k.Materials {
+		// ROTATIONS_ONLY lists what rotations made; ALL_KEY_MATERIAL adds
+		// the first material and imported material pending rotation.
+		if !includeAll && (m.RotationType == "" || m.Pending) {
 			continue
 		}
-		e := RotationEntry{KeyARN: s.keyARN(k.AccountID, k.ID), MaterialID: m.ID, Type: m.RotationType}
+		e := RotationEntry{KeyARN: s.keyARN(k.AccountID, k.ID), MaterialID: m.ID, Type: m.RotationType, State: MaterialNonCurr}
 		if m.RotationType != "" {
 			e.Date = m.Created
 		}
-		if includeAll {
-			e.State = MaterialNonCurr
-			if string(m.ID) == string(k.BackingKeyID) {
-				e.State = MaterialCurrent
-			}
+		switch {
+		case m.Pending:
+			e.State = MaterialPending
+		case string(m.ID) == string(k.BackingKeyID):
+			e.State = MaterialCurrent
 		}
 		if k.Origin == OriginExternal {
 			e.ImportState, e.ExpirationModel, e.ValidTo, e.Description = "IMPORTED", m.ExpirationModel, m.ValidTo, m.Description

@@ -13,16 +13,26 @@ import (
 )
 
 // SeedKeyInput is a key a seed file declares: fixed id, optionally fixed
-// material. Origin AWS_KMS only; material can be given for
-// SYMMETRIC_DEFAULT keys, other key specs are generated.
+// material. Origin AWS_KMS (material given or generated) or EXTERNAL
+// (material given: imported; absent: PendingImport). Keys of custom key
+// stores (AWS_CLOUDHSM, EXTERNAL_KEY_STORE) cannot be seeded: their
+// material lives in an HSM cluster or behind an XKS proxy.
 type SeedKeyInput struct {
 	ID          string
 	Description string
 	KeySpec     string
 	KeyUsage    string
 	Origin      string
-	// Material is the 32-byte key material; nil generates it.
+	// Material is the key material as ImportKeyMaterial takes it once
+	// unwrapped: raw bytes for SYMMETRIC_DEFAULT (32) and HMAC keys, a
+	// PKCS#8 DER private key of exactly KeySpec for asymmetric ones. nil
+	// generates it (AWS_KMS) or leaves the key PendingImport (EXTERNAL).
 	Material []byte
+	// ExpirationModel and ValidTo describe imported material (EXTERNAL),
+	// as ImportKeyMaterial's parameters do: ValidTo alone implies
+	// KEY_MATERIAL_EXPIRES.
+	ExpirationModel string
+	ValidTo         time.Time
 	// Policy is the key policy; "" is the default policy.
 	Policy   string
 	Tags     []store.Tag
@@ -31,7 +41,8 @@ type SeedKeyInput struct {
 
 // SeedKey creates a key as an operator declared it, outside of any caller's
 // authorization (the operator owns the process). It is idempotent: a key
-// that exists is left as it is and created is false.
+// that exists is left as it is and created is false. Errors name the key
+// and never hold its material.
 func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) (created bool, err error) {
 	if _, err := s.st.GetKey(ctx, account, in.ID); err == nil {
 		return false, nil
@@ -54,11 +65,19 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 	if !ok || !info.AllowsUsage(in.KeyUsage) {
 		return false, fmt.Errorf("key %s: KeySpec %s with KeyUsage %s is not a key keyhold can create", in.ID, in.KeySpec, in.KeyUsage)
 	}
-	if in.Origin != OriginAWSKMS {
-		return false, fmt.Errorf("key %s: only origin AWS_KMS can be seeded (imported and custom key store keys cannot yet)", in.ID)
+	switch in.Origin {
+	case OriginAWSKMS, OriginExternal:
+	case OriginCloudHSM, OriginXKS:
+		return false, fmt.Errorf("key %s: Origin %s cannot be seeded: the key material of a custom key store's keys lives in its HSM cluster or behind its XKS proxy, which a seed file does not create; create the store and its keys with the API once keyhold runs", in.ID, in.Origin)
+	default:
+		return false, fmt.Errorf("key %s: unknown Origin %s (want AWS_KMS or EXTERNAL)", in.ID, in.Origin)
 	}
-	if in.Material != nil && in.KeySpec != SpecSymmetric {
-		return false, fmt.Errorf("key %s: KeyMaterial can be given only for SYMMETRIC_DEFAULT keys; other key specs are generated", in.ID)
+	model, validTo, err := s.seedExpiration(in)
+	if err != nil {
+		return false, fmt.Errorf("key %s: %w", in.ID, err)
+	}
+	if in.Origin == OriginExternal && in.Material == nil && in.Disabled {
+		return false, fmt.Errorf("key %s: an EXTERNAL key without KeyMaterial is PendingImport and cannot be disabled", in.ID)
 	}
 	if err := validateTags(in.Tags); err != nil {
 		return false, fmt.Errorf("key %s: %w", in.ID, err)
@@ -74,28 +93,43 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 	if in.Disabled {
 		state = StateDisabled
 	}
+	now := s.now().UTC().Truncate(time.Millisecond)
 	k := store.Key{
-		AccountID: account, ID: in.ID, CreationDate: s.now().UTC().Truncate(time.Millisecond),
+		AccountID: account, ID: in.ID, CreationDate: now,
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
 		State: state, Policy: keyPolicy, Tags: copyTags(in.Tags),
 	}
-	if in.Material != nil {
-		if len(in.Material) != 32 {
-			return false, fmt.Errorf("key %s: KeyMaterial must be 32 bytes, not %d", in.ID, len(in.Material))
+	switch {
+	case in.Material != nil:
+		material, err := keyspec.CheckImported(in.KeySpec, in.Material)
+		if err != nil {
+			return false, fmt.Errorf("key %s: KeyMaterial: %w", in.ID, err)
 		}
+		defer clear(material)
 		// The material id is derived from the key id and the material, so
 		// that the same seed on two data directories makes keys that
 		// decrypt each other's ciphertexts (the blob names the material).
 		h := sha256.New()
 		h.Write([]byte("keyhold seed material id\x00" + in.ID + "\x00"))
-		h.Write(in.Material)
-		k.BackingKeyID = h.Sum(nil)[:16]
-		k.SealedMaterial, err = s.soft.SealKeyMaterial(in.ID, k.BackingKeyID, in.Material)
-	} else {
-		k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(in.ID, in.KeySpec)
-	}
-	if err != nil {
-		return false, fmt.Errorf("key %s: %w", in.ID, err)
+		h.Write(material)
+		m := store.KeyMaterial{ID: h.Sum(nil)[:16], Created: now}
+		if m.Sealed, err = s.soft.SealKeyMaterial(in.ID, m.ID, material); err != nil {
+			return false, fmt.Errorf("key %s: %w", in.ID, err)
+		}
+		if in.Origin == OriginExternal {
+			// As ImportKeyMaterial records it: re-importing the same
+			// material later is recognised by its digest.
+			m.Digest, m.ExpirationModel, m.ValidTo = materialDigest(in.ID, material), model, validTo
+		}
+		k.Materials = []store.KeyMaterial{m}
+		k.BackingKeyID, k.SealedMaterial = m.ID, m.Sealed
+	case in.Origin == OriginAWSKMS:
+		if k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(in.ID, in.KeySpec); err != nil {
+			return false, fmt.Errorf("key %s: %w", in.ID, err)
+		}
+		k.Materials = []store.KeyMaterial{{ID: k.BackingKeyID, Sealed: k.SealedMaterial, Created: now}}
+	default:
+		k.State = StatePendingImport
 	}
 	if err := s.st.CreateKey(ctx, k); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -104,6 +138,36 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 		return false, internal("SeedKey", err)
 	}
 	return true, nil
+}
+
+// seedExpiration checks a seeded key's ExpirationModel and ValidTo with
+// ImportKeyMaterial's rules; they apply only to EXTERNAL keys with
+// material.
+func (s *Service) seedExpiration(in SeedKeyInput) (string, time.Time, error) {
+	if in.ExpirationModel == "" && in.ValidTo.IsZero() {
+		if in.Origin == OriginExternal {
+			return DoesNotExpire, time.Time{}, nil
+		}
+		return "", time.Time{}, nil
+	}
+	if in.Origin != OriginExternal || in.Material == nil {
+		return "", time.Time{}, errors.New("ExpirationModel and ValidTo describe imported key material: they need Origin EXTERNAL and KeyMaterial")
+	}
+	model := in.ExpirationModel
+	if model == "" {
+		model = ExpiresModel
+	}
+	switch {
+	case model != ExpiresModel && model != DoesNotExpire:
+		return "", time.Time{}, fmt.Errorf("ExpirationModel %q: want %s or %s", model, ExpiresModel, DoesNotExpire)
+	case model == ExpiresModel && in.ValidTo.IsZero():
+		return "", time.Time{}, errors.New("a ValidTo date is required when ExpirationModel is KEY_MATERIAL_EXPIRES")
+	case model == DoesNotExpire && !in.ValidTo.IsZero():
+		return "", time.Time{}, errors.New("ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE")
+	case model == ExpiresModel && (in.ValidTo.Before(s.now()) || in.ValidTo.After(s.now().Add(365*day))):
+		return "", time.Time{}, fmt.Errorf("ValidTo %s must be in the future and at most 365 days from now (as ImportKeyMaterial requires)", in.ValidTo.Format(time.RFC3339))
+	}
+	return model, in.ValidTo.UTC(), nil
 }
 
 // SeedAlias points an alias at a key, creating or moving it. It is

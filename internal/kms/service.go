@@ -171,7 +171,6 @@ func New(cfg Config) (*Service, error) {
 		s.backends[d.Kind()] = d
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.usage.started = now().UTC().Truncate(time.Second)
 	s.authz.docs = lru.New[string, parsedPolicy](caches.Policies)
 	s.authz.identity, s.authz.tags = cfg.IdentityPolicies, cfg.PrincipalTags
 	s.cks = newCustomKeyStores(s, cfg.Drivers)
@@ -401,8 +400,12 @@ func (s *Service) unmarshalConfig(b []byte, v any) {
 	}
 }
 
-// Close stops background work (connects in progress) and waits for it.
+// Close writes the key uses not yet written, stops background work
+// (connects in progress) and waits for it.
 func (s *Service) Close() {
+	if err := s.FlushKeyUsage(context.Background()); err != nil {
+		s.log.Error("recording key usage", "err", err)
+	}
 	s.stopBG()
 	s.cks.wg.Wait()
 }

@@ -1,6 +1,6 @@
 // Package metrics holds keyhold's Prometheus metrics (client_golang) and the
 // small hooks that feed them: a request observer, a backend-call timer
-// (HSM and XKS key store drivers), audit queue and write figures and
+// (HSM and XKS key store drivers), store call latency, audit queue and write figures and
 // custom key store connection states.
 //
 // Labels are bounded: service and operation come from the operation tables
@@ -28,6 +28,8 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	backendCalls  *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
+	storeCalls    *prometheus.HistogramVec
+	storeErrors   *prometheus.CounterVec
 	auditWrite    prometheus.Histogram
 	auditRefused  prometheus.Counter
 	auditDepth    prometheus.GaugeFunc
@@ -37,6 +39,9 @@ type Metrics struct {
 
 // Buckets for API latencies: 100µs to ~10s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 13)
+
+// Buckets for store calls: 10µs (a cached SQLite read) to ~5s.
+var storeBuckets = prometheus.ExponentialBuckets(0.00001, 2.5, 15)
 
 // New builds the registry with Go runtime and process collectors.
 func New() *Metrics {
@@ -59,6 +64,15 @@ func New() *Metrics {
 		Name: "keyhold_backend_call_errors_total",
 		Help: "Failed calls to key store backends.",
 	}, []string{"backend", "call"})
+	m.storeCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyhold_store_call_duration_seconds",
+		Help:    "Latency of calls to the metadata store (SQLite or PostgreSQL) by Store method; Tx spans the calls of its transaction.",
+		Buckets: storeBuckets,
+	}, []string{"operation"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_store_call_errors_total",
+		Help: "Store calls that returned an error, by Store method and kind: not_found, exists, conflict, limit, rolled_back and canceled are answers the caller expects; unavailable and other are faults.",
+	}, []string{"operation", "error"})
 	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "keyhold_audit_write_duration_seconds",
 		Help:    "Time to encode and append one audit event (group commit: the fsync is shared).",
@@ -80,7 +94,7 @@ func New() *Metrics {
 	m.stores = &storeCollector{desc: prometheus.NewDesc("keyhold_custom_key_store_connection_state",
 		"1 for the state each custom key store is in (label state), 0 for the others.",
 		[]string{"account", "custom_key_store_id", "type", "state"}, nil)}
-	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.auditWrite, m.auditRefused, m.auditDepth,
+	m.Registry.MustRegister(m.requests, m.latency, m.backendCalls, m.backendErrors, m.storeCalls, m.storeErrors, m.auditWrite, m.auditRefused, m.auditDepth,
 		m.stores,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
@@ -110,6 +124,15 @@ func (m *Metrics) ObserveBackend(backend, call string, d time.Duration, err erro
 	m.backendCalls.WithLabelValues(backend, call).Observe(d.Seconds())
 	if err != nil {
 		m.backendErrors.WithLabelValues(backend, call).Inc()
+	}
+}
+
+// ObserveStore records one store call; errorKind is store.ErrorClass of
+// its error ("" on success).
+func (m *Metrics) ObserveStore(operation string, d time.Duration, errorKind string) {
+	m.storeCalls.WithLabelValues(operation).Observe(d.Seconds())
+	if errorKind != "" {
+		m.storeErrors.WithLabelValues(operation, errorKind).Inc()
 	}
 }
 

@@ -134,6 +134,10 @@ type KeyMaterial struct {
 	// Digest identifies imported material (SHA-256 under a per-key salt) so
 	// re-import can tell the same material from different material.
 	Digest []byte `json:"h,omitempty"`
+	// Pending marks imported material waiting for RotateKeyOnDemand
+	// (KeyMaterialState PENDING_ROTATION): not yet used, not yet bound to
+	// the key for good (DeleteImportedKeyMaterial removes it).
+	Pending bool `json:"p,omitempty"`
 }
 
 // Rotation is a key's rotation schedule.
@@ -249,6 +253,17 @@ type GrantFilter struct {
 	Limit int
 }
 
+// KeyUsage is a key's last successful cryptographic use (GetKeyLastUsage).
+type KeyUsage struct {
+	AccountID string
+	// Region is the Region of the key's row ("" where keys have none).
+	Region    string
+	KeyID     string
+	Operation string
+	RequestID string
+	Time      time.Time
+}
+
 // Store is keyhold's durable state. Implementations are safe for concurrent
 // use; each method is atomic; a method that writes returns only after the
 // write is durable (it survives kill -9 of the process).
@@ -293,6 +308,13 @@ type Store interface {
 	// KeysDueForRotation returns keys whose automatic rotation is enabled
 	// and due at t, and EXTERNAL keys whose imported material expires by t.
 	KeysDueForRotation(ctx context.Context, t time.Time) ([]Key, error)
+	// RecordKeyUsage stores each use as its key's last use, unless a later
+	// use of that key is stored already (replicas record concurrently and
+	// in batches, so the latest wins whatever the order of the writes).
+	RecordKeyUsage(ctx context.Context, uses []KeyUsage) error
+	// GetKeyUsage returns the key's last recorded use (zero Time if none)
+	// and when this store began recording uses (the same for every key).
+	GetKeyUsage(ctx context.Context, accountID, region, keyID string) (KeyUsage, time.Time, error)
 	// CountKeysInStore counts keys in a custom key store.
 	CountKeysInStore(ctx context.Context, accountID, customKeyStoreID string) (int, error)
 	// KeyByXksKeyID finds the key of a store that uses an external key id.

@@ -3,9 +3,11 @@
 // name cloudtrail) over keyhold's audit trail, so that
 // `aws cloudtrail lookup-events --endpoint-url ...` reads it.
 //
-// Callers see only the events of their own account. It reads the trail
-// file on every call (no index): fine for the trail of one keyhold, slow
-// for millions of events.
+// Callers see only the events of their own account. There is no index: a
+// call reads the trail backwards from its end (or from where its
+// NextToken stopped) until its page is full or the events are older than
+// its StartTime, so recent pages cost little however long the trail is;
+// a selective query over old events reads what lies between.
 package cloudtrailapi
 
 import (
@@ -141,32 +143,29 @@ func lookupEvents(trailPath string, c *awsjson.Call) (any, error) {
 		}
 		limit = *in.MaxResults
 	}
-	// The token is the position in the result list plus a digest of the
-	// query it belongs to, so that a token used with other parameters is
-	// refused as CloudTrail does.
+	// The token is where the previous page stopped in the trail plus a
+	// digest of the query it belongs to, so that a token used with other
+	// parameters is refused as CloudTrail does. Events appended since do
+	// not shift the pages: they are newer than the first page.
 	digest := queryDigest(q)
-	offset := 0
+	var from *audit.Cursor
 	if in.NextToken != nil {
-		n, ok := parseToken(*in.NextToken, digest)
+		c, ok := parseToken(*in.NextToken, digest)
 		if !ok {
 			return nil, invalid("InvalidNextTokenException", "The NextToken is not valid for these parameters.")
 		}
-		offset = n
+		from = &c
 	}
 	files, err := audit.TrailFiles(trailPath)
 	if err != nil {
 		return nil, err
 	}
-	found, err := audit.Lookup(files, q)
+	page, err := audit.Lookup(files, q, from, limit)
 	if err != nil {
 		return nil, err
 	}
 	out := lookupResponse{Events: []event{}}
-	if offset > len(found) {
-		offset = len(found)
-	}
-	end := min(offset+limit, len(found))
-	for _, f := range found[offset:end] {
+	for _, f := range page.Found {
 		ev := f.Event
 		e := event{EventID: ev.EventID, EventName: ev.EventName, ReadOnly: strconv.FormatBool(ev.ReadOnly),
 			AccessKeyID: ev.UserIdentity.AccessKeyID, EventTime: float64(f.Time.Unix()), EventSource: ev.EventSource,
@@ -176,8 +175,8 @@ func lookupEvents(trailPath string, c *awsjson.Call) (any, error) {
 		}
 		out.Events = append(out.Events, e)
 	}
-	if end < len(found) {
-		t := makeToken(end, digest)
+	if page.Next != nil {
+		t := makeToken(*page.Next, digest)
 		out.NextToken = &t
 	}
 	return out, nil
@@ -188,19 +187,23 @@ func queryDigest(q audit.Query) string {
 	return base64.RawURLEncoding.EncodeToString(h[:9])
 }
 
-func makeToken(offset int, digest string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("1:%d:%s", offset, digest)))
+func makeToken(c audit.Cursor, digest string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("2:%d:%d:%d:%s", c.Dev, c.Ino, c.Offset, digest)))
 }
 
-func parseToken(tok, digest string) (int, bool) {
+func parseToken(tok, digest string) (audit.Cursor, bool) {
+	var c audit.Cursor
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return 0, false
+		return c, false
 	}
 	parts := strings.Split(string(b), ":")
-	if len(parts) != 3 || parts[0] != "1" || parts[2] != digest {
-		return 0, false
+	if len(parts) != 5 || parts[0] != "2" || parts[4] != digest {
+		return c, false
 	}
-	n, err := strconv.Atoi(parts[1])
-	return n, err == nil && n >= 0
+	var e1, e2, e3 error
+	c.Dev, e1 = strconv.ParseUint(parts[1], 10, 64)
+	c.Ino, e2 = strconv.ParseUint(parts[2], 10, 64)
+	c.Offset, e3 = strconv.ParseInt(parts[3], 10, 64)
+	return c, e1 == nil && e2 == nil && e3 == nil && c.Offset >= 0
 }

@@ -2,7 +2,6 @@ package kmsapi
 
 import (
 	"context"
-	"encoding/hex"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
 	"github.com/keyhold/keyhold/internal/kms"
@@ -315,11 +314,13 @@ type decryptOut struct {
 	KeyMaterialId       *string `json:",omitempty"`
 }
 
+// hexp renders a key material id as the model's 64 hex digits (nil if
+// there is none).
 func hexp(b []byte) *string {
 	if len(b) == 0 {
 		return nil
 	}
-	s := hex.EncodeToString(b)
+	s := kms.FormatMaterialID(b)
 	return &s
 }
 

@@ -34,8 +34,14 @@ import (
 // plane (internal/hsm.Manager implements it).
 type Clusters interface {
 	Cluster(ctx context.Context, id string) (hsm.ClusterInfo, error)
-	Login(ctx context.Context, clusterID, username, password string) (*hsm.UserSession, error)
+	LoginAs(ctx context.Context, clusterID, username, password, clientName string) (*hsm.UserSession, error)
+	ReleaseLogin(ctx context.Context, clusterID, clientName string) error
 }
+
+// clientName is who kmsuser is logged in as: the custom key store, whose
+// replicas each hold a session of the one login (CloudHSM allows one per
+// crypto user, and the store is that one).
+func clientName(s keystore.Store) string { return "kms:" + s.AccountID + "/" + s.ID }
 
 // kmsUser is the crypto user KMS logs in as.
 const kmsUser = "kmsuser"
@@ -69,6 +75,7 @@ var (
 	_ keystore.Driver     = (*Driver)(nil)
 	_ keystore.Randomness = (*Driver)(nil)
 	_ keystore.Repeater   = (*Driver)(nil)
+	_ keystore.Joiner     = (*Driver)(nil)
 )
 
 // New returns a driver with no control plane (SetClusters gives it one) and
@@ -363,10 +370,10 @@ func (d *Driver) Connect(ctx context.Context, s keystore.Store, save keystore.Sa
 	if active == 0 {
 		return connErr("INSUFFICIENT_CLOUDHSM_HSMS", fmt.Errorf("cluster %s has no active HSM", info.ID))
 	}
-	sess, err := c.Login(ctx, s.Config.CloudHsmClusterID, kmsUser, sec.Password)
+	sess, err := c.LoginAs(ctx, s.Config.CloudHsmClusterID, kmsUser, sec.Password, clientName(s))
 	if errors.Is(err, hsm.ErrInvalidCredentials) && sec.PendingPassword != "" {
 		// A rotation was interrupted after C_SetPIN: the pending password is current.
-		sess, err = c.Login(ctx, s.Config.CloudHsmClusterID, kmsUser, sec.PendingPassword)
+		sess, err = c.LoginAs(ctx, s.Config.CloudHsmClusterID, kmsUser, sec.PendingPassword, clientName(s))
 		if err == nil {
 			sec.Password = sec.PendingPassword
 		}
@@ -398,17 +405,45 @@ func (d *Driver) Connect(ctx context.Context, s keystore.Store, save keystore.Sa
 	return nil
 }
 
+// Join opens this replica's own kmsuser session to a store another replica
+// connected: a session of the store's login with the password that replica
+// rotated to, and no rotation (the password is the store's, shared).
+func (d *Driver) Join(ctx context.Context, s keystore.Store) error {
+	c := d.control()
+	if c == nil {
+		return connErr("CLUSTER_NOT_FOUND", errors.New("no HSM cluster control plane"))
+	}
+	sess, err := c.LoginAs(ctx, s.Config.CloudHsmClusterID, kmsUser, s.Secret.Password, clientName(s))
+	if errors.Is(err, hsm.ErrInvalidCredentials) && s.Secret.PendingPassword != "" {
+		sess, err = c.LoginAs(ctx, s.Config.CloudHsmClusterID, kmsUser, s.Secret.PendingPassword, clientName(s))
+	}
+	if err != nil {
+		d.log.Info("kmsuser session of this replica failed", "store", s.ID, "cluster", s.Config.CloudHsmClusterID, "err", err)
+		return connErr(connectionCode(err), err)
+	}
+	if old := d.detach(s.ID); old != nil {
+		old.Logout(ctx)
+	}
+	d.attach(s.ID, sess)
+	return nil
+}
+
 // Reconfigure has nothing to do: a connected store's settings cannot
 // change (only its name).
 func (d *Driver) Reconfigure(context.Context, keystore.Store) error { return nil }
 
-// Disconnect logs out of the store's session.
+// Disconnect logs out of the store's session. A replica with no session
+// of its own (another one connected the store) releases the store's login.
 func (d *Driver) Disconnect(ctx context.Context, s keystore.Store) error {
 	if sess := d.detach(s.ID); sess != nil {
 		if err := sess.Logout(ctx); err != nil {
 			d.log.Warn("kmsuser logout", "store", s.ID, "err", err)
 			return err
 		}
+		return nil
+	}
+	if c := d.control(); c != nil && s.Config.CloudHsmClusterID != "" {
+		return c.ReleaseLogin(ctx, s.Config.CloudHsmClusterID, clientName(s))
 	}
 	return nil
 }

@@ -29,6 +29,13 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.URL(t)) })
 }
 
+// TestConformanceObserved: the store latency metric's decorator over
+// PostgreSQL passes the suite and reports each call.
+func TestConformanceObserved(t *testing.T) {
+	pgtest.Need(t)
+	storetest.RunObserved(t, func(t *testing.T) store.Store { return open(t, pgtest.URL(t)) })
+}
+
 func TestSchemaVersion(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)

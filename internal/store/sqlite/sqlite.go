@@ -64,6 +64,13 @@ var migrations = []string{
 	// imported material expiring), unix ns; 0 = never.
 	`ALTER TABLE keys ADD COLUMN rotation_due INTEGER NOT NULL DEFAULT 0;
 	 CREATE INDEX keys_rotation_due ON keys (rotation_due);`,
+	// GetKeyLastUsage: each key's last successful cryptographic use (unix
+	// ns), and when recording began.
+	`CREATE TABLE key_usage (account_id TEXT NOT NULL, region TEXT NOT NULL DEFAULT '', key_id TEXT NOT NULL,
+	   operation TEXT NOT NULL, request_id TEXT NOT NULL, used_at INTEGER NOT NULL,
+	   PRIMARY KEY (account_id, region, key_id));
+	 CREATE TABLE key_usage_tracking (started INTEGER NOT NULL);
+	 INSERT INTO key_usage_tracking (started) VALUES (CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);`,
 }
 
 // DB is the SQLite Store.
@@ -73,8 +80,10 @@ type DB struct {
 }
 
 // dialect: SQLite's transactions take the write lock at BEGIN
-// (_txlock=immediate), so nothing more is needed to serialise.
-var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify}
+// (_txlock=immediate), so nothing more is needed to serialise. SQLite has
+// one writer at a time and every commit is an fsync (synchronous=FULL), so
+// concurrent writes share commits (sqlstore's group commit).
+var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, GroupCommit: true}
 
 // Open opens (creating if needed) the database at path and migrates it. It
 // refuses a database whose schema is newer than this binary knows.
@@ -82,7 +91,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := restrictFiles(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	// SQLite reads the name as a URI: a '#' would end it (and '?' start
+	// its query, '%' an escape), opening another file than path.
+	name := path
+	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+		name = uriPath.Replace(path)
+	}
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
@@ -94,6 +109,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	return &DB{DB: sqlstore.New(db, dialect), db: db}, nil
 }
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // restrictFiles makes the database file exist with mode 0600 before SQLite
 // opens it: SQLite gives the -wal and -shm files the database file's mode,

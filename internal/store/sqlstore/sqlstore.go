@@ -40,6 +40,11 @@ type Dialect struct {
 	// transaction-scoped advisory lock so that Tx bodies serialise as they
 	// do in SQLite.
 	BeginTx string
+	// GroupCommit runs every write transaction as a savepoint of one
+	// shared transaction that commits once for all writes waiting at the
+	// time (group.go): for a database that has one writer at a time
+	// (SQLite), where each commit is an fsync.
+	GroupCommit bool
 }
 
 // DB is a Store over a *sql.DB. Inside Tx, q and tx are the transaction;
@@ -49,12 +54,19 @@ type DB struct {
 	dialect *Dialect
 	q       querier
 	tx      *sql.Tx
+	group   *groupCommit // Dialect.GroupCommit, outside Tx
 }
 
-// New returns the Store over db (already migrated).
+// New returns the Store over db (already migrated). With
+// Dialect.GroupCommit it starts the writer goroutine that Close stops.
 func New(db *sql.DB, d Dialect) *DB {
 	dd := d
-	return &DB{db: db, dialect: &dd, q: rebinder{db, &dd}}
+	st := &DB{db: db, dialect: &dd, q: rebinder{db, &dd}}
+	if dd.GroupCommit {
+		st.group = newGroupCommit(db)
+		st.q = groupQuerier{pool: st.q, g: st.group, d: &dd}
+	}
+	return st
 }
 
 // SQL is the underlying pool (for backend-specific statements).
@@ -114,10 +126,14 @@ func (r rebinder) QueryRowContext(ctx context.Context, q string, args ...any) *s
 // Tx) the caller's, whose commit and rollback belong to Tx.
 type txn struct {
 	querier
-	own *sql.Tx
+	own   *sql.Tx
+	group *groupTx
 }
 
 func (t *txn) Commit() error {
+	if t.group != nil {
+		return t.group.commit()
+	}
 	if t.own == nil {
 		return nil
 	}
@@ -125,6 +141,9 @@ func (t *txn) Commit() error {
 }
 
 func (t *txn) Rollback() error {
+	if t.group != nil {
+		return t.group.rollback()
+	}
 	if t.own == nil {
 		return nil
 	}
@@ -134,6 +153,13 @@ func (t *txn) Rollback() error {
 func (d *DB) begin(ctx context.Context) (*txn, error) {
 	if d.tx != nil {
 		return &txn{querier: d.q}, nil
+	}
+	if d.group != nil {
+		s, tx, err := d.group.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &txn{querier: rebinder{detached{tx}, d.dialect}, group: &groupTx{s: s}}, nil
 	}
 	// SQLite (_txlock=immediate) takes the write lock at BEGIN, so a
 	// read-modify-write never fails to upgrade; PostgreSQL locks the rows
@@ -154,6 +180,18 @@ func (d *DB) Tx(ctx context.Context, fn func(store.Store) error) error {
 		return fn(d)
 	}
 	op := d.dialect.Name + ".Tx"
+	if d.group != nil {
+		s, tx, err := d.group.acquire(ctx)
+		if err != nil {
+			return d.wrap(op, err)
+		}
+		gt := &groupTx{s: s}
+		defer gt.rollback()
+		if err := fn(&DB{db: d.db, dialect: d.dialect, q: rebinder{detached{tx}, d.dialect}, tx: tx}); err != nil {
+			return err
+		}
+		return d.wrap(op, gt.commit())
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return d.wrap(op, err)
@@ -178,6 +216,9 @@ var _ store.Store = (*DB)(nil)
 func (d *DB) Close() error {
 	if d.tx != nil {
 		return nil
+	}
+	if d.group != nil {
+		d.group.stop()
 	}
 	return d.db.Close()
 }
@@ -529,6 +570,9 @@ func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
 		return d.wrap("store.DeleteKey", err)
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+		return d.wrap("store.DeleteKey", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM key_usage WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
 	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)

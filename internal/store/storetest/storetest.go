@@ -16,6 +16,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("accounts and access keys", func(t *testing.T) { accounts(t, open(t)) })
 	t.Run("keys", func(t *testing.T) { keys(t, open(t)) })
 	t.Run("keys due for rotation", func(t *testing.T) { keysDueForRotation(t, open(t)) })
+	t.Run("key usage", func(t *testing.T) { keyUsage(t, open(t)) })
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
 	t.Run("grants", func(t *testing.T) { grants(t, open(t)) })

@@ -116,11 +116,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	// HTTP/1.1 over a pool of keep-alive connections, one per request in
+	// flight: for small signed JSON calls it costs both sides less CPU than
+	// HTTP/2's framing (a request is one write, not HEADERS and DATA frames
+	// handed to a writer goroutine), and it is the version every XKS proxy
+	// must speak. A request that times out closes its connection.
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
 	tr := &http.Transport{
 		Proxy:               nil, // the XKS endpoint is called directly
 		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
-		ForceAttemptHTTP2:   true,
+		Protocols:           protos,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,

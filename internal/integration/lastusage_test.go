@@ -93,7 +93,7 @@ func TestKeyLastUsageAcrossReplicas(t *testing.T) {
 		}
 		rid := requestID(out.ResultMetadata)
 		other := []*kms.Client{b.KMS, a.KMS, b.KMS}[i]
-		d := within(t, 5*time.Second, "last use on the other replica", func() error {
+		d := within(t, "last use on the other replica", func() error {
 			u, err := other.GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: id})
 			if err != nil {
 				return err

@@ -327,6 +327,7 @@ type serveOptions struct {
 	seed             string
 	tlsCert, tlsKey  string
 	xksCA            string
+	xksTimeout       time.Duration
 	hsmListenIP      string
 	databaseURL      string
 	rootKey          string
@@ -411,6 +412,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "root-key", Usage: "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key", Target: &o.rootKey, Example: "/etc/keyhold/root.key"},
 		{Name: "cache-size", Usage: "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out", Default: strconv.Itoa(kms.DefaultCacheSize), Kind: config.Int, Target: &o.cacheSize},
 		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
+		{Name: "xks-timeout", Usage: "how long each attempt of an XKS proxy call may take (AWS KMS: 250ms; raise it only for a proxy that is slow to answer)", Default: "250ms", Kind: config.Duration, Target: &o.xksTimeout},
 		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
@@ -523,7 +525,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
 		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
-		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
+		XKSCAFile: o.xksCA, XKSCallTimeout: o.xksTimeout, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log, ListenIP: o.hsmListenIP})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout

@@ -21,6 +21,7 @@ import (
 // database is back.
 func TestDatabaseLost(t *testing.T) {
 	t.Parallel()
+	oncePerSuite(t, "its replica uses PostgreSQL in every pass")
 	if _, err := pgtest.Bin(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}

@@ -68,6 +68,17 @@ func usePostgres(t *testing.T, cfg *cli.ServeConfig) {
 // a slow proxy sets KMS's limit; its fake never answers.
 const xksPatient = time.Minute
 
+// oncePerSuite skips t in the PostgreSQL pass (KEYHOLD_TEST_DATABASE=
+// postgres) when running it there again would test nothing new: why says
+// what makes it the same on both (its server is on PostgreSQL, or on
+// SQLite, whatever the pass; it is about cryptography, not storage).
+func oncePerSuite(t *testing.T, why string) {
+	t.Helper()
+	if onPostgres {
+		t.Skip(why + "; it runs in the SQLite pass")
+	}
+}
+
 type env struct {
 	Endpoint  string
 	AccessKey string

@@ -70,6 +70,7 @@ func TestKeyLastUsageSurvivesRestart(t *testing.T) {
 // give the same answer; a use on one shows on the other once written (uses
 // are written in batches at most once a second).
 func TestKeyLastUsageAcrossReplicas(t *testing.T) {
+	oncePerSuite(t, "its replicas use PostgreSQL in every pass")
 	pgtest.Need(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)

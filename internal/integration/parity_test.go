@@ -241,6 +241,7 @@ func opensslVerify(t *testing.T, pubDER []byte, md string, msg, sig []byte) {
 
 func TestSignVerifyEveryKeySpec(t *testing.T) {
 	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -323,6 +324,7 @@ func TestSignVerifyEveryKeySpec(t *testing.T) {
 
 func TestRSAEncryption(t *testing.T) {
 	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -456,6 +458,7 @@ func TestHMACKeys(t *testing.T) {
 
 func TestDataKeyPairs(t *testing.T) {
 	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS

@@ -70,6 +70,7 @@ func within(t *testing.T, what string, check func() error) time.Duration {
 // too).
 func TestReplicas(t *testing.T) {
 	t.Parallel()
+	oncePerSuite(t, "its replicas use PostgreSQL in every pass")
 	pgtest.Need(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)

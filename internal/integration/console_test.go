@@ -100,6 +100,34 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// submit runs actions that end in a form submission and waits until the
+// browser shows the page the server answered with. What the submission did
+// is then read from the page's lasting state, not from its flash message:
+// pages refresh themselves while a store connects or a cluster works, and
+// on a busy machine the message can be gone before anyone looks.
+func (b *browser) submit(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	// Mark this page, and cancel its pending self-refresh (console.js
+	// reloads with a timer) so that the only way to a new page is the
+	// submission.
+	get(b, what+" (mark the page)", chromedp.Evaluate[bool](
+		`(function () { var t = setTimeout(function () {}, 0); while (t > 0) { clearTimeout(t--); } window.keyholdTestOld = true; return true; })()`))
+	b.run(what, actions...)
+	ctx, cancel := b.actionContext()
+	defer cancel()
+	for {
+		// Evaluate fails while the next page loads: not there yet.
+		if replaced, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.keyholdTestOld !== true`)); err == nil && replaced {
+			return
+		}
+		if ctx.Err() != nil {
+			b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+			b.t.Fatalf("%s: the page did not change; %s", what, b.pageState())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // get runs one action that returns a value.
 func get[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()
@@ -261,8 +289,9 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		zones := hsm.Subnets("us-east-1")
 		for _, z := range zones[:2] {
 			b.open(page)
-			b.run("add HSM in "+z.AvailabilityZone, chromedp.SetValue(chromedp.CSS("#az"), z.AvailabilityZone),
-				chromedp.Click(chromedp.CSS("#add-hsm-button")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+			b.submit("add HSM in "+z.AvailabilityZone, chromedp.SetValue(chromedp.CSS("#az"), z.AvailabilityZone),
+				chromedp.Click(chromedp.CSS("#add-hsm-button")))
+			b.waitText(page, "#hsm-table", z.AvailabilityZone)
 		}
 		deadline := waitDeadline(t)
 		for strings.Count(b.text("#hsm-table"), "ACTIVE") < 2 {
@@ -284,9 +313,8 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		anchor := filepath.Join(files, "customerCA.crt")
 		os.WriteFile(signed, []byte(h.ca.signCSR(t, csr)), 0o600)
 		os.WriteFile(anchor, []byte(h.ca.pem), 0o600)
-		b.run("initialize", chromedp.SetUploadFiles(chromedp.CSS("#signed_cert"), []string{signed}),
-			chromedp.SetUploadFiles(chromedp.CSS("#trust_anchor"), []string{anchor}), chromedp.Click(chromedp.CSS("#initialize-button")),
-			chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("initialize", chromedp.SetUploadFiles(chromedp.CSS("#signed_cert"), []string{signed}),
+			chromedp.SetUploadFiles(chromedp.CSS("#trust_anchor"), []string{anchor}), chromedp.Click(chromedp.CSS("#initialize-button")))
 		b.waitText(page, "#cluster-state", "INITIALIZED")
 		// Activation and kmsuser are the cluster owner's commands, as the
 		// CloudHSM CLI is in AWS (the page says which to run).
@@ -322,7 +350,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		if !storeIDRe.MatchString(storeID) || b.text("#store-state") != "DISCONNECTED" {
 			t.Fatalf("new store %q in state %q", storeID, b.text("#store-state"))
 		}
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
 		// The page refreshes itself while CONNECTING.
 		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=cloudhsm")
@@ -416,7 +444,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 	t.Run("disconnect the CloudHSM key store", func(t *testing.T) {
 		b.t = t
 		b.open("/console/keystores/" + storeID)
-		b.run("disconnect", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("disconnect", chromedp.Click(chromedp.CSS("#disconnect")))
 		b.waitText("", "#store-state", "DISCONNECTED")
 		b.open("/console/keys/" + keyID)
 		if got := b.text("#key-state"); got != "Unavailable" {
@@ -425,18 +453,18 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		// Edit while DISCONNECTED: a new name and a wrong kmsuser password;
 		// connecting then FAILS with INVALID_CREDENTIALS and its advice.
 		b.open("/console/keystores/" + storeID)
-		b.run("edit", chromedp.SendKeys(chromedp.CSS("#name"), "ExampleCloudHSMKeyStore2"), chromedp.SendKeys(chromedp.CSS("#password"), "wrongPswd1"),
-			chromedp.Click(chromedp.CSS("#save-store")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("edit", chromedp.SendKeys(chromedp.CSS("#name"), "ExampleCloudHSMKeyStore2"), chromedp.SendKeys(chromedp.CSS("#password"), "wrongPswd1"),
+			chromedp.Click(chromedp.CSS("#save-store")))
 		if got := b.text("h1"); got != "ExampleCloudHSMKeyStore2" {
 			t.Fatalf("after the rename the store is %q", got)
 		}
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
 		b.waitText("", "#store-state", "FAILED")
 		if got := b.text("#store-error"); !strings.Contains(got, "INVALID_CREDENTIALS") || !strings.Contains(got, "kmsuser") {
 			t.Fatalf("FAILED store shows %q", got)
 		}
 		b.screenshot("13-store-failed")
-		b.run("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")))
 		b.waitText("", "#store-state", "DISCONNECTED")
 	})
 
@@ -468,7 +496,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		b.screenshot("11-create-xks-store")
 		b.run("create", chromedp.Click(chromedp.CSS("#create")), chromedp.WaitVisible(chromedp.CSS("#store-id")))
 		xksID := b.text("#store-id")
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
 		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=xks")
 		b.screenshot("04-external-key-stores")

@@ -2,11 +2,15 @@
 # End to end: three `keyhold serve` replicas on one throwaway PostgreSQL,
 # sharing one root key. The aws CLI and boto3 spread their calls across the
 # replicas; a key policy Deny put through one is enforced by the others
-# within a second; then mixed load runs across the replicas while one of
-# them is killed with kill -9 every few seconds and restarted: every
-# acknowledged key, alias and ciphertext is there at the end, and each due
+# within a second; an external key store (XKS, `keyhold xks-proxy` over
+# SoftHSM2) connected through one replica is usable through all, each with
+# its own connection to the proxy, and disconnected through one its keys
+# are Unavailable on all within a second; then mixed load runs across the
+# replicas while one of them is killed with kill -9 every 3 seconds and
+# restarted: every acknowledged key, alias and ciphertext is there at the
+# end, the XKS key works through every restarted replica, and each due
 # deletion ran exactly once (on the leader). Also measures leader failover.
-# LOAD_SECONDS (default 20) sets the length of the kill -9 phase.
+# LOAD_SECONDS (default 60) sets the length of the kill -9 phase.
 # Usage: e2e/replicas.sh path/to/keyhold
 BIN=$(realpath "$1")
 . "$(dirname "$0")/lib.sh"
@@ -52,6 +56,21 @@ psql_() { "$pgbin/psql" -X -q -t -A "$DB" -c "$1"; }
 
 # The shared root key: created once, given to every replica.
 (umask 077; head -c 32 /dev/urandom > "$WORK/root.key")
+
+# An XKS proxy over a SoftHSM2 token, trusted by every replica.
+HAVE_XKS=0
+if command -v softhsm2-util >/dev/null 2>&1; then
+  HAVE_XKS=1
+  PPORT=$(free_port)
+  "$BIN" xks-proxy init --dir "$WORK/proxy" --addr "127.0.0.1:$PPORT" --prefix /replicas >"$WORK/xks-init.json"
+  XCA=$(jq -r .CAFile "$WORK/xks-init.json")
+  "$BIN" xks-proxy --config "$(jq -r .ConfigFile "$WORK/xks-init.json")" 2>>"$WORK/proxy.log" &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do curl -fsS --cacert "$XCA" "$(jq -r .XksProxyUriEndpoint "$WORK/xks-init.json")/ping" >/dev/null 2>&1 && break; sleep 0.1; done
+  export KEYHOLD_XKS_CA_FILE=$XCA
+else
+  echo "(softhsm2-util not installed: the custom key store part is skipped)"
+fi
 
 declare -A PORT PIDOF
 start_replica() {
@@ -117,6 +136,67 @@ for n in (2, 3):
     print(f"policy Deny enforced by replica {n} after {(time.monotonic()-t0)*1000:.1f} ms")
 PY
 
+if [ "$HAVE_XKS" = 1 ]; then
+echo "== an external key store across replicas: connected through one, usable through all; disconnected through one, Unavailable on all"
+EP1=$EP1 EP2=$EP2 EP3=$EP3 INIT=$WORK/xks-init.json OUT=$WORK/xks.json python3 - <<'PY'
+import json, os, time, boto3
+from botocore.exceptions import ClientError
+c = {n: boto3.client("kms", endpoint_url=os.environ["EP%d" % n], region_name="us-east-1") for n in (1, 2, 3)}
+init = json.load(open(os.environ["INIT"]))
+cred = init["XksProxyAuthenticationCredential"]
+cks = c[1].create_custom_key_store(CustomKeyStoreName="replicated-xks", CustomKeyStoreType="EXTERNAL_KEY_STORE",
+    XksProxyConnectivity="PUBLIC_ENDPOINT", XksProxyUriEndpoint=init["XksProxyUriEndpoint"], XksProxyUriPath=init["XksProxyUriPath"],
+    XksProxyAuthenticationCredential={"AccessKeyId": cred["AccessKeyId"], "RawSecretAccessKey": cred["RawSecretAccessKey"]})["CustomKeyStoreId"]
+def state(n):
+    return c[n].describe_custom_key_stores(CustomKeyStoreId=cks)["CustomKeyStores"][0]
+def wait_connected():
+    for n in (1, 2, 3):
+        t0 = time.monotonic()
+        while True:
+            s = state(n)
+            assert s["ConnectionState"] != "FAILED", (n, s.get("ConnectionErrorCode"))
+            if s["ConnectionState"] == "CONNECTED":
+                break
+            assert time.monotonic() - t0 < 20, f"replica {n}: {s['ConnectionState']}"
+            time.sleep(0.05)
+c[2].connect_custom_key_store(CustomKeyStoreId=cks)
+wait_connected()
+key = c[3].create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=cks, XksKeyId=init["XksKeyId"])["KeyMetadata"]["KeyId"]
+# Every replica encrypts with its own session to the proxy; another decrypts.
+for n in (1, 2, 3):
+    t0 = time.monotonic()
+    while True:
+        try:
+            ct = c[n].encrypt(KeyId=key, Plaintext=b"held outside")["CiphertextBlob"]
+            break
+        except ClientError as e:
+            assert time.monotonic() - t0 < 5, (n, e)
+            time.sleep(0.05)
+    assert c[n % 3 + 1].decrypt(CiphertextBlob=ct)["Plaintext"] == b"held outside"
+print("XKS key usable through replicas 1, 2 and 3")
+c[1].disconnect_custom_key_store(CustomKeyStoreId=cks)
+t0 = time.monotonic()
+for n in (2, 3, 1):
+    while True:
+        st = c[n].describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
+        if st == "Unavailable":
+            try:
+                c[n].encrypt(KeyId=key, Plaintext=b"x")
+                raise SystemExit(f"FAIL: replica {n} encrypts with a key of a disconnected store")
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "KMSInvalidStateException", e
+            break
+        if time.monotonic() - t0 > 1.0:
+            raise SystemExit(f"FAIL: replica {n}: key {st} 1s after the disconnect through replica 1")
+        time.sleep(0.005)
+    print(f"disconnect through replica 1: key Unavailable on replica {n} after {(time.monotonic()-t0)*1000:.1f} ms")
+# Connected again, for the kill -9 phase: restarted replicas rejoin.
+c[3].connect_custom_key_store(CustomKeyStoreId=cks)
+wait_connected()
+json.dump({"store": cks, "key": key}, open(os.environ["OUT"], "w"))
+PY
+fi
+
 echo "== leader failover"
 leader_of() { for n in 1 2 3; do if grep -q "this replica is the leader" "$WORK/r$n.log" 2>/dev/null; then echo "$n"; fi; done; }
 L=$(leader_of)
@@ -130,8 +210,9 @@ done
 echo "leader failover: replica $L killed, replica $NL leads after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 start_replica "$L"
 
-echo "== mixed load across replicas, kill -9 of one every 3s for ${LOAD_SECONDS:-20}s"
-( end=$((SECONDS + ${LOAD_SECONDS:-20})); i=0
+LOAD_SECONDS=${LOAD_SECONDS:-60}
+echo "== mixed load across replicas, kill -9 of one every 3s for ${LOAD_SECONDS}s"
+( end=$((SECONDS + LOAD_SECONDS)); i=0
   while [ $SECONDS -lt $end ]; do
     sleep 3; n=$(( i % 3 + 1 )); i=$((i + 1))
     kill -9 "${PIDOF[$n]}" 2>/dev/null || true
@@ -141,7 +222,7 @@ echo "== mixed load across replicas, kill -9 of one every 3s for ${LOAD_SECONDS:
     echo "killed and restarted replica $n"
   done ) &
 KILLER=$!
-EP1=$EP1 EP2=$EP2 EP3=$EP3 OUT=$WORK/acked.json SECS=${LOAD_SECONDS:-20} python3 - <<'PY'
+EP1=$EP1 EP2=$EP2 EP3=$EP3 OUT=$WORK/acked.json SECS=$LOAD_SECONDS python3 - <<'PY'
 import base64, json, os, random, threading, time, boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -182,28 +263,51 @@ wait $KILLER
 for n in 1 2 3; do PIDOF[$n]=$(cat "$WORK/r$n.pid"); kill -0 "${PIDOF[$n]}" 2>/dev/null || start_replica "$n"; done
 
 echo "== every acknowledged key, alias and ciphertext, read through every replica"
-EP1=$EP1 EP2=$EP2 EP3=$EP3 OUT=$WORK/acked.json python3 - <<'PY'
-import base64, json, os, boto3
+EP1=$EP1 EP2=$EP2 EP3=$EP3 OUT=$WORK/acked.json XKS=$WORK/xks.json python3 - <<'PY'
+import base64, json, os, time, boto3
+from concurrent.futures import ThreadPoolExecutor
+from botocore.exceptions import ClientError
 acked = json.load(open(os.environ["OUT"]))
 cl = [boto3.client("kms", endpoint_url=os.environ["EP%d" % n], region_name="us-east-1") for n in (1, 2, 3)]
 doomed = set(acked["doomed"])
-for i, k in enumerate(acked["keys"]):
+def key(i, k):
     st = cl[i % 3].describe_key(KeyId=k)["KeyMetadata"]["KeyState"]
     # A schedule whose answer was lost with a killed replica may have
     # happened: only acknowledged schedules are required.
     assert st == "PendingDeletion" if k in doomed else st in ("Enabled", "PendingDeletion"), (k, st)
-for i, (name, k) in enumerate(acked["aliases"]):
+def alias(i, a):
+    name, k = a
     assert cl[i % 3].describe_key(KeyId=name)["KeyMetadata"]["KeyId"] == k, name
-from botocore.exceptions import ClientError
-for i, (ct, pt, k) in enumerate(acked["cts"]):
+def ciphertext(i, c):
+    ct, pt, k = c
     try:
         out = cl[i % 3].decrypt(CiphertextBlob=base64.b64decode(ct))
     except ClientError as e:
         # A key scheduled for deletion refuses to decrypt, as in AWS.
         assert k in doomed and e.response["Error"]["Code"] == "KMSInvalidStateException", e
-        continue
+        return
     assert out["Plaintext"] == base64.b64decode(pt)
+with ThreadPoolExecutor(6) as ex:
+    for f, items in ((key, acked["keys"]), (alias, acked["aliases"]), (ciphertext, acked["cts"])):
+        list(ex.map(f, range(len(items)), items))
 print("all acknowledged state present on every replica")
+if os.path.exists(os.environ["XKS"]):
+    xks = json.load(open(os.environ["XKS"]))
+    # Every replica was killed and restarted: each opened its own session to
+    # the proxy again at start (the store stayed CONNECTED throughout).
+    for n, c in enumerate(cl, 1):
+        t0 = time.monotonic()
+        while True:
+            try:
+                ct = c.encrypt(KeyId=xks["key"], Plaintext=b"after the kills")["CiphertextBlob"]
+                break
+            except ClientError as e:
+                assert time.monotonic() - t0 < 10, (n, e)
+                time.sleep(0.1)
+        assert cl[n % 3].decrypt(CiphertextBlob=ct)["Plaintext"] == b"after the kills"
+        st = c.describe_custom_key_stores(CustomKeyStoreId=xks["store"])["CustomKeyStores"][0]["ConnectionState"]
+        assert st == "CONNECTED", (n, st)
+    print("XKS store CONNECTED and its key usable through every restarted replica")
 PY
 
 echo "== due deletions run once, on the leader"

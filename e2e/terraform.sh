@@ -2,9 +2,14 @@
 # End to end with Terraform's hashicorp/aws provider (from the machine's
 # local filesystem mirror, never the network): aws_kms_key (symmetric with
 # rotation, RSA signing, HMAC), aws_kms_alias, aws_kms_key_policy,
-# aws_kms_grant, aws_kms_external_key and aws_kms_ciphertext. apply; a second
-# plan must show no changes; destroy must leave every key PendingDeletion.
-# aws_kms_replica_key is left out: keyhold has no multi-Region keys yet.
+# aws_kms_grant, aws_kms_external_key, aws_kms_ciphertext, and multi-Region
+# keys: aws_kms_key (multi_region) with an aws_kms_replica_key and an
+# aws_kms_external_key (multi_region) with an aws_kms_replica_external_key,
+# both replicas through a second provider for eu-west-1 pointing at the same
+# endpoint (keyhold takes the Region from the credential scope). apply; a
+# second plan must show no changes; destroy must leave every key
+# PendingDeletion (the multi-Region primaries PendingReplicaDeletion, as AWS:
+# their replicas still exist during their own waiting period).
 # Usage: e2e/terraform.sh PATH_TO_KEYHOLD_BINARY
 BIN=$(realpath "$1")
 . "$(dirname "$0")/lib.sh"
@@ -47,6 +52,7 @@ provider_installation {
 CFG
 export TF_CLI_CONFIG_FILE=$WORK/terraformrc TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 mkdir "$WORK/tf"
+MRK_MATERIAL=$(head -c 32 /dev/urandom | base64)
 cat > "$WORK/tf/main.tf" <<HCL
 terraform {
   required_providers {
@@ -63,6 +69,56 @@ provider "aws" {
     kms = "$EP"
     sts = "$EP"
   }
+}
+
+provider "aws" {
+  alias                       = "west"
+  region                      = "eu-west-1"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    kms = "$EP"
+    sts = "$EP"
+  }
+}
+
+resource "aws_kms_key" "mrk" {
+  description             = "terraform multi-Region primary"
+  multi_region            = true
+  deletion_window_in_days = 7
+  enable_key_rotation     = true
+}
+
+resource "aws_kms_replica_key" "mrk" {
+  provider                = aws.west
+  description             = "terraform multi-Region replica"
+  primary_key_arn         = aws_kms_key.mrk.arn
+  deletion_window_in_days = 7
+  tags = { side = "west" }
+}
+
+resource "aws_kms_alias" "replica" {
+  provider      = aws.west
+  name          = "alias/terraform-replica"
+  target_key_id = aws_kms_replica_key.mrk.key_id
+}
+
+resource "aws_kms_external_key" "mrk_ext" {
+  description             = "terraform multi-Region imported primary"
+  multi_region            = true
+  enabled                 = true
+  deletion_window_in_days = 7
+  key_material_base64     = "$MRK_MATERIAL"
+}
+
+resource "aws_kms_replica_external_key" "mrk_ext" {
+  provider                = aws.west
+  description             = "terraform multi-Region imported replica"
+  enabled                 = true
+  primary_key_arn         = aws_kms_external_key.mrk_ext.arn
+  deletion_window_in_days = 7
+  key_material_base64     = "$MRK_MATERIAL"
 }
 
 resource "aws_kms_key" "sym" {
@@ -131,6 +187,8 @@ output "rsa"  { value = aws_kms_key.rsa.key_id }
 output "hmac" { value = aws_kms_key.hmac.key_id }
 output "ext"  { value = aws_kms_external_key.ext.id }
 output "ciphertext" { value = aws_kms_ciphertext.secret.ciphertext_blob }
+output "mrk"     { value = aws_kms_key.mrk.key_id }
+output "mrk_ext" { value = aws_kms_external_key.mrk_ext.id }
 HCL
 
 cd "$WORK/tf"
@@ -138,6 +196,7 @@ terraform init -no-color >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; fail 
 echo "== terraform apply ($(date -u +%T))"
 terraform apply -auto-approve -no-color >"$WORK/apply.log" 2>&1 || { cat "$WORK/apply.log"; fail "terraform apply"; }
 SYM=$(terraform output -raw sym); RSA=$(terraform output -raw rsa); HMAC=$(terraform output -raw hmac); EXT=$(terraform output -raw ext)
+MRK=$(terraform output -raw mrk); MRK_EXT=$(terraform output -raw mrk_ext)
 
 grep -E "Still|Creation complete" "$WORK/apply.log" | tail -5 || true
 echo "== second plan shows no changes ($(date -u +%T))"
@@ -162,11 +221,32 @@ openssl dgst -sha256 -verify <(openssl pkey -pubin -inform DER -in "$WORK/pub.de
 kms generate-mac --key-id "$HMAC" --message "fileb://$WORK/msg" --mac-algorithm HMAC_SHA_256 --query Mac --output text | base64 -d > "$WORK/mac"
 [ "$(kms verify-mac --key-id "$HMAC" --message "fileb://$WORK/msg" --mac-algorithm HMAC_SHA_256 --mac "fileb://$WORK/mac" --query MacValid --output text)" = True ] || fail "verify-mac"
 
+echo "== multi-Region keys: the replicas in eu-west-1 share the primaries' material"
+west() { aws --endpoint-url "$EP" --region eu-west-1 kms "$@"; }
+[[ "$MRK" == mrk-* ]] || fail "multi-Region key id $MRK"
+[ "$(west describe-key --key-id "$MRK" --query KeyMetadata.MultiRegionConfiguration.MultiRegionKeyType --output text)" = REPLICA ] || fail "replica type"
+[ "$(kms describe-key --key-id "$MRK" --query 'KeyMetadata.MultiRegionConfiguration.ReplicaKeys[0].Region' --output text)" = eu-west-1 ] || fail "primary lists no replica"
+[ "$(west describe-key --key-id alias/terraform-replica --query KeyMetadata.KeyId --output text)" = "$MRK" ] || fail "replica alias"
+[ "$(west get-key-rotation-status --key-id "$MRK" --query KeyRotationEnabled --output text)" = True ] || fail "rotation not shared with the replica"
+printf 'across regions' > "$WORK/plain"
+for k in "$MRK" "$MRK_EXT"; do
+  kms encrypt --key-id "$k" --plaintext "fileb://$WORK/plain" --query CiphertextBlob --output text | base64 -d > "$WORK/mrk.bin"
+  [ "$(west decrypt --ciphertext-blob "fileb://$WORK/mrk.bin" --query Plaintext --output text | base64 -d)" = "across regions" ] \
+    || fail "the primary's ciphertext does not decrypt in the replica Region ($k)"
+done
+kms describe-key --key-id "arn:aws:kms:eu-west-1:$ACCOUNT:key/$MRK" >/dev/null 2>&1 && fail "a replica ARN resolved in us-east-1"
+
 echo "== terraform destroy ($(date -u +%T))"
 terraform destroy -auto-approve -no-color >"$WORK/destroy.log" 2>&1 || { cat "$WORK/destroy.log"; fail "terraform destroy"; }
 for k in "$SYM" "$RSA" "$HMAC" "$EXT"; do
   st=$(kms describe-key --key-id "$k" --query KeyMetadata.KeyState --output text)
   [ "$st" = PendingDeletion ] || fail "key $k is $st after destroy, want PendingDeletion"
+done
+for k in "$MRK" "$MRK_EXT"; do
+  st=$(west describe-key --key-id "$k" --query KeyMetadata.KeyState --output text)
+  [ "$st" = PendingDeletion ] || fail "replica $k is $st after destroy, want PendingDeletion"
+  st=$(kms describe-key --key-id "$k" --query KeyMetadata.KeyState --output text)
+  [ "$st" = PendingReplicaDeletion ] || fail "primary $k is $st after destroy, want PendingReplicaDeletion (its replica still exists)"
 done
 grep -E "Still|Destruction complete" "$WORK/destroy.log" | tail -8 || true
 echo "terraform e2e passed ($(date -u +%T))"

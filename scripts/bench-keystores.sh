@@ -136,7 +136,65 @@ if [[ " $WHICH " == *" xks "* ]]; then
 fi
 
 if [[ " $WHICH " == *" cloudhsm "* ]]; then
-  echo "bench-keystores: cloudhsm: see below" >&2
+  # The cluster set-up of e2e/cloudhsm.sh: the customer's CA, a cluster
+  # with two HSMs in two availability zones (KMS's rule), its CSR signed, initialized, activated, kmsuser created;
+  # then a custom key store, connected, and a key in it.
+  start_keyhold "$DATA" "$PORT"
+  hsm2() { aws --endpoint-url "$EP" cloudhsmv2 "$@"; }
+  owner() { "$BIN" hsm "$@" --data-dir "$DATA"; }
+  CO_PW=$(openssl rand -hex 8)
+  KMSUSER_PW=$(openssl rand -hex 8)
+  openssl genrsa -out "$WORK/ca.key" 2048 2>/dev/null
+  openssl req -new -x509 -days 365 -key "$WORK/ca.key" -out "$WORK/ca.crt" -subj "/CN=bench customer CA" 2>/dev/null
+  mapfile -t SUBNETS < <(owner subnets)
+  read -r SUBNET_A AZ_A <<<"${SUBNETS[0]}"
+  read -r SUBNET_B AZ_B <<<"${SUBNETS[1]}"
+  CLUSTER=$(hsm2 create-cluster --hsm-type hsm1.medium --subnet-ids "$SUBNET_A" "$SUBNET_B" --query Cluster.ClusterId --output text)
+  cstate() { hsm2 describe-clusters --filters "clusterIds=$CLUSTER" --query 'Clusters[0].State' --output text; }
+  for _ in $(seq 1 150); do [ "$(cstate)" = UNINITIALIZED ] && break; sleep 0.2; done
+  hsm2 create-hsm --cluster-id "$CLUSTER" --availability-zone "$AZ_A" --query Hsm.HsmId --output text >/dev/null
+  hsm2 create-hsm --cluster-id "$CLUSTER" --availability-zone "$AZ_B" --query Hsm.HsmId --output text >/dev/null
+  for _ in $(seq 1 150); do
+    hsm2 describe-clusters --filters "clusterIds=$CLUSTER" --query 'Clusters[0].Certificates.ClusterCsr' --output text >"$WORK/c.csr"
+    grep -q "BEGIN CERTIFICATE REQUEST" "$WORK/c.csr" && break
+    sleep 0.2
+  done
+  openssl x509 -req -days 365 -in "$WORK/c.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -set_serial "0x$(openssl rand -hex 16)" -out "$WORK/c.crt" 2>/dev/null
+  hsm2 initialize-cluster --cluster-id "$CLUSTER" --signed-cert "file://$WORK/c.crt" --trust-anchor "file://$WORK/ca.crt" >/dev/null
+  for _ in $(seq 1 150); do
+    [ "$(hsm2 describe-clusters --filters "clusterIds=$CLUSTER" --query 'length(Clusters[0].Hsms[?State==`ACTIVE`])' --output text)" = 2 ] &&
+      [ "$(cstate)" = INITIALIZED ] && break
+    sleep 0.2
+  done
+  owner activate --cluster-id "$CLUSTER" --co-password "$CO_PW" >/dev/null
+  owner create-user --cluster-id "$CLUSTER" --type CU --username kmsuser --password "$KMSUSER_PW" --co-password "$CO_PW" >/dev/null
+  # The raw rate first, while kmsuser's password is ours (Connect rotates it).
+  raw=()
+  for r in $(seq 1 "$ROUNDS"); do
+    out=$(owner pkcs11-bench --cluster-id "$CLUSTER" --password "$KMSUSER_PW" --duration "$DURATION" --concurrency "$CONCURRENCY")
+    echo "$out" >>"$WORK/pkcs11-bench.txt"
+    raw+=("$(grep -oE '[0-9.]+ (ops|encrypts)/s' <<<"$out" | head -1 | cut -d' ' -f1)")
+    log "cloudhsm pkcs11-bench round $r: ${raw[-1]} encrypts/s ($(tr '\n' ' ' <<<"$out"))"
+  done
+  KS=$(kms create-custom-key-store --custom-key-store-name BenchCloudHSM --cloud-hsm-cluster-id "$CLUSTER" \
+    --key-store-password "$KMSUSER_PW" --trust-anchor-certificate "file://$WORK/ca.crt" --query CustomKeyStoreId --output text)
+  kms connect-custom-key-store --custom-key-store-id "$KS"
+  wait_connected "$KS"
+  KEY=$(kms create-key --origin AWS_CLOUDHSM --custom-key-store-id "$KS" --query KeyMetadata.Arn --output text)
+  SOFT=$(kms create-key --query KeyMetadata.Arn --output text)
+  DAEMONS=$(pgrep -P "$KEYHOLD_PID" -d' ' -f "hsm-daemon" || true)
+  e=() ek=() eo=() sk=() sr=()
+  for r in $(seq 1 "$ROUNDS"); do
+    read -r a b c < <(e2e "$SOFT" soft-cloudhsm)
+    sk+=("$b") sr+=("$a")
+    # shellcheck disable=SC2086 # a list of pids
+    read -r a b c < <(e2e "$KEY" cloudhsm $DAEMONS)
+    e+=("$a") ek+=("$b") eo+=("$c")
+    log "cloudhsm round $r: default key: $(printf %.0f "${sr[-1]}") req/s, keyhold ${sk[-1]} µs/req; CloudHSM key: through keyhold $(printf %.0f "${e[-1]}") req/s (CPU µs/req: keyhold ${ek[-1]}, HSM daemons ${eo[-1]})"
+  done
+  em=$(printf '%s\n' "${e[@]}" | median)
+  rm_=$(printf '%s\n' "${raw[@]}" | median)
+  echo "cloudhsm: Encrypt through keyhold $(printf %.0f "$em") req/s, pkcs11-bench $(printf %.0f "$rm_") encrypts/s: $(awk -v a="$em" -v b="$rm_" 'BEGIN {printf "%.2f", a/b}')x (target >= 0.5x); CPU µs/req medians: keyhold $(printf '%s\n' "${ek[@]}" | median), HSM daemons $(printf '%s\n' "${eo[@]}" | median); keyhold with a default key $(printf '%s\n' "${sk[@]}" | median) µs/req, $(printf '%s\n' "${sr[@]}" | median | xargs printf %.0f) req/s (no HSM: the ceiling of this machine)"
 fi
 [ "$PROFILE" = 1 ] && log "profiles and runs in $WORK"
 true

@@ -49,6 +49,8 @@ type Record struct {
 	Response     []byte // nil on error
 	ErrorCode    string
 	ErrorMessage string
+	// Region is the Region the request was for ("" = the trail's own).
+	Region string
 }
 
 // Event is one CloudTrail record (eventVersion 1.08). Field order is
@@ -217,6 +219,14 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 	return e, nil
 }
 
+// region is the Region of r's event: the request's, or the trail's own.
+func (e *Encoder) region(r *Record) string {
+	if r.Region != "" {
+		return r.Region
+	}
+	return e.cfg.Region
+}
+
 // Marshal encodes r as one JSON line (without the newline).
 func (e *Encoder) Marshal(r *Record) ([]byte, error) {
 	ev := e.Event(r)
@@ -234,7 +244,7 @@ func (e *Encoder) Event(r *Record) *Event {
 		EventTime:       r.Time.UTC().Format(time.RFC3339),
 		EventSource:     "kms.amazonaws.com",
 		EventName:       r.Operation,
-		AWSRegion:       e.cfg.Region,
+		AWSRegion:       e.region(r),
 		SourceIPAddress: r.SourceIP,
 		UserAgent:       r.UserAgent,
 		ErrorCode:       errorCode(r.ErrorCode),
@@ -414,7 +424,7 @@ func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []
 			if !fromRequest || !isKeyID(s) || r.Caller.AccountID == "" {
 				return
 			}
-			arn = "arn:aws:kms:" + e.cfg.Region + ":" + r.Caller.AccountID + ":key/" + s
+			arn = "arn:aws:kms:" + e.region(r) + ":" + r.Caller.AccountID + ":key/" + s
 		}
 		// arn:partition:kms:region:account:key/id
 		parts, ok := splitARN(arn)

@@ -73,6 +73,13 @@ type WriterOptions struct {
 	// fsynced before Write refuses new events; 0 = DefaultStallTimeout. It
 	// is also the longest Write waits for room under MaxUnsynced.
 	StallTimeout time.Duration
+	// SyncInterval (GroupCommit) is the least time between the starts of
+	// two fsyncs: 0 (the default) fsyncs again as soon as the previous
+	// fsync returned and something was written meanwhile. A larger value
+	// means fewer fsyncs (less CPU, fewer blocking system calls on a busy
+	// server) for a longer window of events that a power loss could take:
+	// at most SyncInterval plus one fsync. Never more than StallTimeout/2.
+	SyncInterval time.Duration
 }
 
 // Writer appends one JSON line per event to a file, durably. It never
@@ -107,6 +114,7 @@ type Writer struct {
 	syncMu sync.Mutex // held while fsyncing f or swapping it
 	f      file
 	done   chan struct{}
+	quit   chan struct{} // closed by Close: the syncer stops pausing
 	// mirrorDone is closed when the Copy goroutine has finished.
 	mirrorDone chan struct{}
 }
@@ -130,7 +138,8 @@ func Open(path string, opts WriterOptions) (*Writer, error) {
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = DefaultStallTimeout
 	}
-	w := &Writer{path: path, opts: opts, done: make(chan struct{}), change: make(chan struct{})}
+	opts.SyncInterval = min(max(opts.SyncInterval, 0), opts.StallTimeout/2)
+	w := &Writer{path: path, opts: opts, done: make(chan struct{}), quit: make(chan struct{}), change: make(chan struct{})}
 	f, err := openFile(path)
 	if err != nil {
 		return nil, err
@@ -370,6 +379,7 @@ func (w *Writer) syncer() {
 		target, bytes := w.written, w.unsynced
 		w.mu.Unlock()
 
+		started := time.Now()
 		w.syncMu.Lock()
 		err := w.fsync()
 		w.syncMu.Unlock()
@@ -397,6 +407,21 @@ func (w *Writer) syncer() {
 		}
 		w.notify()
 		w.mu.Unlock()
+		w.pause(started)
+	}
+}
+
+// pause waits until SyncInterval after started, or until Close.
+func (w *Writer) pause(started time.Time) {
+	d := w.opts.SyncInterval - time.Since(started)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.quit:
 	}
 }
 
@@ -462,6 +487,7 @@ func (w *Writer) Close() error {
 		return ErrClosed
 	}
 	w.closed = true
+	close(w.quit)
 	w.notify()
 	w.mu.Unlock()
 	<-w.done

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -307,3 +308,49 @@ func TestWriterSlowCopy(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// countSync counts fsyncs.
+type countSync struct {
+	file
+	n atomic.Int64
+}
+
+func (c *countSync) Sync() error { c.n.Add(1); return c.file.Sync() }
+
+// TestWriterSyncInterval: with SyncInterval the syncer starts at most one
+// fsync per interval however often events are written, and Sync and Close
+// still make every event durable.
+func TestWriterSyncInterval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	const interval = 40 * time.Millisecond
+	w, err := Open(path, WriterOptions{SyncInterval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countSync{file: w.f}
+	w.syncMu.Lock()
+	w.f = cs
+	w.syncMu.Unlock()
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 5*interval {
+		if err := w.Write(fmt.Appendf(nil, `{"n":%d}`, n)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		time.Sleep(200 * time.Microsecond)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if max := int64(elapsed/interval) + 2; cs.n.Load() > max {
+		t.Errorf("%d fsyncs for %d events in %v, want at most %d (one per %v)", cs.n.Load(), n, elapsed, max, interval)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readLines(t, path)); got != n {
+		t.Fatalf("%d events in the file, want %d", got, n)
+	}
+}

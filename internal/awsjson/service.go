@@ -17,6 +17,9 @@ type Call struct {
 	Body      []byte
 	RequestID string
 	Caller    Caller
+	// Region is the Region the request was signed for (its SigV4
+	// credential scope); "" when it came another way (Invoke).
+	Region    string
 	SourceIP  string
 	UserAgent string
 	// SecureTransport is whether the request came over TLS.
@@ -40,6 +43,10 @@ type Operation struct {
 type Service struct {
 	TargetPrefix string // "TrentService"
 	SigningName  string // SigV4 service name, "kms"
+	// EveryRegion: the service answers requests signed for any Region
+	// (a valid Region name), each in that Region, as KMS does behind one
+	// endpoint here; otherwise only the server's own Region is accepted.
+	EveryRegion bool
 	// MapError turns a non-*Error returned by a handler into the wire error;
 	// nil results become an internal error.
 	MapError func(error) *Error

@@ -3,6 +3,9 @@
 //
 //	version(1) | kind(1) | key id(16) | backing key id(16) | payload
 //
+// The kind byte's high bit marks a multi-Region key (its id is mrk- and
+// the 16 bytes in hex, not a UUID).
+//
 // The 34-byte header is authenticated (it is part of the AAD of every
 // store's encryption), the payload is store-specific. Parsing never panics on
 // client input and never says why a blob was rejected beyond "invalid".
@@ -31,6 +34,13 @@ const (
 	KindXKS      Kind = 3 // double encryption (Origin EXTERNAL_KEY_STORE)
 )
 
+// multiRegionFlag is set in the kind byte for a multi-Region key's id.
+const multiRegionFlag = 0x80
+
+// MultiRegionPrefix starts a multi-Region key's id: "mrk-" and 32
+// lowercase hex digits, as AWS formats them.
+const MultiRegionPrefix = "mrk-"
+
 // ErrInvalid means the bytes are not a ciphertext keyhold produced.
 var ErrInvalid = errors.New("blob: invalid ciphertext")
 
@@ -39,16 +49,21 @@ type Header struct {
 	Kind         Kind
 	KeyID        [16]byte
 	BackingKeyID [16]byte
+	// MultiRegion says KeyID is a multi-Region key's (mrk-) id.
+	MultiRegion bool
 }
 
-// KeyIDString renders the key id as a KMS key id (UUID form).
-func (h Header) KeyIDString() string { return FormatUUID(h.KeyID) }
+// KeyIDString renders the key id as a KMS key id (UUID or mrk- form).
+func (h Header) KeyIDString() string { return FormatKeyID(h.KeyID, h.MultiRegion) }
 
 // Bytes is the header's wire form (also the AAD prefix).
 func (h Header) Bytes() []byte {
 	b := make([]byte, HeaderLen)
 	b[0] = Version1
 	b[1] = byte(h.Kind)
+	if h.MultiRegion {
+		b[1] |= multiRegionFlag
+	}
 	copy(b[2:18], h.KeyID[:])
 	copy(b[18:34], h.BackingKeyID[:])
 	return b
@@ -65,12 +80,13 @@ func Decode(b []byte) (Header, []byte, error) {
 	if len(b) < HeaderLen+1 || b[0] != Version1 {
 		return h, nil, ErrInvalid
 	}
-	switch Kind(b[1]) {
+	h.MultiRegion = b[1]&multiRegionFlag != 0
+	h.Kind = Kind(b[1] &^ multiRegionFlag)
+	switch h.Kind {
 	case KindSoft, KindCloudHSM, KindXKS:
 	default:
-		return h, nil, ErrInvalid
+		return Header{}, nil, ErrInvalid
 	}
-	h.Kind = Kind(b[1])
 	copy(h.KeyID[:], b[2:18])
 	copy(h.BackingKeyID[:], b[18:34])
 	return h, b[HeaderLen:], nil
@@ -149,4 +165,28 @@ func ParseUUID(s string) ([16]byte, bool) {
 func FormatUUID(u [16]byte) string {
 	h := hex.EncodeToString(u[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// ParseKeyID parses a KMS key id: a UUID, or (multiRegion) "mrk-" and 32
+// hex digits. Either case is accepted, as AWS does.
+func ParseKeyID(s string) (id [16]byte, multiRegion, ok bool) {
+	if len(s) == len(MultiRegionPrefix)+32 && strings.EqualFold(s[:len(MultiRegionPrefix)], MultiRegionPrefix) {
+		b, err := hex.DecodeString(s[len(MultiRegionPrefix):])
+		if err != nil || len(b) != 16 {
+			return id, false, false
+		}
+		copy(id[:], b)
+		return id, true, true
+	}
+	id, ok = ParseUUID(s)
+	return id, false, ok
+}
+
+// FormatKeyID renders a key id: a UUID, or mrk- and 32 lowercase hex
+// digits for a multi-Region key.
+func FormatKeyID(id [16]byte, multiRegion bool) string {
+	if multiRegion {
+		return MultiRegionPrefix + hex.EncodeToString(id[:])
+	}
+	return FormatUUID(id)
 }

@@ -78,3 +78,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestMultiRegionKeyID(t *testing.T) {
+	id, mrk, ok := ParseKeyID("mrk-1234ABCD12ab34cd56ef1234567890ab")
+	if !ok || !mrk || FormatKeyID(id, mrk) != "mrk-1234abcd12ab34cd56ef1234567890ab" {
+		t.Fatalf("ParseKeyID(mrk) = %x, %v, %v", id, mrk, ok)
+	}
+	for _, bad := range []string{"mrk-1234", "mrk-1234abcd12ab34cd56ef1234567890zz", "mrk-1234abcd-12ab-34cd-56ef-1234567890ab", "xyz-1234abcd12ab34cd56ef1234567890ab"} {
+		if _, _, ok := ParseKeyID(bad); ok {
+			t.Errorf("ParseKeyID(%q) accepted", bad)
+		}
+	}
+	if _, mrk, ok := ParseKeyID("1234abcd-12ab-34cd-56ef-1234567890ab"); !ok || mrk {
+		t.Fatal("a UUID key id")
+	}
+	h := Header{Kind: KindSoft, KeyID: id, MultiRegion: true}
+	got, _, err := Decode(Encode(h, []byte{1}))
+	if err != nil || !got.MultiRegion || got.Kind != KindSoft || got.KeyIDString() != "mrk-1234abcd12ab34cd56ef1234567890ab" {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	single, _, _ := Decode(Encode(Header{Kind: KindXKS, KeyID: id}, []byte{1}))
+	if single.MultiRegion || single.Kind != KindXKS {
+		t.Fatalf("single-Region header: %+v", single)
+	}
+}

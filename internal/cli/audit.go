@@ -53,7 +53,7 @@ func AuditHook(dataDir, region, account string, mirror io.Writer, log *slog.Logg
 	hook := func(_ context.Context, r server.AuditRecord) error {
 		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
 			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg, Region: r.Region}
 		if r.Service != nil {
 			rec.TargetPrefix = r.Service.TargetPrefix
 		}
@@ -103,7 +103,7 @@ func (t *AuditTrail) Close() error { return t.close() }
 // OpenAuditTrail is AuditHook with the handle SIGHUP needs, and metrics
 // (m may be nil): events written but not yet durable, and the time each
 // event takes to encode and write.
-func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog.Logger, m *metrics.Metrics) (*AuditTrail, error) {
+func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog.Logger, m *metrics.Metrics, syncInterval time.Duration) (*AuditTrail, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -114,7 +114,8 @@ func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog
 	var lastLogged atomic.Int64
 	path := filepath.Join(dataDir, filepath.FromSlash(audit.DefaultPath))
 	w, err := audit.Open(path, audit.WriterOptions{
-		Copy: mirror,
+		Copy:         mirror,
+		SyncInterval: syncInterval,
 		OnError: func(err error) {
 			// At most one line a second: a dead disk fails every request.
 			now := time.Now().Unix()
@@ -133,7 +134,7 @@ func OpenAuditTrail(dataDir, region, account string, mirror io.Writer, log *slog
 		start := time.Now()
 		rec := audit.Record{Time: r.Time, Operation: r.Operation, Caller: r.Caller, AccessKeyID: r.AccessKeyID,
 			SourceIP: r.SourceIP, UserAgent: r.UserAgent, RequestID: r.RequestID, Request: r.Request,
-			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg}
+			Response: r.Response, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMsg, Region: r.Region}
 		if r.Service != nil {
 			rec.TargetPrefix = r.Service.TargetPrefix
 		}

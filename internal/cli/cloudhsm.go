@@ -41,7 +41,11 @@ func CloudHSMExtra(cfg hsm.Config) func(context.Context, Extras) ([]*awsjson.Ser
 			return nil, nil, err
 		}
 		hctx, stop := context.WithCancel(context.Background())
-		go m.RunHousekeeping(hctx)
+		if env.Lead != nil {
+			env.Lead(hctx, m.RunHousekeeping)
+		} else {
+			go m.RunHousekeeping(hctx)
+		}
 		if env.CloudHSM != nil {
 			env.CloudHSM.SetClusters(m)
 		}

@@ -131,15 +131,30 @@ func (in *Instance) followReplicas(dir *identity.Directory) error {
 	}
 }
 
-// RunBackground runs the background jobs (key deletion when due) until ctx
-// ends. On PostgreSQL only the leader runs them: the replica holding the
-// leader advisory lock; when it dies another takes over within a second.
+// RunBackground runs the key lifecycle jobs (key deletion when due,
+// rotation) until ctx ends, on the leader only (see startLeading).
 func (in *Instance) RunBackground(ctx context.Context, deletionInterval time.Duration) {
-	if in.Database == nil || in.Database.PG == nil {
-		in.Service.RunDeletion(ctx, deletionInterval)
-		return
-	}
-	in.Database.PG.Lead(ctx, time.Second, in.Config.Logger, func(ctx context.Context) {
-		in.Service.RunDeletion(ctx, deletionInterval)
-	})
+	in.leader.add(ctx, func(ctx context.Context) { in.Service.RunDeletion(ctx, deletionInterval) })
+	<-ctx.Done()
+}
+
+// startLeading runs the leader's jobs while this process leads: always on
+// SQLite (one process per data directory); on PostgreSQL while this
+// replica holds the leader advisory lock (when it dies, PostgreSQL ends
+// its session and another replica takes over within a second). The jobs:
+// custom key store connect workers and health checks (kms.RunLeader), HSM
+// housekeeping (backups), and RunBackground's key lifecycle jobs.
+func (in *Instance) startLeading() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	in.leader.add(ctx, in.Service.RunLeader)
+	go func() {
+		defer close(done)
+		if in.Database == nil || in.Database.PG == nil {
+			in.leader.lead(ctx)
+			return
+		}
+		in.Database.PG.Lead(ctx, time.Second, in.Config.Logger, in.leader.lead)
+	}()
+	in.closers = append(in.closers, func() { cancel(); <-done })
 }

@@ -77,6 +77,9 @@ type ServeConfig struct {
 	// written (--audit-fail-open); by default they fail with the service's
 	// internal error.
 	AuditFailOpen bool
+	// AuditSyncInterval is the least time between two fsyncs of the audit
+	// trail (--audit-sync-interval; 0: back to back).
+	AuditSyncInterval time.Duration
 	// Caches bounds the domain's in-memory caches (--cache-size).
 	Caches kms.CacheSizes
 	// DatabaseURL selects PostgreSQL (postgres://...), shared by replicas;
@@ -114,6 +117,8 @@ type Extras struct {
 	// Root is the root key every replica shares (it seals the HSM
 	// network CAs).
 	Root *rootkey.Key
+	// Lead registers a job that runs on the leader only (until ctx ends).
+	Lead func(ctx context.Context, job func(context.Context))
 }
 
 // Instance is a running keyhold: its store, domain and HTTP handler.
@@ -129,6 +134,8 @@ type Instance struct {
 	Metrics   *metrics.Metrics
 	Audit     *AuditTrail
 	closers   []func()
+	// leader runs the jobs one process of a shared database runs.
+	leader leaderJobs
 }
 
 // Close releases the instance's resources (not the listener).
@@ -252,7 +259,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	}
 	services := []*awsjson.Service{kmsTable}
 	if cfg.Extra != nil {
-		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM, Root: root})
+		more, closeExtra, err := cfg.Extra(ctx, Extras{Service: svc, Store: db, AccountID: account, CloudHSM: cloudHSM, Root: root, Lead: in.leader.add})
 		if err != nil {
 			in.Close()
 			return nil, err
@@ -263,6 +270,9 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		services = append(services, more...)
 	}
 	in.closers = append(in.closers, svc.Close)
+	if database.PG != nil {
+		svc.SetReplicated()
+	}
 	if err := svc.Start(ctx); err != nil {
 		in.Close()
 		return nil, err
@@ -271,6 +281,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 		in.Close()
 		return nil, err
 	}
+	in.startLeading()
 	cfg.Metrics.SetCustomKeyStores(customKeyStoreStates(db))
 	if cfg.SeedFile != "" {
 		if err := ApplySeedFile(ctx, svc, account, cfg.SeedFile, cfg.Logger); err != nil {
@@ -288,7 +299,7 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	})
 	superAdmin := identity.UserARN(account, identity.AdminUserName)
 	iamTable, stsTable := iamapi.New(admin, func(c awsjson.Caller) bool { return c.ARN == superAdmin }, svc.AssumeRoleAllowed)
-	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics)
+	trail, err := OpenAuditTrail(cfg.DataDir, cfg.Region, account, cfg.AuditStdout, cfg.Logger, cfg.Metrics, cfg.AuditSyncInterval)
 	if err != nil {
 		in.Close()
 		return nil, err
@@ -334,6 +345,7 @@ type serveOptions struct {
 	cacheSize        int
 	auditStdout      bool
 	auditFailOpen    bool
+	auditSync        time.Duration
 	limits           netlimit.Limits
 	deletionInterval time.Duration
 	shutdownTimeout  time.Duration
@@ -353,6 +365,18 @@ func checkLoopbackAddr(v string) error {
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("%q is not a loopback address (the profiler must not be reachable from the network)", v)
+	}
+	return nil
+}
+
+// checkAuditSync bounds --audit-sync-interval to [0, 1s].
+func checkAuditSync(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	if d < 0 || d > time.Second {
+		return errors.New("want a duration from 0s to 1s")
 	}
 	return nil
 }
@@ -416,6 +440,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
+		{Name: "audit-sync-interval", Usage: "least time between two fsyncs of the audit trail: 0 fsyncs again as soon as the last one returned; more means fewer fsyncs (less CPU) and a longer window of events a power loss can take (this interval plus one fsync; a crash of keyhold alone never loses an answered request's event)", Default: "0s", Kind: config.Duration, Target: &o.auditSync, Check: checkAuditSync},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
 		{Name: "pprof-addr", Usage: "serve Go's profiler (/debug/pprof/, for go tool pprof) on this loopback HOST:PORT; off by default", Target: &o.pprofAddr, Check: checkLoopbackAddr, Example: "127.0.0.1:6060"},
@@ -525,7 +550,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
 		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
-		XKSCAFile: o.xksCA, XKSCallTimeout: o.xksTimeout, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, Limits: o.limits,
+		XKSCAFile: o.xksCA, XKSCallTimeout: o.xksTimeout, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, AuditSyncInterval: o.auditSync, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log, ListenIP: o.hsmListenIP})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout

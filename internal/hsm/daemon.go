@@ -416,6 +416,21 @@ func (d *daemon) do(req *request, peer string) (*response, error) {
 		d.mu.Unlock()
 		return nil, nil
 
+	case opNotePIN:
+		// Another HSM of the token changed the PIN (C_SetPIN) for a session
+		// of this login: later logins must use the new one. The caller
+		// proves it knew the current PIN.
+		if _, err := d.userSession(req.Session); err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !hmac.Equal(d.mac(req.PIN), d.pinMAC) {
+			return nil, pkcs11.ErrPINIncorrect
+		}
+		d.pinMAC = d.mac(req.NewPIN)
+		return nil, nil
+
 	case opSOSetPIN:
 		return nil, d.withSO(req.PIN, func(s *pkcs11.Session) error {
 			return s.SetPIN(string(req.PIN), string(req.NewPIN))

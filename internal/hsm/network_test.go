@@ -94,9 +94,21 @@ func TestHSMNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := b.LoginAs(ctx, id, "kmsuser", userPass, store)
+	// A rotates the password (through one of the two HSMs), as a connect
+	// does; B joins with the new one, whichever HSM it meets first.
+	const rotated = "Rotated4567"
+	if err := sa.ChangePassword(ctx, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.LoginAs(ctx, id, "kmsuser", userPass, store); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("joining with the old password: %v", err)
+	}
+	sb, err := b.LoginAs(ctx, id, "kmsuser", rotated, store)
 	if err != nil {
 		t.Fatalf("replica B joining the store's login: %v", err)
+	}
+	if len(sb.eps) != 2 {
+		t.Fatalf("replica B's session is on %d HSMs, want 2", len(sb.eps))
 	}
 	if _, err := b.Login(ctx, id, "kmsuser", userPass); !errors.Is(err, ErrUserLoggedIn) {
 		t.Fatalf("an exclusive login while the store is logged in: %v", err)

@@ -36,6 +36,7 @@ const (
 	opDestroyKey
 	opRandom
 	opBench
+	opNotePIN
 )
 
 type request struct {

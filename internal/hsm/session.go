@@ -342,7 +342,15 @@ func (s *UserSession) ChangePassword(ctx context.Context, newPassword string) er
 	}
 	s.mu.Lock()
 	s.pin = np
+	eps := slices.Clone(s.eps)
 	s.mu.Unlock()
+	// The other HSMs of the token share the new PIN (one token) but hold
+	// the login made with the old one: tell them, so that other replicas
+	// joining with the new password are recognised. The HSM that made the
+	// change refuses (it knows already).
+	for _, e := range eps {
+		e.cl.call(ctx, &request{Op: opNotePIN, Session: e.session, PIN: old, NewPIN: np})
+	}
 	return nil
 }
 

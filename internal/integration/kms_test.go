@@ -313,7 +313,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		"hmac without usage":    {KeySpec: types.KeySpecHmac256},
 		"ecc for encryption":    {KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeEncryptDecrypt},
 		"sm2 outside china":     {KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify},
-		"multi-region":          {MultiRegion: aws.Bool(true)},
+		"multi-region in a cks": {MultiRegion: aws.Bool(true), Origin: types.OriginTypeAwsCloudhsm, CustomKeyStoreId: aws.String("cks-1234567890abcdef0")},
 		"too many tags":         {Tags: fiftyOneTags()},
 		"reserved tag any case": {Tags: []types.Tag{{TagKey: aws.String("AWS:x"), TagValue: aws.String("v")}}},
 		"bad policy":            {Policy: aws.String("not json")},
@@ -327,7 +327,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("%s: CreateKey succeeded", name)
 		}
 	}
-	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeAwsCloudhsm, CustomKeyStoreId: aws.String("cks-1234567890abcdef0")})
 	wantErr[*types.UnsupportedOperationException](t, err)
 	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Tags: fiftyOneTags()})
 	wantErr[*types.TagException](t, err)

@@ -69,7 +69,10 @@ func TestProtocolErrors(t *testing.T) {
 		{"missing auth", "TrentService.ListKeys", "{}", nil, 400, "MissingAuthenticationTokenException"},
 		{"unknown access key", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: "AKIAUNKNOWNUNKNOWN00", SecretAccessKey: e.Secret, Region: "us-east-1", Service: "kms"}, 400, "UnrecognizedClientException"},
 		{"wrong secret", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: "wrong", Region: "us-east-1", Service: "kms"}, 400, "InvalidSignatureException"},
-		{"wrong region", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "eu-west-1", Service: "kms"}, 400, "InvalidSignatureException"},
+		// KMS answers every Region behind the one endpoint; a scope that is
+		// not a Region name is refused.
+		{"not a region", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "eu_west_1", Service: "kms"}, 400, "InvalidSignatureException"},
+		{"region too long", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "abcdefghijklmnop-qrstuvwxyzabcd-1", Service: "kms"}, 400, "InvalidSignatureException"},
 		{"wrong service", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "us-east-1", Service: "s3"}, 400, "InvalidSignatureException"},
 		{"clock skew", "TrentService.ListKeys", "{}", &sigv4.Signer{AccessKeyID: e.AccessKey, SecretAccessKey: e.Secret, Region: "us-east-1", Service: "kms",
 			Now: func() time.Time { return time.Now().Add(-6 * time.Minute) }}, 400, "InvalidSignatureException"},

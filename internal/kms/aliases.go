@@ -40,7 +40,7 @@ func (s *Service) aliasTarget(ctx context.Context, c Request, name, target strin
 	if err != nil {
 		return store.Key{}, err
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		return store.Key{}, s.pendingDeletion(k)
 	}
 	return k, nil
@@ -53,12 +53,12 @@ func (s *Service) CreateAlias(ctx context.Context, c Request, name, target strin
 		return err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	err = s.st.CreateAlias(ctx, store.Alias{AccountID: c.AccountID, Name: name, KeyID: k.ID, Created: now, Updated: now})
+	err = s.st.CreateAlias(ctx, store.Alias{AccountID: c.AccountID, Region: s.regionOf(c), Name: name, KeyID: k.ID, Created: now, Updated: now})
 	switch {
 	case errors.Is(err, store.ErrExists):
-		return errorf(AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c.AccountID, name))
+		return errorf(AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c, name))
 	case errors.Is(err, store.ErrNotFound):
-		return errorf(NotFound, "Key '%s' does not exist", s.keyARN(c.AccountID, k.ID))
+		return errorf(NotFound, "Key '%s' does not exist", keyARN(k))
 	case err != nil:
 		return internal("CreateAlias", err)
 	}
@@ -71,20 +71,20 @@ func (s *Service) UpdateAlias(ctx context.Context, c Request, name, target strin
 	if err != nil {
 		return err
 	}
-	old, err := s.st.GetAlias(ctx, c.AccountID, name)
+	old, err := s.st.GetAlias(ctx, c.AccountID, s.regionOf(c), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c, name))
 	}
 	if err != nil {
 		return internal("UpdateAlias", err)
 	}
-	if cur, err := s.getKey(ctx, c.AccountID, old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
+	if cur, err := s.getKey(ctx, c.AccountID, s.regionOf(c), old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
 		return errorf(Validation, "The new target key must have the same key spec and key usage as the current target key.")
 	}
-	err = s.st.UpdateAlias(ctx, store.Alias{AccountID: c.AccountID, Name: name, KeyID: k.ID, Updated: s.now().UTC().Truncate(time.Millisecond)})
-	s.dropAlias(c.AccountID, name)
+	err = s.st.UpdateAlias(ctx, store.Alias{AccountID: c.AccountID, Region: s.regionOf(c), Name: name, KeyID: k.ID, Updated: s.now().UTC().Truncate(time.Millisecond)})
+	s.dropAlias(c.AccountID, s.regionOf(c), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c, name))
 	}
 	if err != nil {
 		return internal("UpdateAlias", err)
@@ -92,8 +92,16 @@ func (s *Service) UpdateAlias(ctx context.Context, c Request, name, target strin
 	return nil
 }
 
-func (s *Service) dropAlias(account, name string) {
-	s.aliases.Delete(account + "/" + name)
+func (s *Service) dropAlias(account, region, name string) {
+	s.aliases.Delete(account + "/" + region + "/" + name)
+}
+
+// dropAliasAll drops an alias name of account in every Region (an
+// invalidation from another replica names no Region).
+func (s *Service) dropAliasAll(account, name string) {
+	s.aliases.DeleteFunc(func(a, _ string) bool {
+		return strings.HasPrefix(a, account+"/") && strings.HasSuffix(a, "/"+name)
+	})
 }
 
 // DeleteAlias removes an alias; the key is untouched.
@@ -101,24 +109,24 @@ func (s *Service) DeleteAlias(ctx context.Context, c Request, name string) error
 	if err := checkAliasName(name); err != nil {
 		return err
 	}
-	a, err := s.st.GetAlias(ctx, c.AccountID, name)
+	a, err := s.st.GetAlias(ctx, c.AccountID, s.regionOf(c), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c, name))
 	}
 	if err != nil {
 		return internal("DeleteAlias", err)
 	}
-	if k, err := s.getKey(ctx, c.AccountID, a.KeyID); err == nil {
+	if k, err := s.getKey(ctx, c.AccountID, s.regionOf(c), a.KeyID); err == nil {
 		if err := s.authorize(ctx, c, &k, nil); err != nil {
 			return err
 		}
 	} else if err := s.authorize(ctx, c, nil, nil); err != nil {
 		return err
 	}
-	err = s.st.DeleteAlias(ctx, c.AccountID, name)
-	s.dropAlias(c.AccountID, name)
+	err = s.st.DeleteAlias(ctx, c.AccountID, s.regionOf(c), name)
+	s.dropAlias(c.AccountID, s.regionOf(c), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c.AccountID, name))
+		return errorf(NotFound, "Alias %s is not found.", s.aliasARN(c, name))
 	}
 	if err != nil {
 		return internal("DeleteAlias", err)
@@ -144,7 +152,7 @@ func (s *Service) ListAliases(ctx context.Context, c Request, keyID string, limi
 		only = k.ID
 	}
 	limit = pageLimit(limit)
-	as, err := s.st.ListAliases(ctx, c.AccountID, only, after, limit+1)
+	as, err := s.st.ListAliases(ctx, c.AccountID, s.regionOf(c), only, after, limit+1)
 	if err != nil {
 		return nil, Page{}, internal("ListAliases", err)
 	}
@@ -155,7 +163,7 @@ func (s *Service) ListAliases(ctx context.Context, c Request, keyID string, limi
 	}
 	out := make([]AliasEntry, len(as))
 	for i, a := range as {
-		out[i] = AliasEntry{Name: a.Name, ARN: s.aliasARN(a.AccountID, a.Name), TargetKeyID: a.KeyID, Created: a.Created, Updated: a.Updated}
+		out[i] = AliasEntry{Name: a.Name, ARN: aliasARNIn(a.Region, a.AccountID, a.Name), TargetKeyID: a.KeyID, Created: a.Created, Updated: a.Updated}
 	}
 	return out, p, nil
 }

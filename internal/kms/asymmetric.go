@@ -48,11 +48,11 @@ func capability[T any](s *Service, k store.Key) (T, error) {
 	var zero T
 	b, ok := s.backends[kindOf(k)]
 	if !ok {
-		return zero, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+		return zero, errorf(InvalidState, "%s is unavailable.", keyARN(k))
 	}
 	c, ok := b.(T)
 	if !ok {
-		return zero, errorf(UnsupportedOperation, "%s is in a custom key store, which supports only symmetric encryption keys.", s.keyARN(k.AccountID, k.ID))
+		return zero, errorf(UnsupportedOperation, "%s is in a custom key store, which supports only symmetric encryption keys.", keyARN(k))
 	}
 	return c, nil
 }
@@ -89,7 +89,7 @@ func (s *Service) encryptAsymmetric(ctx context.Context, c Request, k store.Key,
 		return EncryptOutput{}, s.specErr("Encrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: keyARN(k), Algorithm: in.Algorithm}, nil
 }
 
 func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptInput) (DecryptOutput, error) {
@@ -121,7 +121,7 @@ func (s *Service) decryptAsymmetric(ctx context.Context, c Request, in DecryptIn
 		return DecryptOutput{}, s.specErr("Decrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: in.Algorithm}, nil
+	return DecryptOutput{Plaintext: pt, KeyARN: keyARN(k), Algorithm: in.Algorithm}, nil
 }
 
 // SignInput holds Sign's and Verify's parameters.
@@ -166,7 +166,7 @@ func useCapability[T any](ctx context.Context, s *Service, c Request, op, keyID,
 		return "", s.specErr(op, k, err)
 	}
 	s.recordUse(ctx, c, k)
-	return s.keyARN(k.AccountID, k.ID), nil
+	return keyARN(k), nil
 }
 
 // Sign signs with a SIGN_VERIFY key.
@@ -206,7 +206,7 @@ func (s *Service) GetPublicKey(ctx context.Context, c Request, keyID string) (Pu
 		return PublicKeyOutput{}, err
 	}
 	if info, ok := keyspec.Lookup(k.KeySpec); !ok || !info.IsAsymmetric() {
-		return PublicKeyOutput{}, errorf(UnsupportedOperation, "%s is not an asymmetric KMS key; GetPublicKey supports only asymmetric KMS keys.", s.keyARN(k.AccountID, k.ID))
+		return PublicKeyOutput{}, errorf(UnsupportedOperation, "%s is not an asymmetric KMS key; GetPublicKey supports only asymmetric KMS keys.", keyARN(k))
 	}
 	if err := s.usableAs(k, k.KeyUsage); err != nil {
 		return PublicKeyOutput{}, err
@@ -310,7 +310,7 @@ func (s *Service) GenerateDataKeyPair(ctx context.Context, c Request, in DataKey
 		clear(priv)
 		return DataKeyPairOutput{}, err
 	}
-	out := DataKeyPairOutput{PrivateKeyCiphertextBlob: ct, PublicKey: pub, KeyARN: s.keyARN(k.AccountID, k.ID),
+	out := DataKeyPairOutput{PrivateKeyCiphertextBlob: ct, PublicKey: pub, KeyARN: keyARN(k),
 		KeyPairSpec: in.KeyPairSpec, KeyMaterialID: materialID(k)}
 	if withPlaintext {
 		out.PrivateKeyPlaintext = priv

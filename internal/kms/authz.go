@@ -85,7 +85,7 @@ func (s *Service) requestContext(c Request, p policy.Principal) policy.Context {
 	if c.SourceIP != "" {
 		pc.Set(policy.KeySourceIP, c.SourceIP)
 	}
-	pc.Set(policy.KeyRequestedRegion, s.region)
+	pc.Set(policy.KeyRequestedRegion, s.regionOf(c))
 	return pc
 }
 
@@ -111,7 +111,7 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Request,
 	resource := "*"
 	needContext := false
 	if k != nil {
-		resource = s.keyARN(k.AccountID, k.ID)
+		resource = keyARN(*k)
 		in.Request.Resource, in.KeyAccount = resource, k.AccountID
 		kp, err := s.authz.parse(k.Policy, policy.KeyPolicy)
 		if err != nil {
@@ -145,7 +145,10 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Request,
 			pc.Set(policy.KeyCustomerMasterKeySpec, k.KeySpec)
 			pc.Set(policy.KeyKeyUsage, k.KeyUsage)
 			pc.Set("kms:CustomerMasterKeyUsage", k.KeyUsage)
-			pc.SetBool(policy.KeyMultiRegion, false)
+			pc.SetBool(policy.KeyMultiRegion, k.MultiRegion != nil)
+			if k.MultiRegion != nil {
+				pc.Set(policy.KeyMultiRegionKeyType, multiRegionKeyType(*k))
+			}
 			if len(k.Tags) > 0 {
 				tags := make(map[string]string, len(k.Tags))
 				for _, t := range k.Tags {
@@ -154,7 +157,7 @@ func (s *Service) authorizeAction(ctx context.Context, action string, c Request,
 				pc.SetResourceTags(tags)
 			}
 			// kms:ResourceAliases: only read when a policy has conditions.
-			if as, err := s.st.ListAliases(ctx, k.AccountID, k.ID, "", 50); err == nil && len(as) > 0 {
+			if as, err := s.st.ListAliases(ctx, k.AccountID, k.Region, k.ID, "", 50); err == nil && len(as) > 0 {
 				names := make([]string, len(as))
 				for i, a := range as {
 					names[i] = a.Name
@@ -214,9 +217,9 @@ func (s *Service) identityDocs(ctx context.Context, c Request) ([]*policy.Docume
 // grantAllows reports whether a grant on k gives c the action (grants.go).
 // A key without grants costs one cache lookup.
 func (s *Service) grantAllows(ctx context.Context, c Request, action string, k *store.Key, pc policy.Context) bool {
-	gs, err := s.keyGrants(ctx, k.AccountID, k.ID)
+	gs, err := s.keyGrants(ctx, k.AccountID, k.Region, k.ID)
 	if err != nil {
-		s.log.Error("reading grants; none apply", "key", s.keyARN(k.AccountID, k.ID), "err", err)
+		s.log.Error("reading grants; none apply", "key", keyARN(*k), "err", err)
 		return false
 	}
 	return len(gs) > 0 && s.grantAllowsAction(ctx, gs, c, action, pc)

@@ -41,7 +41,7 @@ func awsManagedPolicy(account, region, service string) string {
 
 // awsManagedKey creates the AWS managed key an alias/aws/<service> name
 // stands for, once; a concurrent creator's alias wins.
-func (s *Service) awsManagedKey(ctx context.Context, account, name string) (store.Key, bool, error) {
+func (s *Service) awsManagedKey(ctx context.Context, account, region, name string) (store.Key, bool, error) {
 	m := awsManagedAlias.FindStringSubmatch(name)
 	if m == nil || !awsManagedServices[m[1]] {
 		return store.Key{}, false, nil
@@ -52,8 +52,8 @@ func (s *Service) awsManagedKey(ctx context.Context, account, name string) (stor
 		return store.Key{}, true, internal("awsManagedKey", err)
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	k := store.Key{AccountID: account, ID: id, CreationDate: now, KeyUsage: UsageEncryptDecrypt, KeySpec: SpecSymmetric,
-		Origin: OriginAWSKMS, State: StateEnabled, KeyManager: KeyManagerAWS, Policy: awsManagedPolicy(account, s.region, service),
+	k := store.Key{AccountID: account, Region: region, ID: id, CreationDate: now, KeyUsage: UsageEncryptDecrypt, KeySpec: SpecSymmetric,
+		Origin: OriginAWSKMS, State: StateEnabled, KeyManager: KeyManagerAWS, Policy: awsManagedPolicy(account, region, service),
 		Description: fmt.Sprintf("Default key that protects my %s resources when no other key is defined", strings.ToUpper(service)),
 		Rotation:    store.Rotation{Enabled: true, PeriodDays: defaultRotationDays, Next: NextRotation(now, defaultRotationDays)}}
 	if k.SealedMaterial, k.BackingKeyID, err = s.soft.NewKeyMaterial(id, SpecSymmetric); err != nil {
@@ -63,22 +63,22 @@ func (s *Service) awsManagedKey(ctx context.Context, account, name string) (stor
 	if err := s.st.CreateKey(ctx, k); err != nil {
 		return store.Key{}, true, internal("awsManagedKey", err)
 	}
-	err = s.st.CreateAlias(ctx, store.Alias{AccountID: account, Name: name, KeyID: id, Created: now, Updated: now})
+	err = s.st.CreateAlias(ctx, store.Alias{AccountID: account, Region: region, Name: name, KeyID: id, Created: now, Updated: now})
 	if errors.Is(err, store.ErrExists) {
-		s.st.DeleteKey(ctx, account, id) // another request created it first
-		a, err := s.st.GetAlias(ctx, account, name)
+		s.st.DeleteKey(ctx, account, region, id) // another request created it first
+		a, err := s.st.GetAlias(ctx, account, region, name)
 		if err != nil {
 			return store.Key{}, true, internal("awsManagedKey", err)
 		}
-		k, err := s.getKey(ctx, account, a.KeyID)
+		k, err := s.getKey(ctx, account, region, a.KeyID)
 		return k, true, s.storeErr("awsManagedKey", err, name)
 	}
 	if err != nil {
-		s.st.DeleteKey(ctx, account, id)
+		s.st.DeleteKey(ctx, account, region, id)
 		return store.Key{}, true, internal("awsManagedKey", err)
 	}
 	k.Version = 1
 	s.cacheKeyPut(k)
-	s.log.Info("created AWS managed key on first use", "alias", name, "key", s.keyARN(account, id))
+	s.log.Info("created AWS managed key on first use", "alias", name, "key", keyARN(k))
 	return k, true, nil
 }

@@ -22,7 +22,7 @@ func kindOf(k store.Key) blob.Kind {
 }
 
 func (s *Service) keyRef(k store.Key) keystore.KeyRef {
-	return keystore.KeyRef{AccountID: k.AccountID, ID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), BackingKeyID: k.BackingKeyID,
+	return keystore.KeyRef{AccountID: k.AccountID, ID: k.ID, ARN: keyARN(k), BackingKeyID: k.BackingKeyID,
 		SealedMaterial: k.SealedMaterial, CustomKeyStoreID: k.CustomKeyStoreID, XksKeyID: k.XksKeyID, KeySpec: k.KeySpec}
 }
 
@@ -49,7 +49,7 @@ func (s *Service) usable(k store.Key) error {
 		return err
 	}
 	if k.KeySpec != SpecSymmetric {
-		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+		return errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", keyARN(k), k.KeyUsage)
 	}
 	return nil
 }
@@ -60,13 +60,15 @@ func (s *Service) usableAs(k store.Key, usage string) error {
 	if st == StateEnabled && k.KeyUsage == usage {
 		return nil // the common case: no ARN to format
 	}
-	arn := s.keyARN(k.AccountID, k.ID)
+	arn := keyARN(k)
 	switch st {
 	case StateEnabled:
 	case StateDisabled:
 		return errorf(Disabled, "%s is disabled.", arn)
 	case StatePendingDeletion:
 		return errorf(InvalidState, "%s is pending deletion.", arn)
+	case StatePendingReplicaDeletion:
+		return errorf(InvalidState, "%s is pending deletion: it is a multi-Region primary key waiting for its replica keys to be deleted.", arn)
 	case StateUnavailable:
 		return errorf(InvalidState, "%s is unavailable.", arn)
 	case StatePendingImport:
@@ -136,16 +138,16 @@ func (s *Service) Encrypt(ctx context.Context, c Request, in EncryptInput) (Encr
 	if err != nil {
 		return EncryptOutput{}, err
 	}
-	return EncryptOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}, nil
+	return EncryptOutput{CiphertextBlob: ct, KeyARN: keyARN(k), Algorithm: AlgSymmetric}, nil
 }
 
 func (s *Service) seal(ctx context.Context, c Request, k store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
 	h := blob.Header{Kind: kindOf(k)}
-	h.KeyID, _ = blob.ParseUUID(k.ID)
+	h.KeyID, h.MultiRegion, _ = blob.ParseKeyID(k.ID)
 	copy(h.BackingKeyID[:], k.BackingKeyID)
 	b, ok := s.backends[h.Kind]
 	if !ok {
-		return nil, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+		return nil, errorf(InvalidState, "%s is unavailable.", keyARN(k))
 	}
 	hdr := h.Bytes()
 	payload, err := b.Encrypt(ctx, s.keyRef(k), call(ctx, c, "Encrypt"), plaintext, blob.AAD(hdr, ec))
@@ -233,12 +235,12 @@ func (s *Service) Decrypt(ctx context.Context, c Request, in DecryptInput) (Decr
 		return DecryptOutput{}, err
 	}
 	if k.KeySpec != SpecSymmetric {
-		return DecryptOutput{}, errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.KeyUsage)
+		return DecryptOutput{}, errorf(InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", keyARN(k), k.KeyUsage)
 	}
 	ref, ok := s.materialRef(k, h.BackingKeyID[:len(k.BackingKeyID)])
 	if kindOf(k) != h.Kind || !ok {
 		if k.State == StatePendingImport {
-			return DecryptOutput{}, errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+			return DecryptOutput{}, errorf(InvalidState, "%s is pending import.", keyARN(k))
 		}
 		return DecryptOutput{}, invalidCiphertext()
 	}
@@ -250,14 +252,14 @@ func (s *Service) Decrypt(ctx context.Context, c Request, in DecryptInput) (Decr
 	}
 	b, ok := s.backends[h.Kind]
 	if !ok {
-		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", s.keyARN(k.AccountID, k.ID))
+		return DecryptOutput{}, errorf(InvalidState, "%s is unavailable.", keyARN(k))
 	}
 	pt, err := b.Decrypt(ctx, ref, call(ctx, c, "Decrypt"), payload, blob.AAD(in.CiphertextBlob[:blob.HeaderLen], in.EncryptionContext))
 	if err != nil {
 		return DecryptOutput{}, s.backendErr("Decrypt", k, err)
 	}
 	s.recordUse(ctx, c, k)
-	out := DecryptOutput{Plaintext: pt, KeyARN: s.keyARN(k.AccountID, k.ID), Algorithm: AlgSymmetric}
+	out := DecryptOutput{Plaintext: pt, KeyARN: keyARN(k), Algorithm: AlgSymmetric}
 	if k.Origin == OriginAWSKMS || k.Origin == OriginExternal {
 		out.BackingKeyID = ref.BackingKeyID
 	}
@@ -327,7 +329,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Request, in ReEncryptInput) (
 		return ReEncryptOutput{}, err
 	}
 	defer clear(dec.Plaintext)
-	out := ReEncryptOutput{SourceKeyARN: dec.KeyARN, KeyARN: s.keyARN(dst.AccountID, dst.ID), SourceBacking: dec.BackingKeyID,
+	out := ReEncryptOutput{SourceKeyARN: dec.KeyARN, KeyARN: keyARN(dst), SourceBacking: dec.BackingKeyID,
 		DestBacking: materialID(dst), SourceAlgorithm: dec.Algorithm, DestinationAlgorithm: AlgSymmetric}
 	if rsaDst {
 		enc, err := s.encryptAsymmetric(ctx, c, dst, EncryptInput{Plaintext: dec.Plaintext, Algorithm: in.DestinationAlgorithm,
@@ -393,7 +395,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, c Request, in GenerateDat
 		clear(dk)
 		return GenerateDataKeyOutput{}, err
 	}
-	out := GenerateDataKeyOutput{CiphertextBlob: ct, KeyARN: s.keyARN(k.AccountID, k.ID)}
+	out := GenerateDataKeyOutput{CiphertextBlob: ct, KeyARN: keyARN(k)}
 	if withPlaintext {
 		out.Plaintext = dk
 	} else {
@@ -433,13 +435,13 @@ func materialID(k store.Key) []byte {
 // keyOfCiphertext finds the key a ciphertext names: the caller's own, or
 // another account's (authorization then decides).
 func (s *Service) keyOfCiphertext(ctx context.Context, c Request, id string) (store.Key, error) {
-	k, err := s.getKey(ctx, c.AccountID, id)
+	k, err := s.getKey(ctx, c.AccountID, s.regionOf(c), id)
 	if !errors.Is(err, store.ErrNotFound) {
 		return k, err
 	}
-	k, err = s.st.FindKey(ctx, id)
+	k, err = s.st.FindKey(ctx, s.regionOf(c), id)
 	if err != nil {
 		return k, err
 	}
-	return s.getKey(ctx, k.AccountID, id)
+	return s.getKey(ctx, k.AccountID, k.Region, id)
 }

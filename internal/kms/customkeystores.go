@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -98,7 +99,14 @@ type UpdateCustomKeyStoreInput struct {
 type conn struct {
 	state   string
 	errCode string
-	gen     int // bumps on every connect/disconnect so a stale worker can tell
+	gen     int  // bumps on every connect/disconnect so a stale worker can tell
+	worker  bool // a connect worker of this process is running
+	// Replicas: acting > 0 while this process changes the state (between
+	// its local change and the stored one); seen is the newest record
+	// version it wrote. A record older than that, read by a follow that
+	// raced with the change, is stale and ignored.
+	acting int
+	seen   int64
 }
 
 // customKeyStores holds the custom key store side of the domain: records
@@ -119,6 +127,12 @@ type customKeyStores struct {
 	monitorOnce sync.Once
 	hmu         sync.Mutex
 	health      map[string]storeHealth // store id -> last check
+
+	// Replicas (SetReplicated): connect workers and health checks run on
+	// the leader only (RunLeader); the others follow the stored state with
+	// sessions of their own.
+	replicated atomic.Bool
+	leading    atomic.Bool
 }
 
 type storeHealth struct {
@@ -132,6 +146,7 @@ func newCustomKeyStores(s *Service, drivers []keystore.Driver) *customKeyStores 
 		c.drivers[d.Type()] = d
 	}
 	c.period.Store(int64(defaultHealthPeriod))
+	c.leading.Store(true)
 	return c
 }
 
@@ -205,12 +220,28 @@ func newStoreID() (string, error) {
 	return "cks-" + hex.EncodeToString(b)[:17], nil
 }
 
+// regionCustomKeyStores lists the caller's stores in its Region (names
+// and the quota are per account and Region).
+func (s *Service) regionCustomKeyStores(ctx context.Context, caller Request) ([]store.CustomKeyStore, error) {
+	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	region := s.regionOf(caller)
+	return slices.DeleteFunc(all, func(r store.CustomKeyStore) bool { return r.Region != region }), nil
+}
+
 func storeNotFound(id string) error {
 	return errorf(CustomKeyStoreNotFound, "Custom key store '%s' does not exist.", id)
 }
 
-func (c *customKeyStores) load(ctx context.Context, account, id string) (store.CustomKeyStore, cksConfig, error) {
-	rec, err := c.s.st.GetCustomKeyStore(ctx, account, id)
+// load reads a store of the caller's account and Region: a store of
+// another Region does not exist there, as in AWS.
+func (c *customKeyStores) load(ctx context.Context, caller Request, id string) (store.CustomKeyStore, cksConfig, error) {
+	rec, err := c.s.st.GetCustomKeyStore(ctx, caller.AccountID, id)
+	if err == nil && rec.Region != c.s.regionOf(caller) {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, cksConfig{}, storeNotFound(id)
 	}
@@ -264,7 +295,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in C
 	if err != nil {
 		return "", err
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
@@ -311,7 +342,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, caller Request, in C
 	if err != nil {
 		return "", internal("CreateCustomKeyStore", err)
 	}
-	rec := store.CustomKeyStore{AccountID: caller.AccountID, ID: id, Name: in.Name, Type: in.Type,
+	rec := store.CustomKeyStore{AccountID: caller.AccountID, Region: s.regionOf(caller), ID: id, Name: in.Name, Type: in.Type,
 		Created: s.now().UTC().Truncate(time.Millisecond), ConnectionState: Disconnected}
 	if rec.Config, err = json.Marshal(cfg); err != nil {
 		return "", internal("CreateCustomKeyStore", err)
@@ -344,7 +375,7 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, caller Request, i
 	if err != nil {
 		return nil, Page{}, err
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return nil, Page{}, internal("DescribeCustomKeyStores", err)
 	}
@@ -415,7 +446,7 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, caller Request, in U
 
 func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in UpdateCustomKeyStoreInput) error {
 	c := s.cks
-	rec, cfg, err := c.load(ctx, caller.AccountID, in.ID)
+	rec, cfg, err := c.load(ctx, caller, in.ID)
 	if err != nil {
 		return err
 	}
@@ -427,7 +458,7 @@ func (s *Service) updateCustomKeyStore(ctx context.Context, caller Request, in U
 	if state != Disconnected && state != Connected {
 		return invalidState(in.ID, state, "it must be DISCONNECTED or CONNECTED to be updated.")
 	}
-	all, err := s.st.ListCustomKeyStores(ctx, caller.AccountID)
+	all, err := s.regionCustomKeyStores(ctx, caller)
 	if err != nil {
 		return internal("UpdateCustomKeyStore", err)
 	}
@@ -562,14 +593,43 @@ func (c *customKeyStores) setConn(rec store.CustomKeyStore, state, code string, 
 	return cn.gen
 }
 
-// persistState records the connection state so a restart resumes it.
+// persistState records the connection state so a restart resumes it (and
+// other replicas follow it).
 func (c *customKeyStores) persistState(ctx context.Context, account, id, state, code string) {
+	var version int64
 	err := c.updateRecord(ctx, account, id, func(rec *store.CustomKeyStore) error {
 		rec.ConnectionState, rec.ConnectionErrorCode = state, code
+		version = rec.Version + 1
 		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.s.log.Error("saving custom key store state", "store", id, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cn := c.conns[c.key(account, id)]; cn != nil && version > cn.seen {
+		cn.seen = version
+	}
+	c.mu.Unlock()
+}
+
+// acting brackets a change of a store's state made by this process: until
+// done is called, other replicas' notifications about the store are
+// ignored (they may carry the state from before the change).
+func (c *customKeyStores) acting(rec store.CustomKeyStore) (done func()) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil {
+		cn = &conn{}
+		c.conns[k] = cn
+	}
+	cn.acting++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		cn.acting--
+		c.mu.Unlock()
 	}
 }
 
@@ -597,7 +657,7 @@ func (s *Service) authorizedStore(ctx context.Context, caller Request, id string
 	if err := s.authorize(ctx, caller, nil, nil); err != nil {
 		return store.CustomKeyStore{}, cksConfig{}, err
 	}
-	return s.cks.load(ctx, caller.AccountID, id)
+	return s.cks.load(ctx, caller, id)
 }
 
 func clusterInUse(clusterID string) error {
@@ -609,16 +669,41 @@ func nameInUse(name string) error {
 }
 
 func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyStore) error {
-	// Save first, then publish: follow (a store change heard from the
-	// database, this replica's own earlier disconnect included) reads the
-	// generation, then the record. Were the generation bumped before
-	// CONNECTING is saved, a late notice of that disconnect could read the
-	// new generation with the old DISCONNECTED record and undo this connect.
-	c.persistState(ctx, rec.AccountID, rec.ID, Connecting, "")
+	done := c.acting(rec)
 	gen := c.setConn(rec, Connecting, "", true)
+	c.persistState(ctx, rec.AccountID, rec.ID, Connecting, "")
+	done()
+	if c.leading.Load() {
+		c.runWorker(rec, gen)
+	}
+	// Else the leader's worker connects: it follows the stored CONNECTING.
+	return nil
+}
+
+// runWorker connects a store for every replica: the driver's Connect (for
+// CloudHSM: log in, rotate kmsuser's password), then the outcome stored
+// (CONNECTED or FAILED), which the other replicas follow. It runs where
+// the request came in on a single process, on the leader on replicas.
+func (c *customKeyStores) runWorker(rec store.CustomKeyStore, gen int) {
+	k := c.key(rec.AccountID, rec.ID)
+	c.mu.Lock()
+	cn := c.conns[k]
+	if cn == nil || cn.gen != gen || cn.worker {
+		c.mu.Unlock()
+		return
+	}
+	cn.worker = true
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			if cn := c.conns[k]; cn != nil {
+				cn.worker = false
+			}
+			c.mu.Unlock()
+		}()
 		// The connection outlives the request that asked for it.
 		bg, cancel := context.WithTimeout(c.s.bg, 2*time.Minute)
 		defer cancel()
@@ -633,7 +718,7 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 			c.persistState(bg, rec.AccountID, rec.ID, state, code)
 		}
 		c.mu.Lock()
-		cn := c.conns[c.key(rec.AccountID, rec.ID)]
+		cn := c.conns[k]
 		stale := cn == nil || cn.gen != gen
 		if !stale {
 			cn.state, cn.errCode = state, code
@@ -650,7 +735,6 @@ func (c *customKeyStores) startConnect(ctx context.Context, rec store.CustomKeyS
 		}
 		c.s.log.Info("custom key store connection", "store", rec.ID, "state", state, "error_code", code)
 	}()
-	return nil
 }
 
 // current reports whether gen is still the store's latest connect.
@@ -674,6 +758,8 @@ func (s *Service) DisconnectCustomKeyStore(ctx context.Context, caller Request, 
 	default:
 		return invalidState(id, state, "only a CONNECTED, CONNECTING or FAILED store can be disconnected.")
 	}
+	done := c.acting(rec)
+	defer done()
 	c.setConn(rec, Disconnecting, "", true)
 	c.release(ctx, rec)
 	c.setConn(rec, Disconnected, "", false)
@@ -725,8 +811,15 @@ func (c *customKeyStores) release(ctx context.Context, rec store.CustomKeyStore)
 	c.hmu.Unlock()
 }
 
-// Start resumes the connections that were up when keyhold stopped.
+// Start gives whatever was stored before keyhold knew Regions to the
+// default Region and resumes the connections that were up when keyhold
+// stopped.
 func (s *Service) Start(ctx context.Context) error {
+	// Everything stored before keyhold knew Regions belongs to the
+	// default Region.
+	if err := s.st.AssignRegion(ctx, s.region); err != nil {
+		return err
+	}
 	accts, err := s.st.ListAccounts(ctx)
 	if err != nil {
 		return err
@@ -737,6 +830,13 @@ func (s *Service) Start(ctx context.Context) error {
 			return err
 		}
 		for _, rec := range all {
+			if s.cks.replicated.Load() {
+				// Other replicas may be serving the store: open this
+				// replica's own session to a connected one; a connect in
+				// progress is the leader's to finish.
+				s.cks.follow(rec.AccountID, rec.ID)
+				continue
+			}
 			switch rec.ConnectionState {
 			case Connected, Connecting:
 				s.cks.startConnect(ctx, rec)
@@ -751,7 +851,7 @@ func (s *Service) Start(ctx context.Context) error {
 // prepareKey fills a new key's custom key store fields and creates its
 // backing material through the store's driver.
 func (c *customKeyStores) prepareKey(ctx context.Context, caller Request, k *store.Key, in CreateKeyInput) error {
-	rec, cfg, err := c.load(ctx, caller.AccountID, in.CustomKeyStoreID)
+	rec, cfg, err := c.load(ctx, caller, in.CustomKeyStoreID)
 	if err != nil {
 		return err
 	}
@@ -816,7 +916,7 @@ func (c *customKeyStores) destroyKeyMaterial(ctx context.Context, k store.Key) {
 		err = drv.DestroyKey(ctx, c.s.keyRef(k))
 	}
 	if err != nil {
-		c.s.log.Warn("destroying a deleted key's material in its custom key store failed (best effort)", "key", c.s.keyARN(k.AccountID, k.ID), "err", err)
+		c.s.log.Warn("destroying a deleted key's material in its custom key store failed (best effort)", "key", keyARN(k), "err", err)
 	}
 }
 
@@ -832,11 +932,11 @@ func (c *customKeyStores) failureMessage(k store.Key) string {
 	if drv, err := c.driver(storeType(k)); err == nil {
 		return drv.Unavailable(c.s.keyRef(k))
 	}
-	return fmt.Sprintf("%s is unavailable.", c.s.keyARN(k.AccountID, k.ID))
+	return fmt.Sprintf("%s is unavailable.", keyARN(k))
 }
 
 func (c *customKeyStores) generateRandom(ctx context.Context, caller Request, id string, n int) ([]byte, error) {
-	rec, _, err := c.load(ctx, caller.AccountID, id)
+	rec, _, err := c.load(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
@@ -977,8 +1077,13 @@ func (c *customKeyStores) startMonitor() {
 	})
 }
 
-// checkAll health-checks every store this process holds CONNECTED.
+// checkAll health-checks every store this process holds CONNECTED (on
+// replicas, only the leader checks: one check per store, not one per
+// replica).
 func (c *customKeyStores) checkAll(ctx context.Context) {
+	if !c.leading.Load() {
+		return
+	}
 	type target struct{ account, id string }
 	var ts []target
 	c.mu.RLock()

@@ -15,16 +15,29 @@ func (s *Service) DeleteDueKeys(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, k := range due {
+		if k.MultiRegion != nil {
+			err := s.deleteMultiRegion(ctx, k)
+			if err == errNothingToDo {
+				continue
+			}
+			if err != nil {
+				s.log.Error("deleting due key", "key", keyARN(k), "err", err)
+				continue
+			}
+			s.log.Info("deleted multi-Region key after its waiting period", "key", keyARN(k))
+			n++
+			continue
+		}
 		if k.CustomKeyStoreID != "" {
 			s.cks.destroyKeyMaterial(ctx, k)
 		}
-		if err := s.st.DeleteKey(ctx, k.AccountID, k.ID); err != nil {
-			s.log.Error("deleting due key", "key", s.keyARN(k.AccountID, k.ID), "err", err)
+		if err := s.st.DeleteKey(ctx, k.AccountID, k.Region, k.ID); err != nil {
+			s.log.Error("deleting due key", "key", keyARN(k), "err", err)
 			continue
 		}
-		s.cacheKeyDrop(k.AccountID, k.ID)
+		s.cacheKeyDrop(k.AccountID, k.Region, k.ID)
 		s.soft.Forget(k.ID)
-		s.log.Info("deleted key after its waiting period", "key", s.keyARN(k.AccountID, k.ID))
+		s.log.Info("deleted key after its waiting period", "key", keyARN(k))
 		n++
 	}
 	return n, nil

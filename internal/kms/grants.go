@@ -119,31 +119,31 @@ type grantCache struct {
 }
 
 // grantKey names a key in the cache (a struct: no string to build per lookup).
-type grantKey struct{ account, id string }
+type grantKey struct{ account, region, id string }
 
 func (gc *grantCache) get(ck grantKey) ([]store.Grant, bool) { return gc.byKey.Get(ck) }
 
 func (gc *grantCache) set(ck grantKey, gs []store.Grant) { gc.byKey.Put(ck, gs) }
 
 // keyGrants returns the grants of k through the cache.
-func (s *Service) keyGrants(ctx context.Context, account, keyID string) ([]store.Grant, error) {
-	ck := grantKey{account, keyID}
+func (s *Service) keyGrants(ctx context.Context, account, region, keyID string) ([]store.Grant, error) {
+	ck := grantKey{account, region, keyID}
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
 	s.grants.wmu.Lock()
 	defer s.grants.wmu.Unlock()
-	return s.keyGrantsLocked(ctx, account, keyID)
+	return s.keyGrantsLocked(ctx, account, region, keyID)
 }
 
 // keyGrantsLocked is keyGrants with grants.wmu held.
-func (s *Service) keyGrantsLocked(ctx context.Context, account, keyID string) ([]store.Grant, error) {
-	ck := grantKey{account, keyID}
+func (s *Service) keyGrantsLocked(ctx context.Context, account, region, keyID string) ([]store.Grant, error) {
+	ck := grantKey{account, region, keyID}
 	if gs, ok := s.grants.get(ck); ok {
 		return gs, nil
 	}
 	e := s.epoch.Load()
-	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: account, KeyID: keyID})
+	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: account, Region: region, KeyID: keyID})
 	if err != nil {
 		return nil, err
 	}
@@ -172,13 +172,18 @@ func (s *Service) checkGrantTokens(c Request) error {
 // grantToken makes a new token for g: the grant's key and id sealed by the
 // root key (authenticated, opaque, different on every call).
 func (s *Service) grantToken(g store.Grant) (string, error) {
-	uuid, ok := blob.ParseUUID(g.KeyID)
+	uuid, mrk, ok := blob.ParseKeyID(g.KeyID)
 	gid, err := hex.DecodeString(g.ID)
 	if !ok || err != nil || len(gid) != 32 || len(g.AccountID) != 12 {
 		return "", internal("grantToken", errors.New("grant with a malformed key or grant id"))
 	}
-	p := make([]byte, 0, grantTokenPayloadSz)
+	p := make([]byte, 0, grantTokenPayloadSz+1)
 	p = append(append(append(p, g.AccountID...), uuid[:]...), gid...)
+	if mrk {
+		// A multi-Region key's id is not a UUID: one more byte says so
+		// (tokens of single-Region keys keep their length).
+		p = append(p, 1)
+	}
 	sealed, err := s.root.Seal(p, []byte(grantTokenAAD))
 	if err != nil {
 		return "", internal("grantToken", err)
@@ -194,12 +199,13 @@ func (s *Service) parseGrantToken(t string) (account, keyID, grantID string, err
 		return "", "", "", bad
 	}
 	p, oerr := s.root.Open(b, []byte(grantTokenAAD))
-	if oerr != nil || len(p) != grantTokenPayloadSz {
+	mrk := oerr == nil && len(p) == grantTokenPayloadSz+1 && p[grantTokenPayloadSz] == 1
+	if oerr != nil || (len(p) != grantTokenPayloadSz && !mrk) {
 		return "", "", "", bad
 	}
 	var uuid [16]byte
 	copy(uuid[:], p[12:28])
-	return string(p[:12]), blob.FormatUUID(uuid), hex.EncodeToString(p[28:]), nil
+	return string(p[:12]), blob.FormatKeyID(uuid, mrk), hex.EncodeToString(p[28:grantTokenPayloadSz]), nil
 }
 
 func newGrantID() (string, error) {
@@ -309,7 +315,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Request, in CreateGrantInpu
 	if err != nil {
 		return CreateGrantOutput{}, err
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		return CreateGrantOutput{}, s.pendingDeletion(k)
 	}
 	supported := grantOpsFor(k)
@@ -323,7 +329,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Request, in CreateGrantInpu
 	}
 	if len(unsupported) > 0 {
 		return CreateGrantOutput{}, errorf(Validation, "Grant operations [%s] are not supported for the KMS key %s (KeySpec %s, KeyUsage %s).",
-			strings.Join(unsupported, ", "), s.keyARN(k.AccountID, k.ID), k.KeySpec, k.KeyUsage)
+			strings.Join(unsupported, ", "), keyARN(k), k.KeySpec, k.KeyUsage)
 	}
 	if (equals != nil || subset != nil) && len(noContext) > 0 {
 		return CreateGrantOutput{}, errorf(Validation, "Grant constraints are not supported for the operations [%s]: they take no encryption context.", strings.Join(noContext, ", "))
@@ -334,11 +340,11 @@ func (s *Service) CreateGrant(ctx context.Context, c Request, in CreateGrantInpu
 
 	s.grants.wmu.Lock()
 	defer s.grants.wmu.Unlock()
-	existing, err := s.keyGrantsLocked(ctx, k.AccountID, k.ID)
+	existing, err := s.keyGrantsLocked(ctx, k.AccountID, k.Region, k.ID)
 	if err != nil {
 		return CreateGrantOutput{}, internal("CreateGrant", err)
 	}
-	g := store.Grant{AccountID: k.AccountID, KeyID: k.ID, Name: in.Name, GranteePrincipal: in.GranteePrincipal,
+	g := store.Grant{AccountID: k.AccountID, Region: k.Region, KeyID: k.ID, Name: in.Name, GranteePrincipal: in.GranteePrincipal,
 		RetiringPrincipal: in.RetiringPrincipal, IssuingAccount: c.AccountID, Operations: ops,
 		EncryptionContextEquals: equals, EncryptionContextSubset: subset, Created: s.now().UTC().Truncate(time.Millisecond)}
 	if in.Name != "" {
@@ -355,13 +361,13 @@ func (s *Service) CreateGrant(ctx context.Context, c Request, in CreateGrantInpu
 	err = s.st.CreateGrant(ctx, g, maxGrantsPerKey)
 	switch {
 	case errors.Is(err, store.ErrLimit):
-		return CreateGrantOutput{}, errorf(LimitExceeded, "The request was rejected because the KMS key %s already has %d grants, the maximum.", s.keyARN(k.AccountID, k.ID), maxGrantsPerKey)
+		return CreateGrantOutput{}, errorf(LimitExceeded, "The request was rejected because the KMS key %s already has %d grants, the maximum.", keyARN(k), maxGrantsPerKey)
 	case errors.Is(err, store.ErrNotFound):
-		return CreateGrantOutput{}, errorf(NotFound, "Key '%s' does not exist", s.keyARN(k.AccountID, k.ID))
+		return CreateGrantOutput{}, errorf(NotFound, "Key '%s' does not exist", keyARN(k))
 	case err != nil:
 		return CreateGrantOutput{}, internal("CreateGrant", err)
 	}
-	s.grants.set(grantKey{k.AccountID, k.ID}, append(slices.Clip(existing), g))
+	s.grants.set(grantKey{k.AccountID, k.Region, k.ID}, append(slices.Clip(existing), g))
 	t, err := s.grantToken(g)
 	return CreateGrantOutput{GrantToken: t, GrantID: g.ID}, err
 }
@@ -382,7 +388,7 @@ func sameGrant(a, b store.Grant) bool {
 }
 
 func (s *Service) grantEntry(g store.Grant) GrantEntry {
-	e := GrantEntry{KeyARN: s.keyARN(g.AccountID, g.KeyID), GrantID: g.ID, Name: g.Name, Created: g.Created,
+	e := GrantEntry{KeyARN: grantKeyARN(g), GrantID: g.ID, Name: g.Name, Created: g.Created,
 		GranteePrincipal: g.GranteePrincipal, RetiringPrincipal: g.RetiringPrincipal,
 		IssuingAccount: "arn:aws:iam::" + g.IssuingAccount + ":root", Operations: g.Operations}
 	if g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil {
@@ -440,7 +446,7 @@ func (s *Service) ListGrants(ctx context.Context, c Request, in ListGrantsInput)
 		return nil, Page{}, err
 	}
 	limit := grantsPageLimit(in.Limit)
-	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: k.AccountID, KeyID: k.ID, GrantID: strings.ToLower(in.GrantID),
+	gs, err := s.st.ListGrants(ctx, store.GrantFilter{AccountID: k.AccountID, Region: k.Region, KeyID: k.ID, GrantID: strings.ToLower(in.GrantID),
 		GranteePrincipal: in.GranteePrincipal, After: after, Limit: limit + 1})
 	if err != nil {
 		return nil, Page{}, internal("ListGrants", err)
@@ -469,7 +475,7 @@ func (s *Service) ListRetirableGrants(ctx context.Context, c Request, principal 
 			c.ARN, principal, c.AccountID)
 	}
 	limit = grantsPageLimit(limit)
-	gs, err := s.st.ListRetirableGrants(ctx, principal, after, limit+1)
+	gs, err := s.st.ListRetirableGrants(ctx, s.regionOf(c), principal, after, limit+1)
 	if err != nil {
 		return nil, Page{}, internal("ListRetirableGrants", err)
 	}
@@ -492,6 +498,7 @@ type RetireGrantInput struct {
 // kms:RetireGrant). Key policies play no part, as in AWS.
 func (s *Service) RetireGrant(ctx context.Context, c Request, in RetireGrantInput) error {
 	var account, keyID, grantID string
+	region := s.regionOf(c)
 	switch {
 	case in.GrantToken != "":
 		var err error
@@ -510,16 +517,16 @@ func (s *Service) RetireGrant(ctx context.Context, c Request, in RetireGrantInpu
 	default:
 		return errorf(Validation, "Either GrantToken or both KeyId and GrantId must be specified.")
 	}
-	g, err := s.st.GetGrant(ctx, account, keyID, grantID)
+	g, err := s.st.GetGrant(ctx, account, region, keyID, grantID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Grant %s does not exist on key %s", grantID, s.keyARN(account, keyID))
+		return errorf(NotFound, "Grant %s does not exist on key %s", grantID, keyARNIn(region, account, keyID))
 	}
 	if err != nil {
 		return internal("RetireGrant", err)
 	}
 	if !s.mayRetire(ctx, c, g) {
 		return errorf(AccessDenied, "User: %s is not authorized to perform: kms:RetireGrant on resource: %s because the grant does not allow it to retire the grant",
-			c.ARN, s.keyARN(account, keyID))
+			c.ARN, keyARNIn(region, account, keyID))
 	}
 	if in.DryRun {
 		return dryRun()
@@ -548,9 +555,9 @@ func (s *Service) RevokeGrant(ctx context.Context, c Request, keyID, grantID str
 	if err != nil {
 		return err
 	}
-	g, err := s.st.GetGrant(ctx, k.AccountID, k.ID, strings.ToLower(grantID))
+	g, err := s.st.GetGrant(ctx, k.AccountID, k.Region, k.ID, strings.ToLower(grantID))
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Grant %s does not exist on key %s", grantID, s.keyARN(k.AccountID, k.ID))
+		return errorf(NotFound, "Grant %s does not exist on key %s", grantID, keyARN(k))
 	}
 	if err != nil {
 		return internal("RevokeGrant", err)
@@ -564,14 +571,14 @@ func (s *Service) RevokeGrant(ctx context.Context, c Request, keyID, grantID str
 func (s *Service) deleteGrant(ctx context.Context, g store.Grant) error {
 	s.grants.wmu.Lock()
 	defer s.grants.wmu.Unlock()
-	err := s.st.DeleteGrant(ctx, g.AccountID, g.KeyID, g.ID)
+	err := s.st.DeleteGrant(ctx, g.AccountID, g.Region, g.KeyID, g.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(NotFound, "Grant %s does not exist on key %s", g.ID, s.keyARN(g.AccountID, g.KeyID))
+		return errorf(NotFound, "Grant %s does not exist on key %s", g.ID, grantKeyARN(g))
 	}
 	if err != nil {
 		return internal("deleteGrant", err)
 	}
-	ck := grantKey{g.AccountID, g.KeyID}
+	ck := grantKey{g.AccountID, g.Region, g.KeyID}
 	if gs, ok := s.grants.get(ck); ok {
 		s.grants.set(ck, slices.DeleteFunc(slices.Clone(gs), func(x store.Grant) bool { return x.ID == g.ID }))
 	}

@@ -206,7 +206,7 @@ func BenchmarkGrantAllowsNoGrants(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	k, _ := s.getKey(ctx, c.AccountID, m.KeyID)
+	k, _ := s.getKey(ctx, c.AccountID, s.regionOf(c), m.KeyID)
 	pc := policy.NewContext()
 	s.grantAllows(ctx, c, "kms:Encrypt", &k, pc) // fill the cache
 	b.ReportAllocs()

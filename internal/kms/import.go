@@ -45,9 +45,9 @@ func (s *Service) externalKey(ctx context.Context, c Request, keyID string) (sto
 		return k, err
 	}
 	if k.Origin != OriginExternal {
-		return k, errorf(UnsupportedOperation, "%s origin is %s which is not valid for this operation.", s.keyARN(k.AccountID, k.ID), k.Origin)
+		return k, errorf(UnsupportedOperation, "%s origin is %s which is not valid for this operation.", keyARN(k), k.Origin)
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		return k, s.pendingDeletion(k)
 	}
 	return k, nil
@@ -76,8 +76,8 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, 
 		return ImportParameters{}, internal("GetParametersForImport", err)
 	}
 	validTo := s.now().UTC().Add(importTokenTTL).Truncate(time.Millisecond)
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		k.Import = &store.ImportParameters{TokenID: tokenID, WrappingSpec: wrappingSpec, Algorithm: algorithm, SealedKey: sealed, ValidTo: validTo}
@@ -86,10 +86,10 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Request, keyID, 
 	if err != nil {
 		return ImportParameters{}, err
 	}
-	id, _ := blob.ParseUUID(k.ID)
+	id, _, _ := blob.ParseKeyID(k.ID)
 	token := append([]byte{importTokenVersion}, id[:]...)
 	token = append(token, tokenID...)
-	return ImportParameters{KeyARN: s.keyARN(k.AccountID, k.ID), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
+	return ImportParameters{KeyARN: keyARN(k), ImportToken: token, PublicKey: pub, ValidTo: validTo}, nil
 }
 
 // ImportInput holds ImportKeyMaterial's parameters.
@@ -131,7 +131,7 @@ func (s *Service) checkImportOptions(k store.Key, in ImportInput) (string, error
 		return "", errorf(Validation, "1 validation error detected: Value '%s' at 'importType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]", in.ImportType)
 	}
 	if k.KeySpec != SpecSymmetric && (in.ImportType != "" || in.KeyMaterialID != "" || in.Description != "") {
-		return "", errorf(Validation, "ImportType, KeyMaterialId and KeyMaterialDescription are valid only for symmetric encryption KMS keys; %s has KeySpec %s.", s.keyARN(k.AccountID, k.ID), k.KeySpec)
+		return "", errorf(Validation, "ImportType, KeyMaterialId and KeyMaterialDescription are valid only for symmetric encryption KMS keys; %s has KeySpec %s.", keyARN(k), k.KeySpec)
 	}
 	typ := in.ImportType
 	if typ == "" {
@@ -175,10 +175,10 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	if _, err := s.checkImportOptions(k, in); err != nil {
 		return "", nil, err
 	}
-	id, _ := blob.ParseUUID(k.ID)
+	id, _, _ := blob.ParseKeyID(k.ID)
 	if len(in.ImportToken) != importTokenLen || in.ImportToken[0] != importTokenVersion || subtle.ConstantTimeCompare(in.ImportToken[1:17], id[:]) != 1 ||
 		k.Import == nil || subtle.ConstantTimeCompare(in.ImportToken[17:], k.Import.TokenID) != 1 {
-		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", s.keyARN(k.AccountID, k.ID))
+		return "", nil, errorf(InvalidImportToken, "The import token is invalid or does not belong to %s.", keyARN(k))
 	}
 	if !s.now().Before(k.Import.ValidTo) {
 		return "", nil, errorf(ExpiredImportToken, "The import token expired at %s. Call GetParametersForImport again.", k.Import.ValidTo.Format(time.RFC3339))
@@ -200,20 +200,26 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 	defer clear(material)
 	digest := materialDigest(k.ID, material)
 	var materialID []byte
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		typ, err := s.checkImportOptions(*k, in)
 		if err != nil {
 			return err
 		}
-		arn := s.keyARN(k.AccountID, k.ID)
+		arn := keyARN(*k)
 		idx := -1
 		for i, m := range k.Materials {
 			if subtle.ConstantTimeCompare(m.Digest, digest) == 1 {
 				idx = i
 			}
+		}
+		if idx < 0 && typ == ImportNewMaterial && multiRegionKeyType(*k) == MultiRegionReplica {
+			// A replica takes only the material of its primary (which
+			// reaches it with the primary's import).
+			return errorf(UnsupportedOperation, "%s is a multi-Region replica key: import new key material into its primary key %s, then the same key material into this key.",
+				arn, keyARNIn(k.MultiRegion.PrimaryRegion, k.AccountID, k.ID))
 		}
 		var m store.KeyMaterial
 		switch {
@@ -267,7 +273,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Request, in ImportInp
 		return "", nil, err
 	}
 	s.soft.Forget(k.ID)
-	return s.keyARN(k.AccountID, k.ID), materialID, nil
+	return keyARN(k), materialID, nil
 }
 
 // DeleteImportedKeyMaterial deletes imported material: the current
@@ -282,8 +288,8 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		return "", nil, err
 	}
 	var deleted []byte
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		idx := -1
@@ -294,9 +300,9 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		}
 		if idx < 0 {
 			if materialID == "" {
-				return errorf(InvalidState, "%s has no key material to delete.", s.keyARN(k.AccountID, k.ID))
+				return errorf(InvalidState, "%s has no key material to delete.", keyARN(*k))
 			}
-			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, s.keyARN(k.AccountID, k.ID))
+			return errorf(NotFound, "Key material %s does not exist for %s.", materialID, keyARN(*k))
 		}
 		deleted = k.Materials[idx].ID
 		if k.Materials[idx].Pending {
@@ -314,7 +320,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Request, keyI
 		return "", nil, err
 	}
 	s.soft.Forget(k.ID)
-	return s.keyARN(k.AccountID, k.ID), deleted, nil
+	return keyARN(k), deleted, nil
 }
 
 // expireImported deletes imported material whose ValidTo has passed; it
@@ -330,7 +336,7 @@ func (s *Service) expireImported(k *store.Key, now time.Time) bool {
 			if string(m.ID) == string(k.BackingKeyID) {
 				k.SealedMaterial = nil
 			}
-			if !m.Pending && k.State != StatePendingDeletion {
+			if !m.Pending && !pendingDeletionState(k.State) {
 				k.State = StatePendingImport
 			}
 		}

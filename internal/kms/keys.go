@@ -22,6 +22,13 @@ const (
 	StatePendingDeletion = "PendingDeletion"
 	StateUnavailable     = "Unavailable"
 	StatePendingImport   = "PendingImport"
+	// StatePendingReplicaDeletion is a multi-Region primary key scheduled
+	// for deletion while it still has replicas: its waiting period starts
+	// when the last replica is deleted.
+	StatePendingReplicaDeletion = "PendingReplicaDeletion"
+	// StateCreating is what ReplicateKey reports for the new replica (AWS's
+	// transient state); keyhold's replica is complete when the call returns.
+	StateCreating = "Creating"
 
 	UsageEncryptDecrypt = "ENCRYPT_DECRYPT"
 	SpecSymmetric       = "SYMMETRIC_DEFAULT"
@@ -52,7 +59,9 @@ type KeyMetadata struct {
 	PendingDeletionWindowInDays int
 	XksKeyID                    string
 	CurrentKeyMaterialID        string
-	KeyManager                  string
+	// MultiRegion is set for multi-Region keys (nil otherwise).
+	MultiRegion *MultiRegionConfiguration
+	KeyManager  string
 	// Algorithm lists for the key's spec and usage.
 	EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms, MacAlgorithms []string
 	// Imported material (Origin EXTERNAL).
@@ -116,8 +125,8 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 	if !info.AllowsUsage(in.KeyUsage) {
 		return KeyMetadata{}, errorf(Validation, "KeyUsage %s is not compatible with KeySpec %s.", in.KeyUsage, in.KeySpec)
 	}
-	if in.MultiRegion {
-		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported by keyhold yet.")
+	if in.MultiRegion && (in.Origin == OriginCloudHSM || in.Origin == OriginXKS || in.CustomKeyStoreID != "") {
+		return KeyMetadata{}, errorf(UnsupportedOperation, "Multi-Region keys are not supported in a custom key store. You cannot create a multi-Region key in a CloudHSM key store or an external key store.")
 	}
 	if (in.Origin == OriginCloudHSM || in.Origin == OriginXKS) && in.KeySpec != SpecSymmetric {
 		return KeyMetadata{}, errorf(UnsupportedOperation, "KeySpec %s is not supported for KMS keys in a custom key store. Custom key stores support only SYMMETRIC_DEFAULT keys.", in.KeySpec)
@@ -160,19 +169,26 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 	}
 	keyPolicy := DefaultPolicy(c.AccountID)
 	if in.Policy != nil {
-		if err := s.checkKeyPolicy(ctx, c, *in.Policy, in.BypassPolicyLockoutSafetyCheck, c.AccountID, s.keyARN(c.AccountID, "00000000-0000-0000-0000-000000000000")); err != nil {
+		if err := s.checkKeyPolicy(ctx, c, *in.Policy, in.BypassPolicyLockoutSafetyCheck, c.AccountID, keyARNIn(s.regionOf(c), c.AccountID, "00000000-0000-0000-0000-000000000000")); err != nil {
 			return KeyMetadata{}, err
 		}
 		keyPolicy = *in.Policy
 	}
-	id, err := newKeyID()
+	newID := newKeyID
+	if in.MultiRegion {
+		newID = newMultiRegionKeyID
+	}
+	id, err := newID()
 	if err != nil {
 		return KeyMetadata{}, internal("CreateKey", err)
 	}
 	k := store.Key{
-		AccountID: c.AccountID, ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
+		AccountID: c.AccountID, Region: s.regionOf(c), ID: id, CreationDate: s.now().UTC().Truncate(time.Millisecond),
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
 		State: StateEnabled, Policy: keyPolicy, Tags: copyTags(in.Tags),
+	}
+	if in.MultiRegion {
+		k.MultiRegion = &store.MultiRegion{PrimaryRegion: k.Region}
 	}
 	switch in.Origin {
 	case OriginAWSKMS:
@@ -204,13 +220,19 @@ func (s *Service) CreateKey(ctx context.Context, c Request, in CreateKeyInput) (
 func (s *Service) metadata(k store.Key) KeyMetadata {
 	state := s.effectiveState(k)
 	m := KeyMetadata{
-		AccountID: k.AccountID, KeyID: k.ID, ARN: s.keyARN(k.AccountID, k.ID), CreationDate: k.CreationDate,
+		AccountID: k.AccountID, KeyID: k.ID, ARN: keyARN(k), CreationDate: k.CreationDate,
 		Enabled: state == StateEnabled, Description: k.Description, KeyUsage: k.KeyUsage, KeyState: state,
 		Origin: k.Origin, CustomKeyStoreID: k.CustomKeyStoreID, CloudHsmClusterID: k.CloudHsmClusterID,
 		KeySpec: k.KeySpec, XksKeyID: k.XksKeyID,
 	}
-	if k.State == StatePendingDeletion {
+	if pendingDeletionState(k.State) {
 		m.DeletionDate = k.DeletionDate
+	}
+	m.MultiRegion = multiRegionConfiguration(k)
+	if k.State == StatePendingReplicaDeletion {
+		// The model's one case for this field: the waiting period that
+		// starts when the last replica is deleted.
+		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
 	if (k.Origin == OriginAWSKMS || k.Origin == OriginExternal) && len(k.BackingKeyID) > 0 {
 		m.CurrentKeyMaterialID = FormatMaterialID(k.BackingKeyID)
@@ -231,7 +253,7 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 }
 
 func (s *Service) effectiveState(k store.Key) string {
-	if k.CustomKeyStoreID != "" && k.State != StatePendingDeletion && !s.cks.connected(k.AccountID, k.CustomKeyStoreID) {
+	if k.CustomKeyStoreID != "" && !pendingDeletionState(k.State) && !s.cks.connected(k.AccountID, k.CustomKeyStoreID) {
 		return StateUnavailable
 	}
 	return k.State
@@ -291,7 +313,7 @@ func (s *Service) ListKeys(ctx context.Context, c Request, limit int, marker str
 		return nil, Page{}, err
 	}
 	limit = pageLimit(limit)
-	keys, err := s.st.ListKeys(ctx, c.AccountID, after, limit+1)
+	keys, err := s.st.ListKeys(ctx, c.AccountID, s.regionOf(c), after, limit+1)
 	if err != nil {
 		return nil, Page{}, internal("ListKeys", err)
 	}
@@ -302,13 +324,23 @@ func (s *Service) ListKeys(ctx context.Context, c Request, limit int, marker str
 	}
 	out := make([]KeyListEntry, len(keys))
 	for i, k := range keys {
-		out[i] = KeyListEntry{KeyID: k.ID, ARN: s.keyARN(k.AccountID, k.ID)}
+		out[i] = KeyListEntry{KeyID: k.ID, ARN: keyARN(k)}
 	}
 	return out, p, nil
 }
 
+// pendingDeletionState: the key is scheduled for deletion (directly, or
+// as a multi-Region primary waiting for its replicas' deletion); AWS
+// refuses the same operations in both states.
+func pendingDeletionState(state string) bool {
+	return state == StatePendingDeletion || state == StatePendingReplicaDeletion
+}
+
 func (s *Service) pendingDeletion(k store.Key) error {
-	return errorf(InvalidState, "%s is pending deletion.", s.keyARN(k.AccountID, k.ID))
+	if k.State == StatePendingReplicaDeletion {
+		return errorf(InvalidState, "%s is pending deletion: it is a multi-Region primary key waiting for its replica keys to be deleted.", keyARN(k))
+	}
+	return errorf(InvalidState, "%s is pending deletion.", keyARN(k))
 }
 
 // EnableKey sets a key's state to Enabled.
@@ -324,7 +356,7 @@ func (s *Service) DisableKey(ctx context.Context, c Request, keyID string) error
 func (s *Service) setEnabled(ctx context.Context, c Request, keyID, state string) error {
 	return s.changeLiveKey(ctx, c, keyID, resolveOpts{}, func(k *store.Key) error {
 		if k.State == StatePendingImport {
-			return errorf(InvalidState, "%s is pending import.", s.keyARN(k.AccountID, k.ID))
+			return errorf(InvalidState, "%s is pending import.", keyARN(*k))
 		}
 		k.State = state
 		return nil
@@ -339,8 +371,8 @@ func (s *Service) changeLiveKey(ctx context.Context, c Request, keyID string, o 
 	if err != nil {
 		return err
 	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	_, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		return fn(k)
@@ -362,20 +394,27 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Request, keyID stri
 	if err != nil {
 		return store.Key{}, err
 	}
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
-		k.State = StatePendingDeletion
 		k.PendingWindowInDays = days
+		if isPrimaryWithReplicas(*k) {
+			// AWS deletes a primary only after its replicas: it waits in
+			// PendingReplicaDeletion, and its waiting period starts when
+			// the last replica is deleted.
+			k.State, k.DeletionDate = StatePendingReplicaDeletion, time.Time{}
+			return nil
+		}
+		k.State = StatePendingDeletion
 		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour).Truncate(time.Second)
 		return nil
 	})
 	return k, err
 }
 
-// KeyARN is the ARN of a key of the caller's account.
-func (s *Service) KeyARN(account, id string) string { return s.keyARN(account, id) }
+// KeyARN is a key's ARN (its Region, account and id).
+func (s *Service) KeyARN(k store.Key) string { return keyARN(k) }
 
 // CancelKeyDeletion returns a PendingDeletion key to Disabled, as AWS does.
 func (s *Service) CancelKeyDeletion(ctx context.Context, c Request, keyID string) (string, error) {
@@ -383,9 +422,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Request, keyID string
 	if err != nil {
 		return "", err
 	}
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State != StatePendingDeletion {
-			return errorf(InvalidState, "%s is not pending deletion.", s.keyARN(k.AccountID, k.ID))
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if !pendingDeletionState(k.State) {
+			return errorf(InvalidState, "%s is not pending deletion.", keyARN(*k))
 		}
 		k.State = StateDisabled
 		if k.Origin == OriginExternal && len(k.SealedMaterial) == 0 {
@@ -398,7 +437,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Request, keyID string
 	if err != nil {
 		return "", err
 	}
-	return s.keyARN(k.AccountID, k.ID), nil
+	return keyARN(k), nil
 }
 
 // UpdateKeyDescription replaces a key's description.
@@ -465,11 +504,11 @@ func (s *Service) PutKeyPolicy(ctx context.Context, c Request, keyID, name, text
 	if err != nil {
 		return err
 	}
-	if err := s.checkKeyPolicy(ctx, c, text, bypass, k.AccountID, s.keyARN(k.AccountID, k.ID)); err != nil {
+	if err := s.checkKeyPolicy(ctx, c, text, bypass, k.AccountID, keyARN(k)); err != nil {
 		return err
 	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
-		if k.State == StatePendingDeletion {
+	_, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
+		if pendingDeletionState(k.State) {
 			return s.pendingDeletion(*k)
 		}
 		k.Policy = text

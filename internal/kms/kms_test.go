@@ -131,7 +131,7 @@ func TestDeletionJobDeletesOnlyDueKeys(t *testing.T) {
 	if _, err := s.DescribeKey(ctx, c, doomed.KeyID); code(err) != NotFound {
 		t.Fatalf("deleted key: %v, want NotFound", err)
 	}
-	if _, err := st.GetAlias(ctx, c.AccountID, "alias/doomed"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetAlias(ctx, c.AccountID, "us-east-1", "alias/doomed"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("alias of a deleted key survives: %v", err)
 	}
 	if _, err := s.Decrypt(ctx, c, DecryptInput{CiphertextBlob: enc.CiphertextBlob}); code(err) != InvalidCiphertext {

@@ -49,12 +49,12 @@ func (s *Service) recordUse(ctx context.Context, c Request, k store.Key) {
 	if !trackedOps[op] {
 		return
 	}
-	u := store.KeyUsage{AccountID: k.AccountID, KeyID: k.ID, Operation: op, RequestID: c.RequestID, Time: s.now().UTC()}
+	u := store.KeyUsage{AccountID: k.AccountID, Region: k.Region, KeyID: k.ID, Operation: op, RequestID: c.RequestID, Time: s.now().UTC()}
 	s.usage.mu.Lock()
 	if s.usage.pending == nil {
 		s.usage.pending = make(map[string]store.KeyUsage)
 	}
-	s.usage.pending[cacheKey(k.AccountID, k.ID)] = u
+	s.usage.pending[cacheKey(k.AccountID, k.Region, k.ID)] = u
 	arm := !s.usage.armed
 	s.usage.armed = true
 	s.usage.mu.Unlock()
@@ -118,16 +118,16 @@ func (s *Service) GetKeyLastUsage(ctx context.Context, c Request, keyID string) 
 	if err != nil {
 		return LastUsage{}, err
 	}
-	stored, since, err := s.st.GetKeyUsage(ctx, k.AccountID, "", k.ID)
+	stored, since, err := s.st.GetKeyUsage(ctx, k.AccountID, k.Region, k.ID)
 	if err != nil {
 		return LastUsage{}, internal("GetKeyLastUsage", err)
 	}
-	out := LastUsage{KeyARN: s.keyARN(k.AccountID, k.ID), KeyCreationDate: k.CreationDate, TrackingStartDate: k.CreationDate}
+	out := LastUsage{KeyARN: keyARN(k), KeyCreationDate: k.CreationDate, TrackingStartDate: k.CreationDate}
 	if since.After(out.TrackingStartDate) {
 		out.TrackingStartDate = since
 	}
 	s.usage.mu.Lock()
-	if p, ok := s.usage.pending[cacheKey(k.AccountID, k.ID)]; ok && p.Time.After(stored.Time) {
+	if p, ok := s.usage.pending[cacheKey(k.AccountID, k.Region, k.ID)]; ok && p.Time.After(stored.Time) {
 		stored = p
 	}
 	s.usage.mu.Unlock()

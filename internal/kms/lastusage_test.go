@@ -69,7 +69,7 @@ func TestKeyUsageIsWrittenInBatches(t *testing.T) {
 	}
 	// What was written is what a fresh reader (another replica) sees.
 	for i, id := range ids {
-		got, _, err := st.GetKeyUsage(ctx, "111122223333", "", id)
+		got, _, err := st.GetKeyUsage(ctx, "111122223333", s.Region(), id)
 		want := clk.now().Add(-time.Duration(2-i) * time.Millisecond)
 		if err != nil || got.Operation != "Encrypt" || !got.Time.Equal(want) {
 			t.Fatalf("stored use of key %d = %+v, %v; want at %v", i, got, err, want)

@@ -24,10 +24,10 @@ func (s *Service) Invalidate(table, a, b string) {
 	s.mu.Unlock()
 	switch table {
 	case "keys":
-		s.cacheKeyDrop(a, b)
+		s.cacheKeyDropAll(a, b)
 		s.dropGrants(a, b)
 	case "aliases":
-		s.dropAlias(a, b)
+		s.dropAliasAll(a, b)
 	case "grants":
 		s.dropGrants(a, b)
 	case "custom_key_stores":
@@ -50,9 +50,14 @@ func (s *Service) ForgetCaches() {
 	s.cks.followAll()
 }
 
+// dropGrants drops the cached grants of key id of account in every Region
+// (a notification names no Region).
 func (s *Service) dropGrants(account, keyID string) {
 	s.grants.wmu.Lock()
-	s.grants.byKey.Delete(grantKey{account, keyID})
+	s.regions.Range(func(r, _ any) bool {
+		s.grants.byKey.Delete(grantKey{account, r.(string), keyID})
+		return true
+	})
 	s.grants.wmu.Unlock()
 }
 
@@ -102,7 +107,8 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 		cn = &conn{state: Disconnected}
 		c.conns[k] = cn
 	}
-	if cn.gen != gen {
+	if cn.gen != gen || cn.acting > 0 || rec.Version < cn.seen {
+		// This replica changed the store since rec was read.
 		c.mu.Unlock()
 		return
 	}
@@ -115,12 +121,30 @@ func (c *customKeyStores) followRecord(ctx context.Context, rec store.CustomKeyS
 		c.release(ctx, rec)
 		c.setConn(rec, Disconnected, "", false)
 		c.s.log.Info("custom key store disconnected through another replica", "store", rec.ID)
-	case rec.ConnectionState == Connected && (cn.state == Disconnected || cn.state == Failed || cn.state == ""):
+	case rec.ConnectionState == Connecting && c.leading.Load() && !cn.worker && cn.state != Connected:
+		// A connect asked of another replica (or left by a leader that
+		// died): the leader's worker does it.
+		if cn.state != Connecting {
+			cn.state, cn.errCode = Connecting, ""
+			cn.gen++
+		}
+		gen := cn.gen
+		c.mu.Unlock()
+		c.runWorker(rec, gen)
+	case rec.ConnectionState == Connecting && (cn.state == Disconnected || cn.state == Failed || cn.state == ""):
+		cn.state, cn.errCode = Connecting, ""
+		cn.gen++
+		c.mu.Unlock()
+	case rec.ConnectionState == Connected && !cn.worker && (cn.state == Disconnected || cn.state == Failed || cn.state == Connecting || cn.state == ""):
 		cn.state, cn.errCode = Connecting, ""
 		cn.gen++
 		gen := cn.gen
 		c.mu.Unlock()
 		c.connectLocal(rec, gen)
+	case rec.ConnectionState == Failed && !cn.worker && cn.state == Connecting:
+		cn.state, cn.errCode = Failed, rec.ConnectionErrorCode
+		cn.gen++
+		c.mu.Unlock()
 	default:
 		c.mu.Unlock()
 	}
@@ -199,4 +223,34 @@ func (c *customKeyStores) join(ctx context.Context, rec store.CustomKeyStore) st
 	}
 	c.startMonitor()
 	return ""
+}
+
+// SetReplicated tells the domain it is one of several replicas sharing the
+// store: from then on custom key store connect workers and health checks
+// run only while RunLeader runs (on the leader), and Start opens this
+// replica's own sessions to connected stores instead of connecting them
+// again. Call it before Start.
+func (s *Service) SetReplicated() {
+	s.cks.replicated.Store(true)
+	s.cks.leading.Store(false)
+}
+
+// RunLeader runs this replica's share of the leader's work until ctx ends:
+// the connect workers of stores left CONNECTING (asked through another
+// replica, or by a leader that died) and, from then on, of every connect
+// asked through any replica, and the custom key stores' periodic health
+// checks. Only a replicated Service needs it.
+func (s *Service) RunLeader(ctx context.Context) {
+	c := s.cks
+	if !c.replicated.Load() {
+		<-ctx.Done()
+		return
+	}
+	c.leading.Store(true)
+	defer c.leading.Store(false)
+	c.followAll()
+	select {
+	case <-ctx.Done():
+	case <-s.bg.Done():
+	}
 }

@@ -38,7 +38,7 @@ func NextRotation(from time.Time, periodDays int) time.Time {
 // rotatable says whether the key supports rotation at all: symmetric
 // encryption keys with material KMS generated, outside custom key stores.
 func (s *Service) rotatable(k store.Key) error {
-	arn := s.keyARN(k.AccountID, k.ID)
+	arn := keyARN(k)
 	switch {
 	case k.CustomKeyStoreID != "":
 		return errorf(UnsupportedOperation, "%s is in a custom key store. Automatic and on-demand rotation are not supported for KMS keys in custom key stores.", arn)
@@ -60,13 +60,16 @@ func (s *Service) changeRotation(ctx context.Context, c Request, keyID string, f
 	if k.KeyManager == KeyManagerAWS {
 		return errorf(UnsupportedOperation, "Rotation of AWS managed keys is not configurable.")
 	}
-	_, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+	if err := replicaRotationRefused(k); err != nil {
+		return err
+	}
+	_, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
 		switch s.effectiveState(*k) {
 		case StateEnabled:
 		case StateDisabled:
-			return errorf(Disabled, "%s is disabled.", s.keyARN(k.AccountID, k.ID))
+			return errorf(Disabled, "%s is disabled.", keyARN(*k))
 		default:
-			return errorf(InvalidState, "%s is %s.", s.keyARN(k.AccountID, k.ID), stateWords(*k))
+			return errorf(InvalidState, "%s is %s.", keyARN(*k), stateWords(*k))
 		}
 		if err := s.rotatable(*k); err != nil {
 			return err
@@ -81,6 +84,8 @@ func stateWords(k store.Key) string {
 	switch k.State {
 	case StatePendingDeletion:
 		return "pending deletion"
+	case StatePendingReplicaDeletion:
+		return "pending deletion (waiting for its replica keys to be deleted)"
 	case StatePendingImport:
 		return "pending import"
 	}
@@ -133,12 +138,12 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, c Request, keyID str
 	if err != nil {
 		return RotationStatus{}, err
 	}
-	out := RotationStatus{KeyARN: s.keyARN(k.AccountID, k.ID), OnDemandStart: k.Rotation.OnDemandStart}
+	out := RotationStatus{KeyARN: keyARN(k), OnDemandStart: k.Rotation.OnDemandStart}
 	if k.KeyManager == KeyManagerAWS {
 		out.Enabled, out.PeriodDays, out.Next = true, defaultRotationDays, k.Rotation.Next
 		return out, nil
 	}
-	if s.rotatable(k) != nil || k.State == StatePendingDeletion || !k.Rotation.Enabled {
+	if s.rotatable(k) != nil || pendingDeletionState(k.State) || !k.Rotation.Enabled {
 		return out, nil
 	}
 	out.Enabled, out.PeriodDays, out.Next = true, k.Rotation.PeriodDays, k.Rotation.Next
@@ -154,13 +159,19 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string
 	if k.KeyManager == KeyManagerAWS {
 		return "", errorf(UnsupportedOperation, "On-demand rotation of AWS managed keys is not supported.")
 	}
-	k, err = s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+	if err := replicaRotationRefused(k); err != nil {
+		return "", err
+	}
+	if err := s.replicasHoldPending(ctx, k); err != nil {
+		return "", err
+	}
+	k, err = s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
 		switch s.effectiveState(*k) {
 		case StateEnabled:
 		case StateDisabled:
-			return errorf(Disabled, "%s is disabled.", s.keyARN(k.AccountID, k.ID))
+			return errorf(Disabled, "%s is disabled.", keyARN(*k))
 		default:
-			return errorf(InvalidState, "%s is %s.", s.keyARN(k.AccountID, k.ID), stateWords(*k))
+			return errorf(InvalidState, "%s is %s.", keyARN(*k), stateWords(*k))
 		}
 		imported := k.Origin == OriginExternal && k.CustomKeyStoreID == "" && k.KeySpec == SpecSymmetric
 		if !imported {
@@ -169,7 +180,7 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string
 			}
 		}
 		if k.Rotation.OnDemandCount >= maxOnDemandRotations {
-			return errorf(LimitExceeded, "%s has reached the limit of %d on-demand rotations.", s.keyARN(k.AccountID, k.ID), maxOnDemandRotations)
+			return errorf(LimitExceeded, "%s has reached the limit of %d on-demand rotations.", keyARN(*k), maxOnDemandRotations)
 		}
 		if imported {
 			if err := s.rotateImported(k); err != nil {
@@ -184,7 +195,7 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Request, keyID string
 	if err != nil {
 		return "", err
 	}
-	return s.keyARN(k.AccountID, k.ID), nil
+	return keyARN(k), nil
 }
 
 // rotate gives k new material; the old stays in Materials.
@@ -215,13 +226,13 @@ func (s *Service) rotateImported(k *store.Key) error {
 			continue
 		}
 		if len(m.Sealed) == 0 {
-			return errorf(InvalidState, "Key material %s of %s pending rotation has expired or was deleted; import it again before rotating.", FormatMaterialID(m.ID), s.keyARN(k.AccountID, k.ID))
+			return errorf(InvalidState, "Key material %s of %s pending rotation has expired or was deleted; import it again before rotating.", FormatMaterialID(m.ID), keyARN(*k))
 		}
 		m.Pending, m.RotationType, m.Created = false, RotationOnDemand, s.now().UTC().Truncate(time.Millisecond)
 		k.BackingKeyID, k.SealedMaterial = m.ID, m.Sealed
 		return nil
 	}
-	return errorf(InvalidState, "%s has imported key material and no new key material in PENDING_ROTATION state. Import new key material with ImportKeyMaterial (ImportType NEW_KEY_MATERIAL) before rotating on demand.", s.keyARN(k.AccountID, k.ID))
+	return errorf(InvalidState, "%s has imported key material and no new key material in PENDING_ROTATION state. Import new key material with ImportKeyMaterial (ImportType NEW_KEY_MATERIAL) before rotating on demand.", keyARN(*k))
 }
 
 // RotationEntry is one ListKeyRotations row.
@@ -261,7 +272,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Request, keyID string,
 		if !includeAll && (m.RotationType == "" || m.Pending) {
 			continue
 		}
-		e := RotationEntry{KeyARN: s.keyARN(k.AccountID, k.ID), MaterialID: m.ID, Type: m.RotationType, State: MaterialNonCurr}
+		e := RotationEntry{KeyARN: keyARN(k), MaterialID: m.ID, Type: m.RotationType, State: MaterialNonCurr}
 		if m.RotationType != "" {
 			e.Date = m.Created
 		}
@@ -307,7 +318,7 @@ func (s *Service) RotateDueKeys(ctx context.Context) (int, error) {
 	n := 0
 	for _, k := range due {
 		changed := false
-		_, err := s.mutateKey(ctx, k.AccountID, k.ID, func(k *store.Key) error {
+		_, err := s.mutateKey(ctx, k.AccountID, k.Region, k.ID, func(k *store.Key) error {
 			changed = false
 			if s.expireImported(k, now) {
 				changed = true
@@ -327,7 +338,7 @@ func (s *Service) RotateDueKeys(ctx context.Context) (int, error) {
 			continue
 		}
 		if err != nil {
-			s.log.Error("rotation job", "key", s.keyARN(k.AccountID, k.ID), "err", err)
+			s.log.Error("rotation job", "key", keyARN(k), "err", err)
 			continue
 		}
 		n++

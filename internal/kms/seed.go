@@ -39,12 +39,12 @@ type SeedKeyInput struct {
 	Disabled bool
 }
 
-// SeedKey creates a key as an operator declared it, outside of any caller's
+// SeedKey creates a key (in the service's default Region) as an operator declared it, outside of any caller's
 // authorization (the operator owns the process). It is idempotent: a key
 // that exists is left as it is and created is false. Errors name the key
 // and never hold its material.
 func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) (created bool, err error) {
-	if _, err := s.st.GetKey(ctx, account, in.ID); err == nil {
+	if _, err := s.st.GetKey(ctx, account, s.region, in.ID); err == nil {
 		return false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, internal("SeedKey", err)
@@ -95,7 +95,7 @@ func (s *Service) SeedKey(ctx context.Context, account string, in SeedKeyInput) 
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	k := store.Key{
-		AccountID: account, ID: in.ID, CreationDate: now,
+		AccountID: account, Region: s.region, ID: in.ID, CreationDate: now,
 		Description: in.Description, KeyUsage: in.KeyUsage, KeySpec: in.KeySpec, Origin: in.Origin,
 		State: state, Policy: keyPolicy, Tags: copyTags(in.Tags),
 	}
@@ -176,14 +176,14 @@ func (s *Service) SeedAlias(ctx context.Context, account, name, keyID string) (c
 	if err := checkAliasName(name); err != nil {
 		return false, fmt.Errorf("alias %s: %w", name, err)
 	}
-	if _, err := s.st.GetKey(ctx, account, keyID); err != nil {
+	if _, err := s.st.GetKey(ctx, account, s.region, keyID); err != nil {
 		return false, fmt.Errorf("alias %s: target key %s: %w", name, keyID, err)
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	old, err := s.st.GetAlias(ctx, account, name)
+	old, err := s.st.GetAlias(ctx, account, s.region, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		if err := s.st.CreateAlias(ctx, store.Alias{AccountID: account, Name: name, KeyID: keyID, Created: now, Updated: now}); err != nil {
+		if err := s.st.CreateAlias(ctx, store.Alias{AccountID: account, Region: s.region, Name: name, KeyID: keyID, Created: now, Updated: now}); err != nil {
 			return false, internal("SeedAlias", err)
 		}
 		return true, nil
@@ -192,10 +192,10 @@ func (s *Service) SeedAlias(ctx context.Context, account, name, keyID string) (c
 	case old.KeyID == keyID:
 		return false, nil
 	}
-	if err := s.st.UpdateAlias(ctx, store.Alias{AccountID: account, Name: name, KeyID: keyID, Updated: now}); err != nil {
+	if err := s.st.UpdateAlias(ctx, store.Alias{AccountID: account, Region: s.region, Name: name, KeyID: keyID, Updated: now}); err != nil {
 		return false, internal("SeedAlias", err)
 	}
-	s.dropAlias(account, name)
+	s.dropAlias(account, s.region, name)
 	return true, nil
 }
 

@@ -40,6 +40,10 @@ import (
 // context values.
 type Request struct {
 	principal.Principal
+	// Region is the AWS Region the request is for (its SigV4 credential
+	// scope): keys, aliases, grants and custom key stores are seen only
+	// in their own Region. "" means the service's default Region.
+	Region          string
 	RequestID       string
 	SourceIP        string
 	SecureTransport bool
@@ -131,6 +135,10 @@ type Service struct {
 	keys    *lru.Cache[string, store.Key] // account/id -> key, a write-through cache
 	aliases *lru.Cache[string, string]    // account/alias name -> key id
 	grants  grantCache                    // account/id -> the key's grants (grants.go)
+	// regions are the Regions this service has served or stored keys in,
+	// so that an invalidation naming a key id (no Region) drops it from
+	// every Region's cache entries.
+	regions sync.Map // string -> struct{}
 	// epoch bumps (under mu) on every invalidation from another replica; a
 	// cache fill that read the store in an older epoch is not installed
 	// (replicas.go).
@@ -177,27 +185,54 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Region is the service's region.
+// Region is the service's default Region: the Region of requests that
+// name none, and of everything stored before keyhold knew Regions.
 func (s *Service) Region() string { return s.region }
 
-func (s *Service) keyARN(account, id string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id
+// regionOf is the Region request c is for.
+func (s *Service) regionOf(c Request) string {
+	if c.Region != "" {
+		return c.Region
+	}
+	return s.region
 }
 
-func (s *Service) aliasARN(account, name string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":" + name
+// seenRegion remembers a Region keys may be cached in.
+func (s *Service) seenRegion(region string) {
+	if _, ok := s.regions.Load(region); !ok {
+		s.regions.Store(region, struct{}{})
+	}
 }
 
-func cacheKey(account, id string) string { return account + "/" + id }
+// keyARN is a key's ARN: its Region, account and id.
+func keyARN(k store.Key) string { return keyARNIn(k.Region, k.AccountID, k.ID) }
+
+func keyARNIn(region, account, id string) string {
+	return "arn:aws:kms:" + region + ":" + account + ":key/" + id
+}
+
+func grantKeyARN(g store.Grant) string { return keyARNIn(g.Region, g.AccountID, g.KeyID) }
+
+func aliasARNIn(region, account, name string) string {
+	return "arn:aws:kms:" + region + ":" + account + ":" + name
+}
+
+// aliasARN is the ARN of alias name in the caller's account and Region.
+func (s *Service) aliasARN(c Request, name string) string {
+	return aliasARNIn(s.regionOf(c), c.AccountID, name)
+}
+
+func cacheKey(account, region, id string) string { return account + "/" + region + "/" + id }
 
 // getKey reads a key through the cache.
-func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, error) {
-	ck := cacheKey(account, id)
+func (s *Service) getKey(ctx context.Context, account, region, id string) (store.Key, error) {
+	ck := cacheKey(account, region, id)
 	if k, ok := s.keys.Get(ck); ok {
 		return k, nil
 	}
+	s.seenRegion(region)
 	e := s.epoch.Load()
-	k, err := s.st.GetKey(ctx, account, id)
+	k, err := s.st.GetKey(ctx, account, region, id)
 	if err != nil {
 		return k, err
 	}
@@ -210,11 +245,22 @@ func (s *Service) getKey(ctx context.Context, account, id string) (store.Key, er
 }
 
 func (s *Service) cacheKeyPut(k store.Key) {
-	s.keys.Put(cacheKey(k.AccountID, k.ID), k)
+	s.seenRegion(k.Region)
+	s.keys.Put(cacheKey(k.AccountID, k.Region, k.ID), k)
 }
 
-func (s *Service) cacheKeyDrop(account, id string) {
-	s.keys.Delete(cacheKey(account, id))
+func (s *Service) cacheKeyDrop(account, region, id string) {
+	s.keys.Delete(cacheKey(account, region, id))
+	s.aliases.DeleteFunc(func(a, kid string) bool { return kid == id && strings.HasPrefix(a, account+"/"+region+"/") })
+}
+
+// cacheKeyDropAll drops key id of account in every Region (an
+// invalidation from another replica names no Region).
+func (s *Service) cacheKeyDropAll(account, id string) {
+	s.regions.Range(func(r, _ any) bool {
+		s.keys.Delete(cacheKey(account, r.(string), id))
+		return true
+	})
 	s.aliases.DeleteFunc(func(a, kid string) bool { return kid == id && strings.HasPrefix(a, account+"/") })
 }
 
@@ -224,7 +270,7 @@ func (s *Service) cacheKeyDrop(account, id string) {
 func (s *Service) updateKey(ctx context.Context, k store.Key) (store.Key, error) {
 	v, err := s.st.UpdateKey(ctx, k)
 	if err != nil {
-		s.cacheKeyDrop(k.AccountID, k.ID)
+		s.cacheKeyDrop(k.AccountID, k.Region, k.ID)
 		return k, err
 	}
 	k.Version = v
@@ -234,17 +280,23 @@ func (s *Service) updateKey(ctx context.Context, k store.Key) (store.Key, error)
 
 // mutateKey applies fn to the current key and writes it, retrying on a
 // concurrent update. fn validates and returns a domain error to abort.
-func (s *Service) mutateKey(ctx context.Context, account, id string, fn func(k *store.Key) error) (store.Key, error) {
+func (s *Service) mutateKey(ctx context.Context, account, region, id string, fn func(k *store.Key) error) (store.Key, error) {
 	for attempt := 0; attempt < 32; attempt++ {
-		k, err := s.getKey(ctx, account, id)
+		k, err := s.getKey(ctx, account, region, id)
 		if err != nil {
 			return k, s.storeErr("getKey", err, id)
 		}
 		if err := fn(&k); err != nil {
 			return k, err
 		}
-		k, err = s.updateKey(ctx, k)
-		if errors.Is(err, store.ErrConflict) {
+		if isPrimaryWithReplicas(k) {
+			// The replicas share what a primary's change may touch
+			// (rotation, material): they change in the same transaction.
+			k, err = s.writeMultiRegion(ctx, k)
+		} else {
+			k, err = s.updateKey(ctx, k)
+		}
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, errStaleRead) {
 			continue
 		}
 		if err != nil {
@@ -305,14 +357,16 @@ func (s *Service) resolveKey(ctx context.Context, c Request, keyID string, o res
 }
 
 func (s *Service) findKey(ctx context.Context, c Request, keyID string, o resolveOpts) (store.Key, string, error) {
-	account := c.AccountID
+	account, region := c.AccountID, s.regionOf(c)
 	id := keyID
 	if strings.HasPrefix(keyID, "arn:") {
 		a, ok := parseARN(keyID)
 		if !ok {
 			return store.Key{}, "", errorf(InvalidArn, "Invalid arn %s", keyID)
 		}
-		if a.region != s.region || a.resource == "" || (a.account != c.AccountID && !o.crossAccount) {
+		// A key (or alias) ARN of another Region names nothing here, as in
+		// AWS: each Region's endpoint knows only its own keys.
+		if a.region != region || a.resource == "" || (a.account != c.AccountID && !o.crossAccount) {
 			return store.Key{}, "", errorf(NotFound, "Key '%s' does not exist", keyID)
 		}
 		account = a.account
@@ -323,7 +377,7 @@ func (s *Service) findKey(ctx context.Context, c Request, keyID string, o resolv
 			if !o.allowAlias {
 				return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 			}
-			k, err := s.resolveAlias(ctx, account, a.resource, keyID)
+			k, err := s.resolveAlias(ctx, account, region, a.resource, keyID)
 			return k, a.resource, err
 		default:
 			return store.Key{}, "", errorf(InvalidArn, "Invalid arn %s", keyID)
@@ -332,31 +386,31 @@ func (s *Service) findKey(ctx context.Context, c Request, keyID string, o resolv
 		if !o.allowAlias {
 			return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 		}
-		k, err := s.resolveAlias(ctx, account, keyID, keyID)
+		k, err := s.resolveAlias(ctx, account, region, keyID, keyID)
 		return k, keyID, err
 	}
-	if _, ok := blob.ParseUUID(id); !ok {
+	if _, _, ok := blob.ParseKeyID(id); !ok {
 		return store.Key{}, "", errorf(NotFound, "Invalid keyId %s", keyID)
 	}
-	k, err := s.getKey(ctx, account, strings.ToLower(id))
+	k, err := s.getKey(ctx, account, region, strings.ToLower(id))
 	if err != nil {
-		return k, "", s.storeErr("resolveKey", err, s.keyARN(account, id))
+		return k, "", s.storeErr("resolveKey", err, keyARNIn(region, account, id))
 	}
 	return k, "", nil
 }
 
-func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven string) (store.Key, error) {
+func (s *Service) resolveAlias(ctx context.Context, account, region, name, asGiven string) (store.Key, error) {
 	if account != "" {
-		ak := account + "/" + name
+		ak := account + "/" + region + "/" + name
 		id, ok := s.aliases.Get(ak)
 		if !ok {
 			e := s.epoch.Load()
-			a, err := s.st.GetAlias(ctx, account, name)
+			a, err := s.st.GetAlias(ctx, account, region, name)
 			if errors.Is(err, store.ErrNotFound) {
-				if k, ok, err := s.awsManagedKey(ctx, account, name); ok {
+				if k, ok, err := s.awsManagedKey(ctx, account, region, name); ok {
 					return k, err
 				}
-				return store.Key{}, errorf(NotFound, "Alias %s is not found.", s.aliasARN(account, name))
+				return store.Key{}, errorf(NotFound, "Alias %s is not found.", aliasARNIn(region, account, name))
 			}
 			if err != nil {
 				return store.Key{}, internal("resolveAlias", err)
@@ -368,7 +422,7 @@ func (s *Service) resolveAlias(ctx context.Context, account, name, asGiven strin
 			}
 			s.mu.Unlock()
 		}
-		k, err := s.getKey(ctx, account, id)
+		k, err := s.getKey(ctx, account, region, id)
 		if err != nil {
 			return k, s.storeErr("resolveAlias", err, asGiven)
 		}

@@ -24,6 +24,9 @@ const (
 	KeyRequestAlias            = "kms:RequestAlias"
 	KeyResourceAliases         = "kms:ResourceAliases"
 	KeyMultiRegion             = "kms:MultiRegion"
+	KeyMultiRegionKeyType      = "kms:MultiRegionKeyType" // PRIMARY or REPLICA
+	KeyReplicaRegion           = "kms:ReplicaRegion"      // ReplicateKey
+	KeyPrimaryRegion           = "kms:PrimaryRegion"      // UpdatePrimaryRegion
 	KeyBypassLockoutCheck      = "kms:BypassPolicyLockoutSafetyCheck"
 
 	KeyPrincipalArn       = "aws:PrincipalArn"

@@ -34,6 +34,7 @@ import (
 	"github.com/keyhold/keyhold/internal/awsquery"
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/identity"
+	"github.com/keyhold/keyhold/internal/region"
 	"github.com/keyhold/keyhold/internal/sigv4"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -87,14 +88,17 @@ type AuditRecord struct {
 	Operation   string
 	Caller      awsjson.Caller // zero when authentication failed
 	AccessKeyID string         // as claimed in the signature, even if unknown
-	SourceIP    string
-	UserAgent   string
-	RequestID   string
-	Request     []byte
-	Response    []byte // nil on error
-	Status      int
-	ErrorCode   string
-	ErrorMsg    string
+	// Region is the verified credential scope's Region ("" when the
+	// request did not authenticate or came through Invoke).
+	Region    string
+	SourceIP  string
+	UserAgent string
+	RequestID string
+	Request   []byte
+	Response  []byte // nil on error
+	Status    int
+	ErrorCode string
+	ErrorMsg  string
 }
 
 // Handler serves the API.
@@ -270,7 +274,11 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 		return h.errorReply(svc, awsjson.Errorf(awsjson.RequestEntityTooLarge, 413, "Request body exceeds %d bytes.", limit), rec)
 	}
 	// Authenticate from the headers before reading the body.
-	pending, err := h.verifier.Begin(r.Context(), r, sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName})
+	scope := sigv4.Scope{Region: h.cfg.Region, Service: svc.SigningName}
+	if svc.EveryRegion {
+		scope.Region, scope.Regions = "", region.Valid
+	}
+	pending, err := h.verifier.Begin(r.Context(), r, scope)
 	if err != nil {
 		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
@@ -288,6 +296,7 @@ func (h *Handler) serveAPI(r *http.Request, rec *AuditRecord, release *func()) r
 	if err != nil {
 		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
 	}
+	rec.Region = res.Region
 	p, err := h.cfg.Directory.Authenticate(r.Context(), res.AccessKeyID, res.SessionToken, h.sessionNow())
 	if err != nil {
 		return h.errorReply(svc, h.authError(svc, reqID, err), rec)
@@ -301,7 +310,7 @@ func (h *Handler) dispatch(ctx context.Context, svc *awsjson.Service, op awsjson
 	reqID, opName := rec.RequestID, op.Name
 	rec.Request = body
 	rec.Caller = awsjson.Caller{AccountID: p.AccountID, ARN: p.ARN, UserID: p.UserID, AccessKeyID: p.AccessKeyID, RoleARN: p.RoleARN}
-	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, SecureTransport: secure,
+	call := &awsjson.Call{Operation: opName, Body: body, RequestID: reqID, Caller: rec.Caller, Region: rec.Region, SecureTransport: secure,
 		SourceIP: rec.SourceIP, UserAgent: rec.UserAgent}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(ctx, call.Caller, op, body); err != nil {

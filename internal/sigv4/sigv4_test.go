@@ -364,7 +364,7 @@ func TestVerifyErrors(t *testing.T) {
 				b = tc.mutate(r)
 			}
 			scope := tc.scope
-			if scope == (Scope{}) {
+			if scope.Region == "" && scope.Service == "" && scope.Regions == nil {
 				scope = kms
 			}
 			v := &Verifier{Lookup: staticLookup(map[string]string{"AKID1": "secret1"}), Now: fixedClock(now)}

@@ -41,8 +41,12 @@ type Verifier struct {
 }
 
 // Scope is what the server expects in the credential scope. Region "" accepts
-// any region; Service "" accepts any service.
-type Scope struct{ Region, Service string }
+// any region Regions accepts (any at all when Regions is nil); Service ""
+// accepts any service.
+type Scope struct {
+	Region, Service string
+	Regions         func(region string) bool
+}
 
 // Result describes a verified request.
 type Result struct {
@@ -340,7 +344,7 @@ func (v *Verifier) Begin(ctx context.Context, r *http.Request, want Scope) (*Pen
 	if a.date != amzDate[:8] {
 		return nil, fail(ErrScope, fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", clip(a.date), amzDate[:8], amzDate))
 	}
-	if want.Region != "" && a.region != want.Region {
+	if (want.Region != "" && a.region != want.Region) || (want.Region == "" && want.Regions != nil && !want.Regions(a.region)) {
 		return nil, fail(ErrScope, "Credential should be scoped to a valid region.")
 	}
 	if want.Service != "" && a.service != want.Service {

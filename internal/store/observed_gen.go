@@ -105,6 +105,13 @@ func (o *observed) ListPrincipalPolicies(ctx context.Context, principalARN strin
 	return r0, err
 }
 
+func (o *observed) AssignRegion(ctx context.Context, region string) error {
+	start := time.Now()
+	err := o.Store.AssignRegion(ctx, region)
+	o.obs("AssignRegion", time.Since(start), err)
+	return err
+}
+
 func (o *observed) CreateKey(ctx context.Context, k Key) error {
 	start := time.Now()
 	err := o.Store.CreateKey(ctx, k)
@@ -112,17 +119,24 @@ func (o *observed) CreateKey(ctx context.Context, k Key) error {
 	return err
 }
 
-func (o *observed) GetKey(ctx context.Context, accountID string, id string) (Key, error) {
+func (o *observed) GetKey(ctx context.Context, accountID string, region string, id string) (Key, error) {
 	start := time.Now()
-	r0, err := o.Store.GetKey(ctx, accountID, id)
+	r0, err := o.Store.GetKey(ctx, accountID, region, id)
 	o.obs("GetKey", time.Since(start), err)
 	return r0, err
 }
 
-func (o *observed) FindKey(ctx context.Context, id string) (Key, error) {
+func (o *observed) FindKey(ctx context.Context, region string, id string) (Key, error) {
 	start := time.Now()
-	r0, err := o.Store.FindKey(ctx, id)
+	r0, err := o.Store.FindKey(ctx, region, id)
 	o.obs("FindKey", time.Since(start), err)
+	return r0, err
+}
+
+func (o *observed) ListKeyRegions(ctx context.Context, accountID string, id string) ([]Key, error) {
+	start := time.Now()
+	r0, err := o.Store.ListKeyRegions(ctx, accountID, id)
+	o.obs("ListKeyRegions", time.Since(start), err)
 	return r0, err
 }
 
@@ -133,16 +147,16 @@ func (o *observed) UpdateKey(ctx context.Context, k Key) (int64, error) {
 	return r0, err
 }
 
-func (o *observed) DeleteKey(ctx context.Context, accountID string, id string) error {
+func (o *observed) DeleteKey(ctx context.Context, accountID string, region string, id string) error {
 	start := time.Now()
-	err := o.Store.DeleteKey(ctx, accountID, id)
+	err := o.Store.DeleteKey(ctx, accountID, region, id)
 	o.obs("DeleteKey", time.Since(start), err)
 	return err
 }
 
-func (o *observed) ListKeys(ctx context.Context, accountID string, after string, limit int) ([]Key, error) {
+func (o *observed) ListKeys(ctx context.Context, accountID string, region string, after string, limit int) ([]Key, error) {
 	start := time.Now()
-	r0, err := o.Store.ListKeys(ctx, accountID, after, limit)
+	r0, err := o.Store.ListKeys(ctx, accountID, region, after, limit)
 	o.obs("ListKeys", time.Since(start), err)
 	return r0, err
 }
@@ -196,9 +210,9 @@ func (o *observed) CreateAlias(ctx context.Context, a Alias) error {
 	return err
 }
 
-func (o *observed) GetAlias(ctx context.Context, accountID string, name string) (Alias, error) {
+func (o *observed) GetAlias(ctx context.Context, accountID string, region string, name string) (Alias, error) {
 	start := time.Now()
-	r0, err := o.Store.GetAlias(ctx, accountID, name)
+	r0, err := o.Store.GetAlias(ctx, accountID, region, name)
 	o.obs("GetAlias", time.Since(start), err)
 	return r0, err
 }
@@ -210,16 +224,16 @@ func (o *observed) UpdateAlias(ctx context.Context, a Alias) error {
 	return err
 }
 
-func (o *observed) DeleteAlias(ctx context.Context, accountID string, name string) error {
+func (o *observed) DeleteAlias(ctx context.Context, accountID string, region string, name string) error {
 	start := time.Now()
-	err := o.Store.DeleteAlias(ctx, accountID, name)
+	err := o.Store.DeleteAlias(ctx, accountID, region, name)
 	o.obs("DeleteAlias", time.Since(start), err)
 	return err
 }
 
-func (o *observed) ListAliases(ctx context.Context, accountID string, keyID string, after string, limit int) ([]Alias, error) {
+func (o *observed) ListAliases(ctx context.Context, accountID string, region string, keyID string, after string, limit int) ([]Alias, error) {
 	start := time.Now()
-	r0, err := o.Store.ListAliases(ctx, accountID, keyID, after, limit)
+	r0, err := o.Store.ListAliases(ctx, accountID, region, keyID, after, limit)
 	o.obs("ListAliases", time.Since(start), err)
 	return r0, err
 }
@@ -231,9 +245,9 @@ func (o *observed) CreateGrant(ctx context.Context, g Grant, maxPerKey int) erro
 	return err
 }
 
-func (o *observed) GetGrant(ctx context.Context, accountID string, keyID string, grantID string) (Grant, error) {
+func (o *observed) GetGrant(ctx context.Context, accountID string, region string, keyID string, grantID string) (Grant, error) {
 	start := time.Now()
-	r0, err := o.Store.GetGrant(ctx, accountID, keyID, grantID)
+	r0, err := o.Store.GetGrant(ctx, accountID, region, keyID, grantID)
 	o.obs("GetGrant", time.Since(start), err)
 	return r0, err
 }
@@ -245,16 +259,16 @@ func (o *observed) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, erro
 	return r0, err
 }
 
-func (o *observed) ListRetirableGrants(ctx context.Context, principal string, after string, limit int) ([]Grant, error) {
+func (o *observed) ListRetirableGrants(ctx context.Context, region string, principal string, after string, limit int) ([]Grant, error) {
 	start := time.Now()
-	r0, err := o.Store.ListRetirableGrants(ctx, principal, after, limit)
+	r0, err := o.Store.ListRetirableGrants(ctx, region, principal, after, limit)
 	o.obs("ListRetirableGrants", time.Since(start), err)
 	return r0, err
 }
 
-func (o *observed) DeleteGrant(ctx context.Context, accountID string, keyID string, grantID string) error {
+func (o *observed) DeleteGrant(ctx context.Context, accountID string, region string, keyID string, grantID string) error {
 	start := time.Now()
-	err := o.Store.DeleteGrant(ctx, accountID, keyID, grantID)
+	err := o.Store.DeleteGrant(ctx, accountID, region, keyID, grantID)
 	o.obs("DeleteGrant", time.Since(start), err)
 	return err
 }

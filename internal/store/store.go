@@ -85,7 +85,11 @@ type Tag struct {
 // Key is a KMS key's metadata and (for keys whose material keyhold holds)
 // its material sealed by the root key.
 type Key struct {
-	AccountID           string
+	AccountID string
+	// Region is the AWS Region the key belongs to: a key is seen only
+	// through requests signed for its Region. A multi-Region key has one
+	// row per Region (the same ID), its primary and its replicas.
+	Region              string
 	ID                  string
 	CreationDate        time.Time
 	Description         string
@@ -115,9 +119,20 @@ type Key struct {
 	Import *ImportParameters
 	// KeyManager is CUSTOMER or AWS (alias/aws/<service> keys).
 	KeyManager string
+	// MultiRegion is the multi-Region configuration of a multi-Region key
+	// (nil for a single-Region key). Every Region's row holds the whole
+	// configuration; the domain changes all rows of the key in one Tx.
+	MultiRegion *MultiRegion
 	// Version increases on every update; UpdateKey fails with ErrConflict
 	// when the stored version is not the one read.
 	Version int64
+}
+
+// MultiRegion is a multi-Region key's configuration: which Region holds the
+// primary key and which hold replicas.
+type MultiRegion struct {
+	PrimaryRegion  string   `json:"p"`
+	ReplicaRegions []string `json:"r,omitempty"`
 }
 
 // KeyMaterial is one generation of a key's material.
@@ -161,6 +176,7 @@ type ImportParameters struct {
 // Alias maps an alias name (alias/...) to a key.
 type Alias struct {
 	AccountID string
+	Region    string
 	Name      string
 	KeyID     string
 	Created   time.Time
@@ -171,10 +187,13 @@ type Alias struct {
 // the root key (kmsuser password or XKS secret access key).
 type CustomKeyStore struct {
 	AccountID string
-	ID        string
-	Name      string
-	Type      string
-	Created   time.Time
+	// Region is the Region the store belongs to (names are unique per
+	// account and Region; ids everywhere).
+	Region  string
+	ID      string
+	Name    string
+	Type    string
+	Created time.Time
 	// Config holds the non-secret, type-specific settings as JSON.
 	Config []byte
 	// SealedSecret holds the type-specific secrets, sealed.
@@ -226,6 +245,7 @@ type HSMBackup struct {
 // unique across all keys. Operations are KMS grant operations ("Encrypt").
 type Grant struct {
 	AccountID         string
+	Region            string
 	KeyID             string
 	ID                string
 	Name              string
@@ -245,6 +265,7 @@ type Grant struct {
 // everything; Limit <= 0 means no limit.
 type GrantFilter struct {
 	AccountID        string
+	Region           string
 	KeyID            string
 	GrantID          string
 	GranteePrincipal string
@@ -288,22 +309,33 @@ type Store interface {
 	DeletePrincipalPolicy(ctx context.Context, principalARN, name string) error
 	ListPrincipalPolicies(ctx context.Context, principalARN string) ([]PrincipalPolicy, error)
 
-	// CreateKey fails with ErrExists when the id is taken.
+	// AssignRegion gives every key, alias, grant and custom key store
+	// stored before keyhold knew Regions (Region "") to region; a no-op
+	// once done.
+	AssignRegion(ctx context.Context, region string) error
+
+	// CreateKey fails with ErrExists when the id is taken in k's account
+	// and Region.
 	CreateKey(ctx context.Context, k Key) error
-	GetKey(ctx context.Context, accountID, id string) (Key, error)
-	// FindKey finds a key by id in any account (key ids are unique UUIDs):
-	// a ciphertext names its key by id only.
-	FindKey(ctx context.Context, id string) (Key, error)
+	GetKey(ctx context.Context, accountID, region, id string) (Key, error)
+	// FindKey finds a key of a Region by id in any account (key ids are
+	// unique UUIDs, or mrk- ids shared only by one multi-Region key's
+	// Regions): a ciphertext names its key by id only.
+	FindKey(ctx context.Context, region, id string) (Key, error)
+	// ListKeyRegions returns the rows of one key id of an account in every
+	// Region (a multi-Region key's primary and replicas), by Region.
+	ListKeyRegions(ctx context.Context, accountID, id string) ([]Key, error)
 	// UpdateKey replaces k if its stored Version equals k.Version and
 	// returns the new version.
 	UpdateKey(ctx context.Context, k Key) (int64, error)
 	// DeleteKey removes the key, every alias that points at it and its
-	// grants.
-	DeleteKey(ctx context.Context, accountID, id string) error
-	// ListKeys returns up to limit keys of the account with id > after, by id.
-	ListKeys(ctx context.Context, accountID, after string, limit int) ([]Key, error)
+	// grants (in its Region).
+	DeleteKey(ctx context.Context, accountID, region, id string) error
+	// ListKeys returns up to limit keys of the account and Region with
+	// id > after, by id.
+	ListKeys(ctx context.Context, accountID, region, after string, limit int) ([]Key, error)
 	// KeysDueForDeletion returns keys in PendingDeletion whose DeletionDate
-	// is at or before t, in every account.
+	// is at or before t, in every account and Region.
 	KeysDueForDeletion(ctx context.Context, t time.Time) ([]Key, error)
 	// KeysDueForRotation returns keys whose automatic rotation is enabled
 	// and due at t, and EXTERNAL keys whose imported material expires by t.
@@ -320,34 +352,41 @@ type Store interface {
 	// KeyByXksKeyID finds the key of a store that uses an external key id.
 	KeyByXksKeyID(ctx context.Context, accountID, customKeyStoreID, xksKeyID string) (Key, error)
 
-	// CreateAlias fails with ErrExists when the name is taken and
-	// ErrNotFound when the target key does not exist.
+	// CreateAlias fails with ErrExists when the name is taken (in the
+	// account and Region) and ErrNotFound when the target key does not
+	// exist in that Region.
 	CreateAlias(ctx context.Context, a Alias) error
-	GetAlias(ctx context.Context, accountID, name string) (Alias, error)
+	GetAlias(ctx context.Context, accountID, region, name string) (Alias, error)
 	UpdateAlias(ctx context.Context, a Alias) error
-	DeleteAlias(ctx context.Context, accountID, name string) error
-	// ListAliases returns aliases with name > after, by name; keyID "" means all.
-	ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]Alias, error)
+	DeleteAlias(ctx context.Context, accountID, region, name string) error
+	// ListAliases returns aliases of the account and Region with name >
+	// after, by name; keyID "" means all.
+	ListAliases(ctx context.Context, accountID, region, keyID, after string, limit int) ([]Alias, error)
 
 	// CreateGrant stores g. It fails with ErrNotFound when the key does not
 	// exist, ErrLimit when the key already has maxPerKey grants and
 	// ErrExists when the grant id is taken.
 	CreateGrant(ctx context.Context, g Grant, maxPerKey int) error
 	// GetGrant returns ErrNotFound unless the key has that grant.
-	GetGrant(ctx context.Context, accountID, keyID, grantID string) (Grant, error)
+	GetGrant(ctx context.Context, accountID, region, keyID, grantID string) (Grant, error)
 	// ListGrants returns a key's grants matching f, by grant id.
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
-	// ListRetirableGrants returns grants of keys in any account whose
-	// retiring principal is principal, with ID > after, by ID; limit <= 0
-	// means no limit.
-	ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]Grant, error)
+	// ListRetirableGrants returns grants of keys of a Region in any
+	// account whose retiring principal is principal, with ID > after, by
+	// ID; limit <= 0 means no limit.
+	ListRetirableGrants(ctx context.Context, region, principal, after string, limit int) ([]Grant, error)
 	// DeleteGrant removes a grant; ErrNotFound when the key has no such grant.
-	DeleteGrant(ctx context.Context, accountID, keyID, grantID string) error
+	DeleteGrant(ctx context.Context, accountID, region, keyID, grantID string) error
 
+	// CreateCustomKeyStore fails with ErrExists when the name is taken in
+	// the account and Region (or the id anywhere).
 	CreateCustomKeyStore(ctx context.Context, c CustomKeyStore) error
+	// GetCustomKeyStore finds a store by id, in any Region (ids are
+	// unique); callers check Region.
 	GetCustomKeyStore(ctx context.Context, accountID, id string) (CustomKeyStore, error)
 	UpdateCustomKeyStore(ctx context.Context, c CustomKeyStore) (int64, error)
 	DeleteCustomKeyStore(ctx context.Context, accountID, id string) error
+	// ListCustomKeyStores returns the account's stores in every Region, by id.
 	ListCustomKeyStores(ctx context.Context, accountID string) ([]CustomKeyStore, error)
 
 	// PutVPCEndpointService creates or replaces the service of that name.

@@ -62,7 +62,7 @@ func mapError(err error) *awsjson.Error {
 // request is the domain's explicit Request for one call of operation name.
 func request(c *awsjson.Call, name string) kms.Request {
 	r := kms.NewRequest(c.Caller, name)
-	r.RequestID, r.SourceIP, r.SecureTransport = c.RequestID, c.SourceIP, c.SecureTransport
+	r.RequestID, r.SourceIP, r.SecureTransport, r.Region = c.RequestID, c.SourceIP, c.SecureTransport, c.Region
 	return r
 }
 

@@ -83,6 +83,10 @@ func New(svc *kms.Service) (*awsjson.Service, error) {
 		op("GetKeyLastUsage", handler(m, "GetKeyLastUsage", a.getKeyLastUsage)),
 	)
 	s.Internal = &awsjson.Error{Type: string(kms.Internal), Status: 500, Message: "An internal error occurred. The request can be retried."}
+	// One endpoint answers every Region: the Region is the request's
+	// credential scope, and keys, aliases, grants and custom key stores
+	// belong to the Region they were made in.
+	s.EveryRegion = true
 	return s, nil
 }
 
@@ -128,9 +132,10 @@ type keyMetadata struct {
 	KeyAgreementAlgorithms      []string `json:",omitempty"`
 	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
-	PendingDeletionWindowInDays *int                 `json:",omitempty"`
-	XksKeyConfiguration         *xksKeyConfiguration `json:",omitempty"`
-	CurrentKeyMaterialId        *string              `json:",omitempty"`
+	MultiRegionConfiguration    *multiRegionConfiguration `json:",omitempty"`
+	PendingDeletionWindowInDays *int                      `json:",omitempty"`
+	XksKeyConfiguration         *xksKeyConfiguration      `json:",omitempty"`
+	CurrentKeyMaterialId        *string                   `json:",omitempty"`
 }
 
 func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
@@ -150,7 +155,23 @@ func toKeyMetadata(m kms.KeyMetadata) *keyMetadata {
 	if m.XksKeyID != "" {
 		out.XksKeyConfiguration = &xksKeyConfiguration{Id: m.XksKeyID}
 	}
+	if mr := m.MultiRegion; mr != nil {
+		out.MultiRegion = true
+		out.MultiRegionConfiguration = &multiRegionConfiguration{MultiRegionKeyType: mr.KeyType,
+			PrimaryKey: &multiRegionKey{Arn: mr.Primary.ARN, Region: mr.Primary.Region}, ReplicaKeys: []multiRegionKey{}}
+		for _, r := range mr.Replicas {
+			out.MultiRegionConfiguration.ReplicaKeys = append(out.MultiRegionConfiguration.ReplicaKeys, multiRegionKey{Arn: r.ARN, Region: r.Region})
+		}
+	}
 	return out
+}
+
+type multiRegionKey struct{ Arn, Region string }
+
+type multiRegionConfiguration struct {
+	MultiRegionKeyType string
+	PrimaryKey         *multiRegionKey
+	ReplicaKeys        []multiRegionKey
 }
 
 type keyMetadataOut struct{ KeyMetadata *keyMetadata }
@@ -235,7 +256,7 @@ type scheduleIn struct {
 
 type scheduleOut struct {
 	KeyId               string
-	DeletionDate        *epoch
+	DeletionDate        *epoch `json:",omitempty"`
 	KeyState            string
 	PendingWindowInDays int
 }
@@ -245,7 +266,7 @@ func (a *API) scheduleKeyDeletion(ctx context.Context, c kms.Request, in *schedu
 	if err != nil {
 		return nil, err
 	}
-	return scheduleOut{KeyId: a.svc.KeyARN(k.AccountID, k.ID), DeletionDate: toEpoch(k.DeletionDate), KeyState: k.State, PendingWindowInDays: k.PendingWindowInDays}, nil
+	return scheduleOut{KeyId: a.svc.KeyARN(k), DeletionDate: toEpoch(k.DeletionDate), KeyState: k.State, PendingWindowInDays: k.PendingWindowInDays}, nil
 }
 
 type keyIDOut struct{ KeyId string }

@@ -339,8 +339,23 @@ type replicateKeyIn struct {
 	Tags                           []tag
 }
 
+type replicateKeyOut struct {
+	ReplicaKeyMetadata *keyMetadata
+	ReplicaPolicy      string
+	ReplicaTags        []tag
+}
+
 func (a *API) replicateKey(ctx context.Context, c kms.Request, in *replicateKeyIn) (any, error) {
-	return nil, a.svc.ReplicateKey(ctx, c, in.KeyId, in.ReplicaRegion)
+	out, err := a.svc.ReplicateKey(ctx, c, kms.ReplicateKeyInput{KeyID: in.KeyId, ReplicaRegion: in.ReplicaRegion, Policy: in.Policy,
+		BypassPolicyLockoutSafetyCheck: in.BypassPolicyLockoutSafetyCheck, Description: in.Description, Tags: toStoreTags(in.Tags)})
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]tag, len(out.Tags))
+	for i, t := range out.Tags {
+		tags[i] = tag{TagKey: t.Key, TagValue: t.Value}
+	}
+	return replicateKeyOut{ReplicaKeyMetadata: toKeyMetadata(out.Metadata), ReplicaPolicy: out.Policy, ReplicaTags: tags}, nil
 }
 
 type updatePrimaryRegionIn struct {

@@ -128,7 +128,9 @@ func (d *DB) leadOnce(ctx context.Context, interval time.Duration, log *slog.Log
 	defer conn.Close(context.Background())
 	for {
 		var got bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", LockLeader).Scan(&got); err != nil {
+		// One leader per schema: keyholds sharing a database in separate
+		// schemas (tests do) are separate deployments.
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::bigint # hashtextextended(current_schema(), 0))", LockLeader).Scan(&got); err != nil {
 			return false, err
 		}
 		if got {

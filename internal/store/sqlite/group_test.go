@@ -178,7 +178,7 @@ func TestGroupCommitAcknowledgedWritesSurviveKill(t *testing.T) {
 	}
 	defer db.Close()
 	for _, id := range acked {
-		if _, err := db.GetKey(context.Background(), "111122223333", id); err != nil {
+		if _, err := db.GetKey(context.Background(), "111122223333", "", id); err != nil {
 			t.Errorf("acknowledged key %s: %v", id, err)
 		}
 	}
@@ -229,3 +229,52 @@ func BenchmarkCreateKeyParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGetKeyRandom: GetKey of random keys among 20,000 (none cached
+// by the store), the read behind a DescribeKey or Encrypt whose key is not
+// in the domain's cache.
+func BenchmarkGetKeyRandom(b *testing.B) {
+	db := openTemp(b)
+	const n = 20000
+	ctx := context.Background()
+	err := db.Tx(ctx, func(tx store.Store) error {
+		for i := 0; i < n; i++ {
+			k := testKey(fmt.Sprintf("%08d-0000-4000-8000-000000000000", i))
+			k.Policy = benchPolicy
+			if err := tx.CreateKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i = (i*7919 + 104729) % n
+			if _, err := db.GetKey(ctx, "111122223333", "", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// benchPolicy is the size and shape of a default key policy.
+const benchPolicy = `{
+  "Version" : "2012-10-17",
+  "Id" : "key-default-1",
+  "Statement" : [ {
+    "Sid" : "Enable IAM User Permissions",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "arn:aws:iam::111122223333:root"
+    },
+    "Action" : "kms:*",
+    "Resource" : "*"
+  } ]
+}`

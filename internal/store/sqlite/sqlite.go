@@ -71,6 +71,44 @@ var migrations = []string{
 	   PRIMARY KEY (account_id, region, key_id));
 	 CREATE TABLE key_usage_tracking (started INTEGER NOT NULL);
 	 INSERT INTO key_usage_tracking (started) VALUES (CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);`,
+	// Regions: keys, aliases and grants are named within an account and a
+	// Region (a multi-Region key has a row per Region under one id), custom
+	// key store names are unique per account and Region. Rows from before
+	// get Region '' here; the server gives them its default Region at start
+	// (Store.AssignRegion). SQLite cannot change a primary key in place, so
+	// the three tables are rebuilt.
+	`CREATE TABLE keys_r (account_id TEXT NOT NULL, region TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, state TEXT NOT NULL,
+	   deletion_date INTEGER NOT NULL DEFAULT 0, custom_key_store_id TEXT NOT NULL DEFAULT '',
+	   xks_key_id TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL, data BLOB NOT NULL,
+	   rotation_due INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (account_id, region, id));
+	 INSERT INTO keys_r (account_id, region, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due)
+	   SELECT account_id, '', id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due FROM keys;
+	 DROP TABLE keys;
+	 ALTER TABLE keys_r RENAME TO keys;
+	 CREATE INDEX keys_deletion ON keys (state, deletion_date);
+	 CREATE INDEX keys_store ON keys (account_id, custom_key_store_id, xks_key_id);
+	 CREATE INDEX keys_id ON keys (id);
+	 CREATE UNIQUE INDEX keys_xks_key ON keys (account_id, custom_key_store_id, xks_key_id) WHERE xks_key_id != '';
+	 CREATE INDEX keys_rotation_due ON keys (rotation_due);
+	 CREATE TABLE aliases_r (account_id TEXT NOT NULL, region TEXT NOT NULL DEFAULT '', name TEXT NOT NULL, key_id TEXT NOT NULL,
+	   created INTEGER NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (account_id, region, name));
+	 INSERT INTO aliases_r (account_id, region, name, key_id, created, updated)
+	   SELECT account_id, '', name, key_id, created, updated FROM aliases;
+	 DROP TABLE aliases;
+	 ALTER TABLE aliases_r RENAME TO aliases;
+	 CREATE INDEX aliases_key ON aliases (account_id, region, key_id);
+	 CREATE TABLE grants_r (account_id TEXT NOT NULL, region TEXT NOT NULL DEFAULT '', key_id TEXT NOT NULL, id TEXT NOT NULL,
+	   grantee TEXT NOT NULL, retiring TEXT NOT NULL DEFAULT '', data BLOB NOT NULL,
+	   PRIMARY KEY (account_id, region, key_id, id));
+	 INSERT INTO grants_r (account_id, region, key_id, id, grantee, retiring, data)
+	   SELECT account_id, '', key_id, id, grantee, retiring, data FROM grants;
+	 DROP TABLE grants;
+	 ALTER TABLE grants_r RENAME TO grants;
+	 CREATE UNIQUE INDEX grants_id ON grants (id);
+	 CREATE INDEX grants_retiring ON grants (retiring, id);
+	 ALTER TABLE custom_key_stores ADD COLUMN region TEXT NOT NULL DEFAULT '';
+	 DROP INDEX custom_key_stores_name;
+	 CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, region, name);`,
 }
 
 // DB is the SQLite Store.
@@ -97,7 +135,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
 		name = uriPath.Replace(path)
 	}
-	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1"
+	// Each connection keeps its prepared statements (parsing a query costs
+	// more than running it) and 8 MiB of pages (the upper levels of the
+	// keys B-trees stay cached with a million keys); 4 connections.
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=64&_cache_size=-8192"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite.Open: %w", err)

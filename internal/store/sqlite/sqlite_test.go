@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +99,67 @@ func TestOpenPathWithURICharacters(t *testing.T) {
 	defer db.Close()
 	if as, err := db.ListAccounts(ctx); err != nil || len(as) != 1 {
 		t.Fatalf("reopened: %v %v", as, err)
+	}
+}
+
+// TestRegionMigration: a database from before Regions keeps its keys,
+// aliases, grants and custom key stores through the migration, and the
+// server's default Region then owns them.
+func TestRegionMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "k.db")
+	regions := -1
+	for i, m := range migrations {
+		if strings.Contains(m, "CREATE TABLE keys_r") {
+			regions = i
+		}
+	}
+	if regions < 0 {
+		t.Fatal("no Region migration")
+	}
+	raw, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations[:regions] {
+		if _, err := raw.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	for _, q := range []string{
+		fmt.Sprintf("PRAGMA user_version = %d", regions),
+		`INSERT INTO keys (account_id, id, state, version, data, rotation_due) VALUES ('111122223333', 'k1', 'Enabled', 3, '{"c":"2024-01-01T00:00:00Z","u":"ENCRYPT_DECRYPT","s":"SYMMETRIC_DEFAULT","o":"AWS_KMS","p":"{}","r":{}}', 0)`,
+		`INSERT INTO aliases (account_id, name, key_id, created, updated) VALUES ('111122223333', 'alias/one', 'k1', 1, 1)`,
+		`INSERT INTO grants (account_id, key_id, id, grantee, data) VALUES ('111122223333', 'k1', 'g1', 'arn:aws:iam::111122223333:user/x', '{"ia":"111122223333","o":["Encrypt"],"c":"2024-01-01T00:00:00Z"}')`,
+		`INSERT INTO custom_key_stores (account_id, id, name, version, data) VALUES ('111122223333', 'cks-1', 'one', 1, '{"t":"AWS_CLOUDHSM","c":"2024-01-01T00:00:00Z","cs":"DISCONNECTED"}')`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.AssignRegion(ctx, "eu-central-1"); err != nil {
+		t.Fatal(err)
+	}
+	k, err := db.GetKey(ctx, "111122223333", "eu-central-1", "k1")
+	if err != nil || k.Version != 3 || k.KeySpec != "SYMMETRIC_DEFAULT" {
+		t.Fatalf("migrated key: %+v, %v", k, err)
+	}
+	if a, err := db.GetAlias(ctx, "111122223333", "eu-central-1", "alias/one"); err != nil || a.KeyID != "k1" {
+		t.Fatalf("migrated alias: %+v, %v", a, err)
+	}
+	if g, err := db.GetGrant(ctx, "111122223333", "eu-central-1", "k1", "g1"); err != nil || g.Operations[0] != "Encrypt" {
+		t.Fatalf("migrated grant: %+v, %v", g, err)
+	}
+	if c, err := db.GetCustomKeyStore(ctx, "111122223333", "cks-1"); err != nil || c.Region != "eu-central-1" || c.Name != "one" {
+		t.Fatalf("migrated custom key store: %+v, %v", c, err)
+	}
+	if _, err := db.GetKey(ctx, "111122223333", "us-east-1", "k1"); err == nil {
+		t.Fatal("the migrated key is seen from another Region")
 	}
 }

@@ -18,12 +18,12 @@ type grantData struct {
 	Created        time.Time         `json:"c"`
 }
 
-const grantCols = "account_id, key_id, id, grantee, retiring, data"
+const grantCols = "account_id, region, key_id, id, grantee, retiring, data"
 
 func scanGrant(s scanner) (store.Grant, error) {
 	var g store.Grant
 	var data []byte
-	if err := s.Scan(&g.AccountID, &g.KeyID, &g.ID, &g.GranteePrincipal, &g.RetiringPrincipal, &data); err != nil {
+	if err := s.Scan(&g.AccountID, &g.Region, &g.KeyID, &g.ID, &g.GranteePrincipal, &g.RetiringPrincipal, &data); err != nil {
 		return g, err
 	}
 	var gd grantData
@@ -46,25 +46,25 @@ func (d *DB) CreateGrant(ctx context.Context, g store.Grant, maxPerKey int) erro
 	}
 	defer tx.Rollback()
 	var one int
-	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?"+d.dialect.LockRow, g.AccountID, g.KeyID).Scan(&one); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND region = ? AND id = ?"+d.dialect.LockRow, g.AccountID, g.Region, g.KeyID).Scan(&one); err != nil {
 		return d.wrap("store.CreateGrant", err)
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE account_id = ? AND key_id = ?", g.AccountID, g.KeyID).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE account_id = ? AND region = ? AND key_id = ?", g.AccountID, g.Region, g.KeyID).Scan(&n); err != nil {
 		return d.wrap("store.CreateGrant", err)
 	}
 	if n >= maxPerKey {
 		return d.errorf("store.CreateGrant: %w", store.ErrLimit)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO grants ("+grantCols+") VALUES (?, ?, ?, ?, ?, ?)",
-		g.AccountID, g.KeyID, g.ID, g.GranteePrincipal, g.RetiringPrincipal, data); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO grants ("+grantCols+") VALUES (?, ?, ?, ?, ?, ?, ?)",
+		g.AccountID, g.Region, g.KeyID, g.ID, g.GranteePrincipal, g.RetiringPrincipal, data); err != nil {
 		return d.wrap("store.CreateGrant", err)
 	}
 	return d.wrap("store.CreateGrant", tx.Commit())
 }
 
-func (d *DB) GetGrant(ctx context.Context, accountID, keyID, grantID string) (store.Grant, error) {
-	g, err := scanGrant(d.q.QueryRowContext(ctx, "SELECT "+grantCols+" FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID))
+func (d *DB) GetGrant(ctx context.Context, accountID, region, keyID, grantID string) (store.Grant, error) {
+	g, err := scanGrant(d.q.QueryRowContext(ctx, "SELECT "+grantCols+" FROM grants WHERE account_id = ? AND region = ? AND key_id = ? AND id = ?", accountID, region, keyID, grantID))
 	return g, d.wrap("store.GetGrant", err)
 }
 
@@ -86,8 +86,8 @@ func (d *DB) queryGrants(ctx context.Context, op, q string, args ...any) ([]stor
 }
 
 func (d *DB) ListGrants(ctx context.Context, f store.GrantFilter) ([]store.Grant, error) {
-	q := "SELECT " + grantCols + " FROM grants WHERE account_id = ? AND key_id = ? AND id > ?"
-	args := []any{f.AccountID, f.KeyID, f.After}
+	q := "SELECT " + grantCols + " FROM grants WHERE account_id = ? AND region = ? AND key_id = ? AND id > ?"
+	args := []any{f.AccountID, f.Region, f.KeyID, f.After}
 	if f.GrantID != "" {
 		q += " AND id = ?"
 		args = append(args, f.GrantID)
@@ -104,9 +104,9 @@ func (d *DB) ListGrants(ctx context.Context, f store.GrantFilter) ([]store.Grant
 	return d.queryGrants(ctx, "store.ListGrants", q, args...)
 }
 
-func (d *DB) ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]store.Grant, error) {
-	q := "SELECT " + grantCols + " FROM grants WHERE retiring = ? AND id > ? ORDER BY id"
-	args := []any{principal, after}
+func (d *DB) ListRetirableGrants(ctx context.Context, region, principal, after string, limit int) ([]store.Grant, error) {
+	q := "SELECT " + grantCols + " FROM grants WHERE retiring = ? AND region = ? AND id > ? ORDER BY id"
+	args := []any{principal, region, after}
 	if limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, limit)
@@ -114,8 +114,8 @@ func (d *DB) ListRetirableGrants(ctx context.Context, principal, after string, l
 	return d.queryGrants(ctx, "store.ListRetirableGrants", q, args...)
 }
 
-func (d *DB) DeleteGrant(ctx context.Context, accountID, keyID, grantID string) error {
-	res, err := d.q.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ? AND id = ?", accountID, keyID, grantID)
+func (d *DB) DeleteGrant(ctx context.Context, accountID, region, keyID, grantID string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND region = ? AND key_id = ? AND id = ?", accountID, region, keyID, grantID)
 	if err != nil {
 		return d.wrap("store.DeleteGrant", err)
 	}

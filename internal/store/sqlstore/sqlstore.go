@@ -469,12 +469,13 @@ type keyData struct {
 	Rotation            store.Rotation          `json:"r"`
 	Import              *store.ImportParameters `json:"im,omitempty"`
 	KeyManager          string                  `json:"km,omitempty"`
+	MultiRegion         *store.MultiRegion      `json:"mr,omitempty"`
 }
 
 func keyArgs(k store.Key) (data []byte, del int64, err error) {
 	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
 		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial,
-		k.Materials, k.Rotation, k.Import, k.KeyManager})
+		k.Materials, k.Rotation, k.Import, k.KeyManager, k.MultiRegion})
 	if !k.DeletionDate.IsZero() {
 		del = k.DeletionDate.UnixNano()
 	}
@@ -483,7 +484,12 @@ func keyArgs(k store.Key) (data []byte, del int64, err error) {
 
 // rotationDue is the earliest time the key lifecycle job has work on k:
 // automatic rotation, or imported material expiring (unix ns, 0 = never).
+// A multi-Region replica has none: its primary rotates, and the rotation
+// reaches the replicas with the primary's (domain's) transaction.
 func rotationDue(k store.Key) int64 {
+	if k.MultiRegion != nil && k.MultiRegion.PrimaryRegion != k.Region && k.Origin != "EXTERNAL" {
+		return 0
+	}
 	var due time.Time
 	if k.Rotation.Enabled && !k.Rotation.Next.IsZero() {
 		due = k.Rotation.Next
@@ -499,14 +505,14 @@ func rotationDue(k store.Key) int64 {
 	return due.UnixNano()
 }
 
-const keyCols = "account_id, id, state, custom_key_store_id, xks_key_id, version, data"
+const keyCols = "account_id, region, id, state, custom_key_store_id, xks_key_id, version, data"
 
 type scanner interface{ Scan(...any) error }
 
 func scanKey(s scanner) (store.Key, error) {
 	var k store.Key
 	var data []byte
-	if err := s.Scan(&k.AccountID, &k.ID, &k.State, &k.CustomKeyStoreID, &k.XksKeyID, &k.Version, &data); err != nil {
+	if err := s.Scan(&k.AccountID, &k.Region, &k.ID, &k.State, &k.CustomKeyStoreID, &k.XksKeyID, &k.Version, &data); err != nil {
 		return k, err
 	}
 	var kd keyData
@@ -517,6 +523,7 @@ func scanKey(s scanner) (store.Key, error) {
 	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
 	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
 	k.Materials, k.Rotation, k.Import, k.KeyManager = kd.Materials, kd.Rotation, kd.Import, kd.KeyManager
+	k.MultiRegion = kd.MultiRegion
 	return k, nil
 }
 
@@ -525,19 +532,41 @@ func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return d.wrap("store.CreateKey", err)
 	}
-	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due)
-		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)`, k.AccountID, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k))
+	_, err = d.q.ExecContext(ctx, `INSERT INTO keys (account_id, region, id, state, deletion_date, custom_key_store_id, xks_key_id, version, data, rotation_due)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`, k.AccountID, k.Region, k.ID, k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k))
 	return d.wrap("store.CreateKey", err)
 }
 
-func (d *DB) GetKey(ctx context.Context, accountID, id string) (store.Key, error) {
-	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id = ?", accountID, id))
+func (d *DB) GetKey(ctx context.Context, accountID, region, id string) (store.Key, error) {
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND region = ? AND id = ?", accountID, region, id))
 	return k, d.wrap("store.GetKey", err)
 }
 
-func (d *DB) FindKey(ctx context.Context, id string) (store.Key, error) {
-	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? LIMIT 1", id))
+func (d *DB) FindKey(ctx context.Context, region, id string) (store.Key, error) {
+	k, err := scanKey(d.q.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ? AND region = ? LIMIT 1", id, region))
 	return k, d.wrap("store.FindKey", err)
+}
+
+func (d *DB) ListKeyRegions(ctx context.Context, accountID, id string) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.ListKeyRegions", "SELECT "+keyCols+" FROM keys WHERE id = ? AND account_id = ? ORDER BY region", id, accountID)
+}
+
+// AssignRegion gives rows stored before Regions existed to region.
+func (d *DB) AssignRegion(ctx context.Context, region string) error {
+	if region == "" {
+		return d.errorf("store.AssignRegion: empty region")
+	}
+	tx, err := d.begin(ctx)
+	if err != nil {
+		return d.wrap("store.AssignRegion", err)
+	}
+	defer tx.Rollback()
+	for _, t := range []string{"keys", "aliases", "grants", "custom_key_stores", "key_usage"} {
+		if _, err := tx.ExecContext(ctx, "UPDATE "+t+" SET region = ? WHERE region = ''", region); err != nil {
+			return d.wrap("store.AssignRegion", err)
+		}
+	}
+	return d.wrap("store.AssignRegion", tx.Commit())
 }
 
 func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
@@ -546,13 +575,13 @@ func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
 		return 0, d.wrap("store.UpdateKey", err)
 	}
 	res, err := d.q.ExecContext(ctx, `UPDATE keys SET state = ?, deletion_date = ?, custom_key_store_id = ?, xks_key_id = ?,
-		version = version + 1, data = ?, rotation_due = ? WHERE account_id = ? AND id = ? AND version = ?`,
-		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k), k.AccountID, k.ID, k.Version)
+		version = version + 1, data = ?, rotation_due = ? WHERE account_id = ? AND region = ? AND id = ? AND version = ?`,
+		k.State, del, k.CustomKeyStoreID, k.XksKeyID, data, rotationDue(k), k.AccountID, k.Region, k.ID, k.Version)
 	if err != nil {
 		return 0, d.wrap("store.UpdateKey", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := d.GetKey(ctx, k.AccountID, k.ID); err != nil {
+		if _, err := d.GetKey(ctx, k.AccountID, k.Region, k.ID); err != nil {
 			return 0, err
 		}
 		return 0, d.errorf("store.UpdateKey: %w", store.ErrConflict)
@@ -560,22 +589,22 @@ func (d *DB) UpdateKey(ctx context.Context, k store.Key) (int64, error) {
 	return k.Version + 1, nil
 }
 
-func (d *DB) DeleteKey(ctx context.Context, accountID, id string) error {
+func (d *DB) DeleteKey(ctx context.Context, accountID, region, id string) error {
 	tx, err := d.begin(ctx)
 	if err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND region = ? AND key_id = ?", accountID, region, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM grants WHERE account_id = ? AND region = ? AND key_id = ?", accountID, region, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM key_usage WHERE account_id = ? AND key_id = ?", accountID, id); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM key_usage WHERE account_id = ? AND region = ? AND key_id = ?", accountID, region, id); err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND id = ?", accountID, id)
+	res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE account_id = ? AND region = ? AND id = ?", accountID, region, id)
 	if err != nil {
 		return d.wrap("store.DeleteKey", err)
 	}
@@ -602,8 +631,8 @@ func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.
 	return out, d.wrap(op, rows.Err())
 }
 
-func (d *DB) ListKeys(ctx context.Context, accountID, after string, limit int) ([]store.Key, error) {
-	return d.queryKeys(ctx, "store.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?", accountID, after, limit)
+func (d *DB) ListKeys(ctx context.Context, accountID, region, after string, limit int) ([]store.Key, error) {
+	return d.queryKeys(ctx, "store.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND region = ? AND id > ? ORDER BY id LIMIT ?", accountID, region, after, limit)
 }
 
 func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {
@@ -632,11 +661,11 @@ func (d *DB) CreateAlias(ctx context.Context, a store.Alias) error {
 	}
 	defer tx.Rollback()
 	var one int
-	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND id = ?"+d.dialect.LockRow, a.AccountID, a.KeyID).Scan(&one); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE account_id = ? AND region = ? AND id = ?"+d.dialect.LockRow, a.AccountID, a.Region, a.KeyID).Scan(&one); err != nil {
 		return d.wrap("store.CreateAlias", err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO aliases (account_id, name, key_id, created, updated) VALUES (?, ?, ?, ?, ?)",
-		a.AccountID, a.Name, a.KeyID, a.Created.UnixNano(), a.Updated.UnixNano()); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO aliases (account_id, region, name, key_id, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+		a.AccountID, a.Region, a.Name, a.KeyID, a.Created.UnixNano(), a.Updated.UnixNano()); err != nil {
 		return d.wrap("store.CreateAlias", err)
 	}
 	return d.wrap("store.CreateAlias", tx.Commit())
@@ -645,18 +674,20 @@ func (d *DB) CreateAlias(ctx context.Context, a store.Alias) error {
 func scanAlias(s scanner) (store.Alias, error) {
 	var a store.Alias
 	var c, u int64
-	err := s.Scan(&a.AccountID, &a.Name, &a.KeyID, &c, &u)
+	err := s.Scan(&a.AccountID, &a.Region, &a.Name, &a.KeyID, &c, &u)
 	a.Created, a.Updated = time.Unix(0, c).UTC(), time.Unix(0, u).UTC()
 	return a, err
 }
 
-func (d *DB) GetAlias(ctx context.Context, accountID, name string) (store.Alias, error) {
-	a, err := scanAlias(d.q.QueryRowContext(ctx, "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name = ?", accountID, name))
+const aliasCols = "account_id, region, name, key_id, created, updated"
+
+func (d *DB) GetAlias(ctx context.Context, accountID, region, name string) (store.Alias, error) {
+	a, err := scanAlias(d.q.QueryRowContext(ctx, "SELECT "+aliasCols+" FROM aliases WHERE account_id = ? AND region = ? AND name = ?", accountID, region, name))
 	return a, d.wrap("store.GetAlias", err)
 }
 
 func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
-	res, err := d.q.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Name)
+	res, err := d.q.ExecContext(ctx, "UPDATE aliases SET key_id = ?, updated = ? WHERE account_id = ? AND region = ? AND name = ?", a.KeyID, a.Updated.UnixNano(), a.AccountID, a.Region, a.Name)
 	if err != nil {
 		return d.wrap("store.UpdateAlias", err)
 	}
@@ -666,8 +697,8 @@ func (d *DB) UpdateAlias(ctx context.Context, a store.Alias) error {
 	return nil
 }
 
-func (d *DB) DeleteAlias(ctx context.Context, accountID, name string) error {
-	res, err := d.q.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND name = ?", accountID, name)
+func (d *DB) DeleteAlias(ctx context.Context, accountID, region, name string) error {
+	res, err := d.q.ExecContext(ctx, "DELETE FROM aliases WHERE account_id = ? AND region = ? AND name = ?", accountID, region, name)
 	if err != nil {
 		return d.wrap("store.DeleteAlias", err)
 	}
@@ -677,9 +708,9 @@ func (d *DB) DeleteAlias(ctx context.Context, accountID, name string) error {
 	return nil
 }
 
-func (d *DB) ListAliases(ctx context.Context, accountID, keyID, after string, limit int) ([]store.Alias, error) {
-	q := "SELECT account_id, name, key_id, created, updated FROM aliases WHERE account_id = ? AND name > ?"
-	args := []any{accountID, after}
+func (d *DB) ListAliases(ctx context.Context, accountID, region, keyID, after string, limit int) ([]store.Alias, error) {
+	q := "SELECT " + aliasCols + " FROM aliases WHERE account_id = ? AND region = ? AND name > ?"
+	args := []any{accountID, region, after}
 	if keyID != "" {
 		q += " AND key_id = ?"
 		args = append(args, keyID)
@@ -714,7 +745,7 @@ type cksData struct {
 func scanCKS(s scanner) (store.CustomKeyStore, error) {
 	var c store.CustomKeyStore
 	var data []byte
-	if err := s.Scan(&c.AccountID, &c.ID, &c.Name, &c.Version, &data, &c.BackupHistory); err != nil {
+	if err := s.Scan(&c.AccountID, &c.Region, &c.ID, &c.Name, &c.Version, &data, &c.BackupHistory); err != nil {
 		return c, err
 	}
 	var cd cksData
@@ -734,12 +765,12 @@ func (d *DB) CreateCustomKeyStore(ctx context.Context, c store.CustomKeyStore) e
 	if err != nil {
 		return d.wrap("store.CreateCustomKeyStore", err)
 	}
-	_, err = d.q.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, id, name, version, data, backup_history) VALUES (?, ?, ?, 1, ?, ?)",
-		c.AccountID, c.ID, c.Name, data, c.BackupHistory)
+	_, err = d.q.ExecContext(ctx, "INSERT INTO custom_key_stores (account_id, region, id, name, version, data, backup_history) VALUES (?, ?, ?, ?, 1, ?, ?)",
+		c.AccountID, c.Region, c.ID, c.Name, data, c.BackupHistory)
 	return d.wrap("store.CreateCustomKeyStore", err)
 }
 
-const cksCols = "account_id, id, name, version, data, backup_history"
+const cksCols = "account_id, region, id, name, version, data, backup_history"
 
 func (d *DB) GetCustomKeyStore(ctx context.Context, accountID, id string) (store.CustomKeyStore, error) {
 	c, err := scanCKS(d.q.QueryRowContext(ctx, "SELECT "+cksCols+" FROM custom_key_stores WHERE account_id = ? AND id = ?", accountID, id))

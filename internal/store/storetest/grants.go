@@ -11,7 +11,7 @@ import (
 )
 
 func grant(acct, keyID, id string) store.Grant {
-	return store.Grant{AccountID: acct, KeyID: keyID, ID: id, GranteePrincipal: "arn:aws:iam::" + acct + ":user/g",
+	return store.Grant{AccountID: acct, Region: R, KeyID: keyID, ID: id, GranteePrincipal: "arn:aws:iam::" + acct + ":user/g",
 		IssuingAccount: acct, Operations: []string{"Encrypt", "Decrypt"}, Created: time.Unix(1700000000, 0).UTC()}
 }
 
@@ -32,7 +32,7 @@ func grants(t *testing.T, s store.Store) {
 	if err := s.CreateGrant(ctx, full, 10); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetGrant(ctx, a, "k1", "g1")
+	got, err := s.GetGrant(ctx, a, R, "k1", "g1")
 	if err != nil || !reflect.DeepEqual(got, full) {
 		t.Fatalf("GetGrant = %+v, %v; want %+v", got, err, full)
 	}
@@ -60,7 +60,7 @@ func grants(t *testing.T, s store.Store) {
 	if err := s.CreateGrant(ctx, other, 4); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetGrant(ctx, a, "k2", "g1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetGrant(ctx, a, R, "k2", "g1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("grant looked up under another key: %v", err)
 	}
 	ids := func(gs []store.Grant) []string {
@@ -75,44 +75,44 @@ func grants(t *testing.T, s store.Store) {
 		f    store.GrantFilter
 		want []string
 	}{
-		{"all of k1", store.GrantFilter{AccountID: a, KeyID: "k1"}, []string{"g1", "g2", "g3", "g4"}},
-		{"page", store.GrantFilter{AccountID: a, KeyID: "k1", After: "g1", Limit: 2}, []string{"g2", "g3"}},
-		{"by id", store.GrantFilter{AccountID: a, KeyID: "k1", GrantID: "g3"}, []string{"g3"}},
-		{"by id of another key", store.GrantFilter{AccountID: a, KeyID: "k2", GrantID: "g3"}, []string{}},
-		{"by grantee", store.GrantFilter{AccountID: a, KeyID: "k1", GranteePrincipal: "arn:aws:iam::" + a + ":user/other"}, []string{"g3"}},
-		{"other account", store.GrantFilter{AccountID: b, KeyID: "k1"}, []string{}},
+		{"all of k1", store.GrantFilter{AccountID: a, Region: R, KeyID: "k1"}, []string{"g1", "g2", "g3", "g4"}},
+		{"page", store.GrantFilter{AccountID: a, Region: R, KeyID: "k1", After: "g1", Limit: 2}, []string{"g2", "g3"}},
+		{"by id", store.GrantFilter{AccountID: a, Region: R, KeyID: "k1", GrantID: "g3"}, []string{"g3"}},
+		{"by id of another key", store.GrantFilter{AccountID: a, Region: R, KeyID: "k2", GrantID: "g3"}, []string{}},
+		{"by grantee", store.GrantFilter{AccountID: a, Region: R, KeyID: "k1", GranteePrincipal: "arn:aws:iam::" + a + ":user/other"}, []string{"g3"}},
+		{"other account", store.GrantFilter{AccountID: b, Region: R, KeyID: "k1"}, []string{}},
 	} {
 		gs, err := s.ListGrants(ctx, c.f)
 		if err != nil || !reflect.DeepEqual(ids(gs), c.want) {
 			t.Errorf("ListGrants %s = %v, %v; want %v", c.name, ids(gs), err, c.want)
 		}
 	}
-	r, err := s.ListRetirableGrants(ctx, full.RetiringPrincipal, "", 0)
+	r, err := s.ListRetirableGrants(ctx, R, full.RetiringPrincipal, "", 0)
 	if err != nil || !reflect.DeepEqual(ids(r), []string{"g1", "g3", "g7"}) {
 		t.Fatalf("ListRetirableGrants = %v, %v (grants of every account, by id)", ids(r), err)
 	}
-	if r, _ := s.ListRetirableGrants(ctx, full.RetiringPrincipal, "g1", 1); !reflect.DeepEqual(ids(r), []string{"g3"}) {
+	if r, _ := s.ListRetirableGrants(ctx, R, full.RetiringPrincipal, "g1", 1); !reflect.DeepEqual(ids(r), []string{"g3"}) {
 		t.Fatalf("ListRetirableGrants page = %v", ids(r))
 	}
-	if err := s.DeleteGrant(ctx, a, "k1", "g2"); err != nil {
+	if err := s.DeleteGrant(ctx, a, R, "k1", "g2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteGrant(ctx, a, "k1", "g2"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteGrant(ctx, a, R, "k1", "g2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	if err := s.CreateGrant(ctx, grant(a, "k1", "g8"), 4); err != nil {
 		t.Fatalf("a deleted grant frees quota: %v", err)
 	}
-	if err := s.DeleteKey(ctx, a, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, a, R, "k1"); err != nil {
 		t.Fatal(err)
 	}
-	if gs, _ := s.ListGrants(ctx, store.GrantFilter{AccountID: a, KeyID: "k1"}); len(gs) != 0 {
+	if gs, _ := s.ListGrants(ctx, store.GrantFilter{AccountID: a, Region: R, KeyID: "k1"}); len(gs) != 0 {
 		t.Fatalf("grants survive their key: %v", ids(gs))
 	}
-	if r, _ := s.ListRetirableGrants(ctx, full.RetiringPrincipal, "", 0); !reflect.DeepEqual(ids(r), []string{"g7"}) {
+	if r, _ := s.ListRetirableGrants(ctx, R, full.RetiringPrincipal, "", 0); !reflect.DeepEqual(ids(r), []string{"g7"}) {
 		t.Fatalf("retirable grants after deleting k1: %v", ids(r))
 	}
-	if gs, _ := s.ListGrants(ctx, store.GrantFilter{AccountID: a, KeyID: "k2"}); len(gs) != 1 {
+	if gs, _ := s.ListGrants(ctx, store.GrantFilter{AccountID: a, Region: R, KeyID: "k2"}); len(gs) != 1 {
 		t.Fatalf("another key's grants went too: %v", ids(gs))
 	}
 }

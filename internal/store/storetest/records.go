@@ -151,7 +151,7 @@ func externalKeyUnique(t *testing.T, s store.Store) {
 }
 
 func backupHistoryUnique(t *testing.T, s store.Store) {
-	base := store.CustomKeyStore{AccountID: "111122223333", Type: "AWS_CLOUDHSM", Created: time.Unix(1700000000, 0).UTC(),
+	base := store.CustomKeyStore{AccountID: "111122223333", Region: R, Type: "AWS_CLOUDHSM", Created: time.Unix(1700000000, 0).UTC(),
 		Config: []byte(`{}`), ConnectionState: "DISCONNECTED"}
 	c1 := base
 	c1.ID, c1.Name, c1.BackupHistory = "cks-1", "one", "h1"
@@ -304,10 +304,10 @@ func transactions(t *testing.T, s store.Store) {
 		if err := tx.CreateKey(ctx, key(a, "t1")); err != nil {
 			return err
 		}
-		if err := tx.CreateAlias(ctx, store.Alias{AccountID: a, Name: "alias/t1", KeyID: "t1"}); err != nil {
+		if err := tx.CreateAlias(ctx, store.Alias{AccountID: a, Region: R, Name: "alias/t1", KeyID: "t1"}); err != nil {
 			return err
 		}
-		if _, err := tx.GetKey(ctx, a, "t1"); err != nil {
+		if _, err := tx.GetKey(ctx, a, R, "t1"); err != nil {
 			return fmt.Errorf("a transaction does not see its own write: %w", err)
 		}
 		return boom
@@ -315,10 +315,10 @@ func transactions(t *testing.T, s store.Store) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Tx = %v, want fn's error", err)
 	}
-	if _, err := s.GetKey(ctx, a, "t1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetKey(ctx, a, R, "t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a rolled-back key exists: %v", err)
 	}
-	if _, err := s.GetAlias(ctx, a, "alias/t1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetAlias(ctx, a, R, "alias/t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a rolled-back alias exists: %v", err)
 	}
 	err = s.Tx(ctx, func(tx store.Store) error {
@@ -326,7 +326,7 @@ func transactions(t *testing.T, s store.Store) {
 			return err
 		}
 		// A method that has its own transaction joins this one.
-		if err := tx.DeleteKey(ctx, a, "t1"); err != nil {
+		if err := tx.DeleteKey(ctx, a, R, "t1"); err != nil {
 			return err
 		}
 		return tx.CreateKey(ctx, key(a, "t2"))
@@ -334,10 +334,10 @@ func transactions(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetKey(ctx, a, "t1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetKey(ctx, a, R, "t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("t1 deleted in the transaction: %v", err)
 	}
-	if _, err := s.GetKey(ctx, a, "t2"); err != nil {
+	if _, err := s.GetKey(ctx, a, R, "t2"); err != nil {
 		t.Fatalf("committed key: %v", err)
 	}
 }

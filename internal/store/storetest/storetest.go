@@ -16,6 +16,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("accounts and access keys", func(t *testing.T) { accounts(t, open(t)) })
 	t.Run("keys", func(t *testing.T) { keys(t, open(t)) })
 	t.Run("keys due for rotation", func(t *testing.T) { keysDueForRotation(t, open(t)) })
+	t.Run("regions", func(t *testing.T) { regions(t, open(t)) })
+	t.Run("assign region", func(t *testing.T) { assignRegion(t, open(t)) })
 	t.Run("key usage", func(t *testing.T) { keyUsage(t, open(t)) })
 	t.Run("aliases", func(t *testing.T) { aliases(t, open(t)) })
 	t.Run("custom key stores", func(t *testing.T) { customKeyStores(t, open(t)) })
@@ -30,6 +32,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 var ctx = context.Background()
+
+// R is the Region the suite's records belong to; regions() checks that
+// another Region sees none of them.
+const R = "us-east-1"
 
 func accounts(t *testing.T, s store.Store) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -64,7 +70,7 @@ func accounts(t *testing.T, s store.Store) {
 }
 
 func key(acct, id string) store.Key {
-	return store.Key{AccountID: acct, ID: id, CreationDate: time.Unix(1700000000, 0).UTC(), KeyUsage: "ENCRYPT_DECRYPT",
+	return store.Key{AccountID: acct, Region: R, ID: id, CreationDate: time.Unix(1700000000, 0).UTC(), KeyUsage: "ENCRYPT_DECRYPT",
 		KeySpec: "SYMMETRIC_DEFAULT", Origin: "AWS_KMS", State: "Enabled", Policy: "{}", BackingKeyID: []byte{9}, SealedMaterial: []byte{7, 7}}
 }
 
@@ -81,7 +87,7 @@ func keys(t *testing.T, s store.Store) {
 	if err := s.CreateKey(ctx, key("444455556666", "k1")); err != nil {
 		t.Fatalf("same id in another account: %v", err)
 	}
-	k, err := s.GetKey(ctx, a, "k1")
+	k, err := s.GetKey(ctx, a, R, "k1")
 	if err != nil || k.Version != 1 || string(k.SealedMaterial) != "\x07\x07" || k.Origin != "AWS_KMS" {
 		t.Fatalf("GetKey = %+v, %v", k, err)
 	}
@@ -95,7 +101,7 @@ func keys(t *testing.T, s store.Store) {
 	if _, err := s.UpdateKey(ctx, k); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale update: %v, want ErrConflict", err)
 	}
-	k2, _ := s.GetKey(ctx, a, "k1")
+	k2, _ := s.GetKey(ctx, a, R, "k1")
 	if k2.Description != "d" || len(k2.Tags) != 1 || !k2.DeletionDate.Equal(k.DeletionDate) {
 		t.Fatalf("update not stored: %+v", k2)
 	}
@@ -106,7 +112,7 @@ func keys(t *testing.T, s store.Store) {
 	if due, _ := s.KeysDueForDeletion(ctx, time.Unix(1700000099, 0)); len(due) != 0 {
 		t.Fatalf("key due too early: %v", due)
 	}
-	page, err := s.ListKeys(ctx, a, "k1", 2)
+	page, err := s.ListKeys(ctx, a, R, "k1", 2)
 	if err != nil || len(page) != 2 || page[0].ID != "k2" || page[1].ID != "k3" {
 		t.Fatalf("ListKeys after k1 = %v, %v", page, err)
 	}
@@ -124,22 +130,22 @@ func keys(t *testing.T, s store.Store) {
 	if _, err := s.KeyByXksKeyID(ctx, a, "cks-1", "ext-2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown xks key id: %v", err)
 	}
-	if got, err := s.FindKey(ctx, "x1"); err != nil || got.AccountID != a {
+	if got, err := s.FindKey(ctx, R, "x1"); err != nil || got.AccountID != a {
 		t.Fatalf("FindKey = %+v, %v", got, err)
 	}
-	if _, err := s.FindKey(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.FindKey(ctx, R, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("FindKey of an unknown id: %v", err)
 	}
-	if err := s.DeleteKey(ctx, a, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, a, R, "k1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetKey(ctx, a, "k1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetKey(ctx, a, R, "k1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted key: %v", err)
 	}
-	if err := s.DeleteKey(ctx, a, "k1"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteKey(ctx, a, R, "k1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
-	if _, err := s.GetKey(ctx, "444455556666", "k1"); err != nil {
+	if _, err := s.GetKey(ctx, "444455556666", R, "k1"); err != nil {
 		t.Fatalf("other account's key gone: %v", err)
 	}
 }
@@ -149,46 +155,46 @@ func aliases(t *testing.T, s store.Store) {
 	now := time.Unix(1700000000, 0).UTC()
 	s.CreateKey(ctx, key(a, "k1"))
 	s.CreateKey(ctx, key(a, "k2"))
-	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Name: "alias/x", KeyID: "missing", Created: now, Updated: now}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Region: R, Name: "alias/x", KeyID: "missing", Created: now, Updated: now}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("alias to a missing key: %v", err)
 	}
 	for _, n := range []string{"alias/a", "alias/b", "alias/c"} {
-		if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Name: n, KeyID: "k1", Created: now, Updated: now}); err != nil {
+		if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Region: R, Name: n, KeyID: "k1", Created: now, Updated: now}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Name: "alias/a", KeyID: "k2", Created: now, Updated: now}); !errors.Is(err, store.ErrExists) {
+	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Region: R, Name: "alias/a", KeyID: "k2", Created: now, Updated: now}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("duplicate alias: %v", err)
 	}
-	if err := s.UpdateAlias(ctx, store.Alias{AccountID: a, Name: "alias/b", KeyID: "k2", Updated: now.Add(time.Second)}); err != nil {
+	if err := s.UpdateAlias(ctx, store.Alias{AccountID: a, Region: R, Name: "alias/b", KeyID: "k2", Updated: now.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetAlias(ctx, a, "alias/b"); got.KeyID != "k2" || !got.Created.Equal(now) {
+	if got, _ := s.GetAlias(ctx, a, R, "alias/b"); got.KeyID != "k2" || !got.Created.Equal(now) {
 		t.Fatalf("UpdateAlias stored %+v", got)
 	}
-	if l, _ := s.ListAliases(ctx, a, "k1", "", 10); len(l) != 2 {
+	if l, _ := s.ListAliases(ctx, a, R, "k1", "", 10); len(l) != 2 {
 		t.Fatalf("aliases of k1: %v", l)
 	}
-	if l, _ := s.ListAliases(ctx, a, "", "alias/a", 1); len(l) != 1 || l[0].Name != "alias/b" {
+	if l, _ := s.ListAliases(ctx, a, R, "", "alias/a", 1); len(l) != 1 || l[0].Name != "alias/b" {
 		t.Fatalf("page after alias/a: %v", l)
 	}
-	if err := s.DeleteKey(ctx, a, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, a, R, "k1"); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := s.ListAliases(ctx, a, "", "", 10); len(l) != 1 || l[0].Name != "alias/b" {
+	if l, _ := s.ListAliases(ctx, a, R, "", "", 10); len(l) != 1 || l[0].Name != "alias/b" {
 		t.Fatalf("aliases after deleting k1: %v (they must go with the key)", l)
 	}
-	if err := s.DeleteAlias(ctx, a, "alias/b"); err != nil {
+	if err := s.DeleteAlias(ctx, a, R, "alias/b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAlias(ctx, a, "alias/b"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteAlias(ctx, a, R, "alias/b"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }
 
 func customKeyStores(t *testing.T, s store.Store) {
 	a := "111122223333"
-	c := store.CustomKeyStore{AccountID: a, ID: "cks-1", Name: "one", Type: "AWS_CLOUDHSM", Created: time.Unix(1700000000, 0).UTC(),
+	c := store.CustomKeyStore{AccountID: a, Region: R, ID: "cks-1", Name: "one", Type: "AWS_CLOUDHSM", Created: time.Unix(1700000000, 0).UTC(),
 		Config: []byte(`{"x":1}`), SealedSecret: []byte{1}, ConnectionState: "DISCONNECTED"}
 	if err := s.CreateCustomKeyStore(ctx, c); err != nil {
 		t.Fatal(err)
@@ -231,12 +237,12 @@ func customKeyStores(t *testing.T, s store.Store) {
 
 func keysDueForRotation(t *testing.T, s store.Store) {
 	base := time.Unix(1700000000, 0).UTC()
-	rotating := store.Key{AccountID: "111122223333", ID: "k-rotating", State: "Enabled", CreationDate: base, Policy: "{}",
+	rotating := store.Key{AccountID: "111122223333", Region: R, ID: "k-rotating", State: "Enabled", CreationDate: base, Policy: "{}",
 		Rotation:  store.Rotation{Enabled: true, PeriodDays: 90, Next: base.Add(time.Hour)},
 		Materials: []store.KeyMaterial{{ID: []byte{1}, Sealed: []byte{2}, Created: base}}}
-	expiring := store.Key{AccountID: "111122223333", ID: "k-expiring", State: "Enabled", CreationDate: base, Policy: "{}",
+	expiring := store.Key{AccountID: "111122223333", Region: R, ID: "k-expiring", State: "Enabled", CreationDate: base, Policy: "{}",
 		Materials: []store.KeyMaterial{{ID: []byte{3}, Sealed: []byte{4}, Created: base, ValidTo: base.Add(2 * time.Hour), ExpirationModel: "KEY_MATERIAL_EXPIRES"}}}
-	plain := store.Key{AccountID: "111122223333", ID: "k-plain", State: "Enabled", CreationDate: base, Policy: "{}"}
+	plain := store.Key{AccountID: "111122223333", Region: R, ID: "k-plain", State: "Enabled", CreationDate: base, Policy: "{}"}
 	for _, k := range []store.Key{rotating, expiring, plain} {
 		if err := s.CreateKey(ctx, k); err != nil {
 			t.Fatal(err)
@@ -263,7 +269,7 @@ func keysDueForRotation(t *testing.T, s store.Store) {
 		t.Fatalf("due after expiry: %v", got)
 	}
 	// Rotating moves the due date; the round trip keeps the schedule and materials.
-	k, err := s.GetKey(ctx, "111122223333", "k-rotating")
+	k, err := s.GetKey(ctx, "111122223333", R, "k-rotating")
 	if err != nil || !k.Rotation.Enabled || k.Rotation.PeriodDays != 90 || len(k.Materials) != 1 || string(k.Materials[0].Sealed) != string([]byte{2}) {
 		t.Fatalf("round trip: %+v, %v", k, err)
 	}
@@ -273,5 +279,165 @@ func keysDueForRotation(t *testing.T, s store.Store) {
 	}
 	if got := ids(base.Add(3 * time.Hour)); got["k-rotating"] {
 		t.Fatal("a rotated key is still due")
+	}
+}
+
+// regions: keys, aliases, grants and custom key store names belong to one
+// Region; a multi-Region key has one row per Region under one id.
+func regions(t *testing.T, s store.Store) {
+	a, other := "111122223333", "eu-west-1"
+	now := time.Unix(1700000000, 0).UTC()
+	primary := key(a, "mrk-1")
+	primary.MultiRegion = &store.MultiRegion{PrimaryRegion: R, ReplicaRegions: []string{other}}
+	primary.Rotation = store.Rotation{Enabled: true, PeriodDays: 90, Next: now.Add(time.Hour)}
+	replica := primary
+	replica.Region = other
+	for _, k := range []store.Key{primary, replica, key(a, "single")} {
+		if err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateKey(ctx, replica); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("the same id twice in one Region: %v, want ErrExists", err)
+	}
+	got, err := s.GetKey(ctx, a, other, "mrk-1")
+	if err != nil || got.Region != other || got.MultiRegion == nil || got.MultiRegion.PrimaryRegion != R ||
+		len(got.MultiRegion.ReplicaRegions) != 1 || got.MultiRegion.ReplicaRegions[0] != other {
+		t.Fatalf("replica round trip: %+v, %v", got, err)
+	}
+	if _, err := s.GetKey(ctx, a, other, "single"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a key seen from another Region: %v", err)
+	}
+	if _, err := s.FindKey(ctx, other, "single"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("FindKey from another Region: %v", err)
+	}
+	if k, err := s.FindKey(ctx, other, "mrk-1"); err != nil || k.Region != other {
+		t.Fatalf("FindKey of the replica: %+v, %v", k, err)
+	}
+	if l, err := s.ListKeys(ctx, a, other, "", 10); err != nil || len(l) != 1 || l[0].ID != "mrk-1" {
+		t.Fatalf("ListKeys of %s = %v, %v", other, l, err)
+	}
+	if l, err := s.ListKeys(ctx, a, R, "", 10); err != nil || len(l) != 2 {
+		t.Fatalf("ListKeys of %s = %v, %v", R, l, err)
+	}
+	rows, err := s.ListKeyRegions(ctx, a, "mrk-1")
+	if err != nil || len(rows) != 2 || rows[0].Region != other || rows[1].Region != R {
+		t.Fatalf("ListKeyRegions = %+v, %v", rows, err)
+	}
+	// Only the primary is due for rotation: replicas follow it.
+	if due, err := s.KeysDueForRotation(ctx, now.Add(2*time.Hour)); err != nil || len(due) != 1 || due[0].Region != R {
+		t.Fatalf("KeysDueForRotation = %+v, %v", due, err)
+	}
+	// Updating one Region's row leaves the other's.
+	got.Description = "replica only"
+	if _, err := s.UpdateKey(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.GetKey(ctx, a, R, "mrk-1"); p.Description != "" || p.Version != 1 {
+		t.Fatalf("the primary changed with its replica: %+v", p)
+	}
+	// Aliases: the same name in two Regions, for each Region's key.
+	for _, r := range []string{R, other} {
+		if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Region: r, Name: "alias/app", KeyID: "mrk-1", Created: now, Updated: now}); err != nil {
+			t.Fatalf("alias in %s: %v", r, err)
+		}
+	}
+	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Region: other, Name: "alias/s", KeyID: "single", Created: now, Updated: now}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("alias to a key of another Region: %v, want ErrNotFound", err)
+	}
+	if l, _ := s.ListAliases(ctx, a, other, "", "", 10); len(l) != 1 || l[0].Region != other {
+		t.Fatalf("ListAliases of %s = %+v", other, l)
+	}
+	// Grants belong to one Region's key.
+	g := grant(a, "mrk-1", "g-replica")
+	g.Region = other
+	if err := s.CreateGrant(ctx, g, 10); err != nil {
+		t.Fatal(err)
+	}
+	if gs, _ := s.ListGrants(ctx, store.GrantFilter{AccountID: a, Region: R, KeyID: "mrk-1"}); len(gs) != 0 {
+		t.Fatalf("the replica's grant listed on the primary: %v", gs)
+	}
+	if _, err := s.GetGrant(ctx, a, other, "mrk-1", "g-replica"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := s.ListRetirableGrants(ctx, R, g.RetiringPrincipal, "", 0); len(r) != 0 {
+		t.Fatalf("retirable grants of another Region: %v", r)
+	}
+	// Deleting the replica leaves the primary, its alias and its Region.
+	if err := s.DeleteKey(ctx, a, other, "mrk-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, a, R, "mrk-1"); err != nil {
+		t.Fatalf("primary gone with its replica: %v", err)
+	}
+	if l, _ := s.ListAliases(ctx, a, R, "", "", 10); len(l) != 1 {
+		t.Fatalf("primary's alias gone with the replica: %v", l)
+	}
+	if l, _ := s.ListAliases(ctx, a, other, "", "", 10); len(l) != 0 {
+		t.Fatalf("replica's alias outlived it: %v", l)
+	}
+	// Custom key store names are unique per Region.
+	c := store.CustomKeyStore{AccountID: a, Region: R, ID: "cks-r1", Name: "same", Type: "AWS_CLOUDHSM", Created: now, ConnectionState: "DISCONNECTED"}
+	if err := s.CreateCustomKeyStore(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.ID, c.Region = "cks-r2", other
+	if err := s.CreateCustomKeyStore(ctx, c); err != nil {
+		t.Fatalf("the same store name in another Region: %v", err)
+	}
+	c.ID = "cks-r3"
+	if err := s.CreateCustomKeyStore(ctx, c); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("the same store name twice in a Region: %v", err)
+	}
+	if got, err := s.GetCustomKeyStore(ctx, a, "cks-r2"); err != nil || got.Region != other {
+		t.Fatalf("GetCustomKeyStore = %+v, %v", got, err)
+	}
+}
+
+// assignRegion: rows written before Regions existed (Region "") go to the
+// Region given, once; rows of a Region stay.
+func assignRegion(t *testing.T, s store.Store) {
+	a := "111122223333"
+	now := time.Unix(1700000000, 0).UTC()
+	old := key(a, "old")
+	old.Region = ""
+	kept := key(a, "kept")
+	kept.Region = "eu-west-1"
+	for _, k := range []store.Key{old, kept} {
+		if err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateAlias(ctx, store.Alias{AccountID: a, Name: "alias/old", KeyID: "old", Created: now, Updated: now}); err != nil {
+		t.Fatal(err)
+	}
+	g := grant(a, "old", "g-old")
+	g.Region = ""
+	if err := s.CreateGrant(ctx, g, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateCustomKeyStore(ctx, store.CustomKeyStore{AccountID: a, ID: "cks-old", Name: "old", Type: "AWS_CLOUDHSM", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AssignRegion(ctx, "ap-southeast-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AssignRegion(ctx, "us-west-2"); err != nil { // nothing left to assign
+		t.Fatal(err)
+	}
+	if k, err := s.GetKey(ctx, a, "ap-southeast-2", "old"); err != nil || k.Region != "ap-southeast-2" {
+		t.Fatalf("old key: %+v, %v", k, err)
+	}
+	if _, err := s.GetKey(ctx, a, "eu-west-1", "kept"); err != nil {
+		t.Fatalf("a key of a Region moved: %v", err)
+	}
+	if al, err := s.GetAlias(ctx, a, "ap-southeast-2", "alias/old"); err != nil || al.KeyID != "old" {
+		t.Fatalf("old alias: %+v, %v", al, err)
+	}
+	if _, err := s.GetGrant(ctx, a, "ap-southeast-2", "old", "g-old"); err != nil {
+		t.Fatalf("old grant: %v", err)
+	}
+	if c, err := s.GetCustomKeyStore(ctx, a, "cks-old"); err != nil || c.Region != "ap-southeast-2" {
+		t.Fatalf("old custom key store: %+v, %v", c, err)
 	}
 }

@@ -54,7 +54,7 @@ func keyUsage(t *testing.T, s store.Store) {
 	if got, _, _ := s.GetKeyUsage(ctx, k.AccountID, "", k.ID); got.Operation != "Decrypt" || got.RequestID != "r3" {
 		t.Fatalf("a newer use did not replace the last one: %+v", got)
 	}
-	if err := s.DeleteKey(ctx, k.AccountID, k.ID); err != nil {
+	if err := s.DeleteKey(ctx, k.AccountID, k.Region, k.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ := s.GetKeyUsage(ctx, k.AccountID, "", k.ID); !got.Time.IsZero() {

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -89,8 +88,7 @@ type EncryptResult struct {
 type Client struct {
 	cfg    Config
 	base   string
-	hc     *http.Client
-	tr     *http.Transport
+	pool   *connPool
 	signer *sigv4.Signer
 }
 
@@ -116,39 +114,22 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	// HTTP/1.1 over a pool of keep-alive connections, one per request in
-	// flight: for small signed JSON calls it costs both sides less CPU than
-	// HTTP/2's framing (a request is one write, not HEADERS and DATA frames
-	// handed to a writer goroutine), and it is the version every XKS proxy
-	// must speak. A request that times out closes its connection.
-	protos := new(http.Protocols)
-	protos.SetHTTP1(true)
-	tr := &http.Transport{
-		Proxy:               nil, // the XKS endpoint is called directly
-		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
-		Protocols:           protos,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: cfg.Timeout,
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "443"
 	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs, ServerName: host, NextProtos: []string{"http/1.1"}}
 	return &Client{
-		cfg:  cfg,
-		base: strings.TrimSuffix(u.Scheme+"://"+u.Host, "/") + cfg.Path,
-		tr:   tr,
-		hc: &http.Client{
-			Transport: tr,
-			// A redirect would change the signed path: never follow one.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cfg:    cfg,
+		base:   strings.TrimSuffix(u.Scheme+"://"+u.Host, "/") + cfg.Path,
+		pool:   newConnPool(net.JoinHostPort(host, port), tc, cfg.Timeout),
 		signer: &sigv4.Signer{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, Region: cfg.Region, Service: xks.Service},
 	}, nil
 }
 
 // CloseIdleConnections drops pooled connections (after a credential or
 // endpoint change, or in tests).
-func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.pool.closeIdle() }
 
 func wireMetadata(md RequestMetadata, api string) *xks.RequestMetadata {
 	w := &xks.RequestMetadata{KMSOperation: md.KMSOperation, KMSRequestID: md.KMSRequestID}
@@ -334,21 +315,16 @@ func (c *Client) attempt(ctx context.Context, path string, body []byte, out any)
 	if err := c.signer.Sign(req, body); err != nil {
 		return fmt.Errorf("xks client: sign: %w", err)
 	}
-	resp, err := c.hc.Do(req)
+	status, data, err := c.pool.do(actx, req)
 	if err != nil {
 		return classifyTransport(err, actx)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return classifyTransport(err, actx)
-	}
-	if resp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		var e xks.ErrorResponse
 		if json.Unmarshal(data, &e) == nil && e.ErrorName != "" {
-			return &ProxyError{Name: e.ErrorName, Status: resp.StatusCode, Message: e.ErrorMessage}
+			return &ProxyError{Name: e.ErrorName, Status: status, Message: e.ErrorMessage}
 		}
-		return invalid(fmt.Sprintf("HTTP %d without an XKS error body", resp.StatusCode))
+		return invalid(fmt.Sprintf("HTTP %d without an XKS error body", status))
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return invalid("answer is not valid JSON for this API")

@@ -372,3 +372,54 @@ func BenchmarkRealProxyEncrypt(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFakeProxyEncrypt: one client Encrypt against the in-memory fake
+// proxy (real TLS, SigV4 and the proxy's handler; no PKCS#11), 16 in
+// flight: the client's share of the CPU is what keyhold spends per XKS call.
+func BenchmarkFakeProxyEncrypt(b *testing.B) {
+	p := xkstest.New(b, xkstest.Options{})
+	c, err := client.New(client.Config{Endpoint: p.Endpoint, Path: p.Path, AccessKeyID: p.AccessKeyID,
+		SecretAccessKey: p.SecretAccessKey, Region: p.Region, RootCAs: p.RootCAs, Timeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.CloseIdleConnections)
+	pt := make([]byte, 60)
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Encrypt(context.Background(), p.KeyIDs[0], md, pt, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// Kept-alive connections: a call on a connection the proxy closed while it
+// was idle is sent again on a new one (the proxy sees it once), and an
+// answer with "Connection: close" is used and its connection not reused.
+func TestKeepAliveConnections(t *testing.T) {
+	p := xkstest.New(t, xkstest.Options{})
+	c := fakeClient(t, p, nil)
+	ctx := context.Background()
+	pt := []byte("sixteen byte msg")
+	if _, err := c.Encrypt(ctx, p.KeyIDs[0], md, pt, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.SetFault(xkstest.None) // closes every connection, the idle pooled one included
+	before := p.Calls()
+	if _, err := c.Encrypt(ctx, p.KeyIDs[0], md, pt, nil); err != nil {
+		t.Fatalf("call on a connection the proxy closed: %v", err)
+	}
+	if n := p.Calls() - before; n != 1 {
+		t.Fatalf("the proxy saw %d calls, want 1", n)
+	}
+	p.SetFault(xkstest.CloseAfterAnswer)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Encrypt(ctx, p.KeyIDs[0], md, pt, nil); err != nil {
+			t.Fatalf("call %d with Connection: close: %v", i, err)
+		}
+	}
+}

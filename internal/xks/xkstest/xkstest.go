@@ -60,6 +60,9 @@ const (
 	Refused
 	// UntrustedCert serves a certificate from a CA the client does not trust.
 	UntrustedCert
+	// CloseAfterAnswer answers normally with "Connection: close" and closes
+	// the connection after each answer.
+	CloseAfterAnswer
 )
 
 // Key is an external key of the fake.
@@ -280,6 +283,8 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(xks.ErrorResponse{ErrorName: name, ErrorMessage: "injected by xkstest"})
 		return
+	case CloseAfterAnswer:
+		w.Header().Set("Connection", "close")
 	}
 	p.handler.ServeHTTP(w, r)
 }

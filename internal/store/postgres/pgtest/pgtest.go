@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -186,9 +187,66 @@ func (s *Server) Stop() {
 // Kill stops the server abruptly (SIGKILL of the postmaster's process
 // group), as a crashed database host would; Restart brings it back on the
 // same port and data.
+//
+// PostgreSQL's child processes (backends, background workers) leave the
+// postmaster's process group (setsid), so they are killed one by one: the
+// postmaster is stopped first so that it forks no more, its children are
+// found by parent pid, then all die. Without that a backend could still
+// answer a client on an open connection for a moment after the "crash".
 func (s *Server) Kill() {
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	pm := s.cmd.Process.Pid
+	syscall.Kill(pm, syscall.SIGSTOP)
+	kids := children(pm)
+	syscall.Kill(-pm, syscall.SIGKILL)
+	syscall.Kill(pm, syscall.SIGKILL)
+	for _, k := range kids {
+		syscall.Kill(k, syscall.SIGKILL)
+	}
 	s.cmd.Wait()
+	// Each child is gone (or a zombie) before Kill returns.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, k := range kids {
+		for alive(k) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// children lists the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so parse after ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// alive reports whether pid runs (a zombie has died).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }
 
 // Restart starts the server again after Kill, on the same port and data.

@@ -6,12 +6,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # start_keyhold DATA_DIR PORT: starts `keyhold serve` in the background and
-# waits for /healthz; sets KEYHOLD_PID.
+# waits for /healthz (up to a minute: the suite runs the scripts alongside
+# the Go tests on 2 cores; a server that exits fails at once); sets
+# KEYHOLD_PID.
 start_keyhold() {
   local dir=$1 port=$2
   "$BIN" serve --data-dir "$dir" --addr "127.0.0.1:$port" >>"$dir.log" 2>&1 &
   KEYHOLD_PID=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then return 0; fi
     kill -0 "$KEYHOLD_PID" 2>/dev/null || { cat "$dir.log" >&2; fail "keyhold exited during start"; }
     sleep 0.1

@@ -41,7 +41,7 @@ SECRET2=$(jq -r '.keyStores[0].credentials[1].secretAccessKey' "$PCFG")
 start_proxy() {
   "$BIN" xks-proxy --config "$PCFG" 2>>"$WORK/proxy.log" &
   PROXY_PID=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if curl -fsS --cacert "$CA" "$XEP/ping" >/dev/null 2>&1; then return 0; fi
     kill -0 "$PROXY_PID" 2>/dev/null || { cat "$WORK/proxy.log" >&2; fail "xks-proxy exited during start"; }
     sleep 0.1

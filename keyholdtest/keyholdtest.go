@@ -15,16 +15,12 @@
 package keyholdtest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -67,8 +63,7 @@ type Server struct {
 	// DataDir is the server's data directory.
 	DataDir string
 
-	srv     *http.Server
-	in      *cli.Instance
+	local   *cli.Local
 	tempDir string
 }
 
@@ -120,27 +115,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		o.DataDir, s.tempDir = dir, dir
 	}
 	s.DataDir = o.DataDir
-	in, err := cli.Open(ctx, cli.ServeConfig{DataDir: o.DataDir, Region: o.Region, AccountID: o.AccountID, SeedFile: o.SeedFile,
+	l, err := cli.StartLocal(ctx, cli.ServeConfig{DataDir: o.DataDir, Region: o.Region, AccountID: o.AccountID, SeedFile: o.SeedFile,
 		Logger: o.Logger, Extra: cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.DataDir, "hsm"), Region: o.Region, Logger: o.Logger})})
 	if err != nil {
 		s.removeTemp()
 		return nil, err
 	}
-	s.in = in
-	s.AccountID = in.AccountID
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s.local, s.AccountID, s.Endpoint = l, l.AccountID, l.Endpoint
+	cred, err := l.AdminCredential()
 	if err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("keyholdtest: %w", err)
 	}
-	s.srv = &http.Server{Handler: in.Handler}
-	go s.srv.Serve(ln)
-	s.Endpoint = "http://" + ln.Addr().String()
-	s.AccessKeyID, s.SecretAccessKey, err = readCredentials(filepath.Join(o.DataDir, "credentials"))
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.AccessKeyID, s.SecretAccessKey = cred.AccessKeyID, cred.SecretAccessKey
 	s.Config, err = awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(o.Region),
 		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(s.AccessKeyID, s.SecretAccessKey, "")),
@@ -159,13 +146,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // Close stops the server, waits for its resources to be released and
 // removes a temporary data directory.
 func (s *Server) Close() {
-	if s.srv != nil {
-		s.srv.Close()
-		s.srv = nil
-	}
-	if s.in != nil {
-		s.in.Close()
-		s.in = nil
+	if s.local != nil {
+		s.local.Close()
+		s.local = nil
 	}
 	s.removeTemp()
 }
@@ -175,29 +158,4 @@ func (s *Server) removeTemp() {
 		os.RemoveAll(s.tempDir)
 		s.tempDir = ""
 	}
-}
-
-func readCredentials(path string) (ak, sk string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			ak = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			sk = strings.TrimSpace(v)
-		}
-	}
-	if ak == "" || sk == "" {
-		return "", "", fmt.Errorf("keyholdtest: no credential in %s", path)
-	}
-	return ak, sk, sc.Err()
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keyhold/keyhold/internal/jsonscan"
 )
 
 // The streaming renderer reads a request or response body in place against
@@ -35,128 +37,58 @@ func refsFromMap(m map[string]any) keyRefs {
 // jsonScan walks a byte slice that json.Valid accepted; str is the same
 // bytes as a string, so that values can be sliced from it.
 type jsonScan struct {
-	b   []byte
+	jsonscan.Scanner
 	str string
-	i   int
-}
-
-func (sc *jsonScan) peek() byte {
-	for sc.i < len(sc.b) {
-		switch c := sc.b[sc.i]; c {
-		case ' ', '\t', '\n', '\r':
-			sc.i++
-		default:
-			return c
-		}
-	}
-	return 0
 }
 
 // stringToken reads a string token and returns its decoded value.
 func (sc *jsonScan) stringToken() string {
-	start := sc.i
-	sc.i++
-	plain := true
-	for sc.i < len(sc.b) {
-		c := sc.b[sc.i]
-		if c == '"' {
-			break
-		}
-		if c == '\\' {
-			plain = false
-			sc.i += 2
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			plain = false
-		}
-		sc.i++
-	}
-	sc.i++
-	if plain {
-		return sc.str[start+1 : sc.i-1]
+	start := sc.I
+	raw, escaped := sc.String()
+	if !escaped && ascii(raw) {
+		return sc.str[start+1 : sc.I-1]
 	}
 	// Escapes or non-ASCII (invalid UTF-8 becomes U+FFFD): let
 	// encoding/json decode it, as the map path does.
 	var s string
-	json.Unmarshal(sc.b[start:sc.i], &s)
+	json.Unmarshal(sc.B[start:sc.I], &s)
 	return s
 }
 
-func (sc *jsonScan) numberToken() string {
-	start := sc.i
-	for sc.i < len(sc.b) {
-		switch c := sc.b[sc.i]; {
-		case c >= '0' && c <= '9', c == '-', c == '+', c == '.', c == 'e', c == 'E':
-			sc.i++
-			continue
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
 		}
-		break
 	}
-	return sc.str[start:sc.i]
+	return true
 }
 
-func (sc *jsonScan) skip() {
-	switch sc.peek() {
-	case '"':
-		sc.i++
-		for sc.i < len(sc.b) {
-			switch sc.b[sc.i] {
-			case '\\':
-				sc.i += 2
-				continue
-			case '"':
-				sc.i++
-				return
-			}
-			sc.i++
-		}
-	case '{', '[':
-		depth := 0
-		for sc.i < len(sc.b) {
-			switch sc.b[sc.i] {
-			case '"':
-				sc.skip()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					sc.i++
-					return
-				}
-			}
-			sc.i++
-		}
-	case 't', 'n':
-		sc.i += 4
-	case 'f':
-		sc.i += 5
-	default:
-		sc.numberToken()
-	}
+func (sc *jsonScan) numberToken() string {
+	start := sc.I
+	sc.Number()
+	return sc.str[start:sc.I]
 }
 
 // members calls fn for each member of the object at sc (positioned on its
 // '{'), with sc on the member's value; fn must consume the value.
 func (sc *jsonScan) members(fn func(name string)) {
-	sc.i++ // '{'
-	if sc.peek() == '}' {
-		sc.i++
+	sc.I++ // '{'
+	if sc.Peek() == '}' {
+		sc.I++
 		return
 	}
 	for {
-		sc.peek()
+		sc.Peek()
 		name := sc.stringToken()
-		sc.peek()
-		sc.i++ // ':'
+		sc.Peek()
+		sc.I++ // ':'
 		fn(name)
-		if sc.peek() == ',' {
-			sc.i++
+		if sc.Peek() == ',' {
+			sc.I++
 			continue
 		}
-		sc.i++ // '}'
+		sc.I++ // '}'
 		return
 	}
 }
@@ -175,15 +107,15 @@ func (s *source) readBody(shapeName string, body []byte) (any, keyRefs) {
 		return s.render(shapeName, m, nil), refsFromMap(m)
 	}
 	str := string(body)
-	sc := &jsonScan{b: body, str: str}
-	if sc.peek() != '{' {
+	sc := &jsonScan{Scanner: jsonscan.Scanner{B: body}, str: str}
+	if sc.Peek() != '{' {
 		return nil, keyRefs{}
 	}
 	refs := readRefs(sc)
 	if shapeName == "" {
 		return nil, refs
 	}
-	sc = &jsonScan{b: body, str: str}
+	sc = &jsonScan{Scanner: jsonscan.Scanner{B: body}, str: str}
 	out, ok := s.valueAt(shapeName, sc)
 	if m, isMap := out.(map[string]any); !ok || (isMap && len(m) == 0) {
 		return nil, refs
@@ -196,11 +128,11 @@ func readRefs(sc *jsonScan) keyRefs {
 	var r keyRefs
 	str := func(dst *string) {
 		*dst = "" // the last occurrence wins, whatever its type
-		if sc.peek() == '"' {
+		if sc.Peek() == '"' {
 			*dst = sc.stringToken()
 			return
 		}
-		sc.skip()
+		sc.Skip()
 	}
 	sc.members(func(name string) {
 		switch name {
@@ -214,8 +146,8 @@ func readRefs(sc *jsonScan) keyRefs {
 			str(&r.TargetKeyId)
 		case "KeyMetadata":
 			r.MetadataArn = ""
-			if sc.peek() != '{' {
-				sc.skip()
+			if sc.Peek() != '{' {
+				sc.Skip()
 				return
 			}
 			sc.members(func(name string) {
@@ -223,10 +155,10 @@ func readRefs(sc *jsonScan) keyRefs {
 					str(&r.MetadataArn)
 					return
 				}
-				sc.skip()
+				sc.Skip()
 			})
 		default:
-			sc.skip()
+			sc.Skip()
 		}
 	})
 	return r
@@ -235,13 +167,13 @@ func readRefs(sc *jsonScan) keyRefs {
 // valueAt is value for the JSON value at sc, which it consumes.
 func (s *source) valueAt(name string, sc *jsonScan) (any, bool) {
 	sh := s.shapes[name]
-	c := sc.peek()
+	c := sc.Peek()
 	if sh == nil || c == 'n' || sh.Type == "blob" {
-		sc.skip()
+		sc.Skip()
 		return nil, false
 	}
 	if sh.Sensitive {
-		sc.skip()
+		sc.Skip()
 		return Hidden, true
 	}
 	switch sh.Type {
@@ -253,7 +185,7 @@ func (s *source) valueAt(name string, sc *jsonScan) (any, bool) {
 		sc.members(func(k string) {
 			ref, known := sh.Members[k]
 			if !known {
-				sc.skip()
+				sc.Skip()
 				return
 			}
 			lk := sh.lower[k]
@@ -268,21 +200,21 @@ func (s *source) valueAt(name string, sc *jsonScan) (any, bool) {
 		if c != '[' || sh.Member == nil {
 			break
 		}
-		sc.i++
+		sc.I++
 		out := make([]any, 0, 4)
-		if sc.peek() == ']' {
-			sc.i++
+		if sc.Peek() == ']' {
+			sc.I++
 			return out, true
 		}
 		for {
 			if rv, ok := s.valueAt(sh.Member.Shape, sc); ok {
 				out = append(out, rv)
 			}
-			if sc.peek() == ',' {
-				sc.i++
+			if sc.Peek() == ',' {
+				sc.I++
 				continue
 			}
-			sc.i++ // ']'
+			sc.I++ // ']'
 			return out, true
 		}
 	case "map":
@@ -304,7 +236,7 @@ func (s *source) valueAt(name string, sc *jsonScan) (any, bool) {
 		}
 	case "boolean":
 		if c == 't' || c == 'f' {
-			sc.skip()
+			sc.Skip()
 			return c == 't', true
 		}
 	case "integer", "long", "double", "float":
@@ -321,6 +253,6 @@ func (s *source) valueAt(name string, sc *jsonScan) (any, bool) {
 			return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC().Format(cloudTrailDate), true
 		}
 	}
-	sc.skip()
+	sc.Skip()
 	return nil, false
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/keyhold/keyhold/internal/jsonscan"
 )
 
 func serializationError(err error) *Error {
@@ -122,7 +124,7 @@ func (m *Model) DecodeInput(op string, body []byte, v any) error {
 		body = []byte("{}")
 	}
 	if o.Input != "" && json.Valid(body) {
-		sc := scanner{b: body}
+		sc := scanner{jsonscan.Scanner{B: body}}
 		if sc.fastOK(m.shapes[o.Input]) {
 			return decodeInto(body, v)
 		}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/keyhold/keyhold/internal/jsonscan"
 )
 
 // The fast check answers one question about a request body that is already
@@ -81,109 +83,18 @@ func (m *Model) compile() {
 var blobScratch = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // scanner walks a byte slice that json.Valid accepted.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (sc *scanner) ws() {
-	for sc.i < len(sc.b) {
-		switch sc.b[sc.i] {
-		case ' ', '\t', '\n', '\r':
-			sc.i++
-		default:
-			return
-		}
-	}
-}
-
-func (sc *scanner) peek() byte {
-	sc.ws()
-	if sc.i >= len(sc.b) {
-		return 0
-	}
-	return sc.b[sc.i]
-}
-
-// str reads a string token; raw is its bytes between the quotes and escaped
-// says whether they hold a backslash escape.
-func (sc *scanner) str() (raw []byte, escaped bool) {
-	sc.i++ // opening quote
-	start := sc.i
-	for sc.i < len(sc.b) {
-		switch sc.b[sc.i] {
-		case '"':
-			raw = sc.b[start:sc.i]
-			sc.i++
-			return raw, escaped
-		case '\\':
-			escaped = true
-			sc.i += 2
-			continue
-		}
-		sc.i++
-	}
-	return sc.b[start:], escaped
-}
-
-// number reads a number token.
-func (sc *scanner) number() []byte {
-	start := sc.i
-	for sc.i < len(sc.b) {
-		switch c := sc.b[sc.i]; {
-		case c >= '0' && c <= '9', c == '-', c == '+', c == '.', c == 'e', c == 'E':
-			sc.i++
-			continue
-		}
-		break
-	}
-	return sc.b[start:sc.i]
-}
-
-// skip passes over one value of any kind.
-func (sc *scanner) skip() {
-	switch sc.peek() {
-	case '"':
-		sc.str()
-	case '{', '[':
-		depth := 0
-		for sc.i < len(sc.b) {
-			switch sc.b[sc.i] {
-			case '"':
-				sc.str()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					sc.i++
-					return
-				}
-			}
-			sc.i++
-		}
-	case 't':
-		sc.i += 4
-	case 'f':
-		sc.i += 5
-	case 'n':
-		sc.i += 4
-	default:
-		sc.number()
-	}
-}
+type scanner struct{ jsonscan.Scanner }
 
 // fastOK reports whether the value at sc, read against s, certainly passes
 // check; false means "run check" (a problem, or not sure).
 func (sc *scanner) fastOK(s *shape) bool {
-	c := sc.peek()
+	c := sc.Peek()
 	if c == 'n' { // null is an absent member, whatever the shape
-		sc.i += 4
+		sc.I += 4
 		return true
 	}
 	if s == nil {
-		sc.skip()
+		sc.Skip()
 		return true
 	}
 	switch s.Type {
@@ -191,17 +102,17 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '{' || s.fast == nil || s.fast.tooWide {
 			return false
 		}
-		sc.i++
+		sc.I++
 		var seen, present uint64
-		if sc.peek() == '}' {
-			sc.i++
+		if sc.Peek() == '}' {
+			sc.I++
 			return s.fast.required == 0
 		}
 		for {
-			if sc.peek() != '"' {
+			if sc.Peek() != '"' {
 				return false
 			}
-			name, esc := sc.str()
+			name, esc := sc.String()
 			if esc {
 				return false
 			}
@@ -214,21 +125,21 @@ func (sc *scanner) fastOK(s *shape) bool {
 				return false // duplicate member: the last one wins in check
 			}
 			seen |= bit
-			if sc.peek() != ':' {
+			if sc.Peek() != ':' {
 				return false
 			}
-			sc.i++
-			if sc.peek() != 'n' {
+			sc.I++
+			if sc.Peek() != 'n' {
 				present |= bit
 			}
 			if !sc.fastOK(mb.shape) {
 				return false
 			}
-			switch sc.peek() {
+			switch sc.Peek() {
 			case ',':
-				sc.i++
+				sc.I++
 			case '}':
-				sc.i++
+				sc.I++
 				return present&s.fast.required == s.fast.required
 			default:
 				return false
@@ -238,10 +149,10 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '"' {
 			return false
 		}
-		raw, esc := sc.str()
+		raw, esc := sc.String()
 		if esc {
 			var str string
-			if json.Unmarshal(sc.b[sc.i-len(raw)-2:sc.i], &str) != nil {
+			if json.Unmarshal(sc.B[sc.I-len(raw)-2:sc.I], &str) != nil {
 				return false
 			}
 			return stringOK(s, str)
@@ -254,7 +165,7 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '"' {
 			return false
 		}
-		raw, esc := sc.str()
+		raw, esc := sc.String()
 		if esc {
 			return false
 		}
@@ -263,7 +174,7 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '-' && (c < '0' || c > '9') {
 			return false
 		}
-		num := sc.number()
+		num := sc.Number()
 		i, err := strconv.ParseInt(unsafeString(num), 10, 64)
 		if err != nil || (s.Type == "integer" && (i > math.MaxInt32 || i < math.MinInt32)) {
 			return false
@@ -276,14 +187,14 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '-' && (c < '0' || c > '9') {
 			return false
 		}
-		sc.number()
+		sc.Number()
 		return true
 	case "boolean":
 		switch c {
 		case 't':
-			sc.i += 4
+			sc.I += 4
 		case 'f':
-			sc.i += 5
+			sc.I += 5
 		default:
 			return false
 		}
@@ -292,25 +203,25 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '[' || s.Member == nil {
 			return false
 		}
-		sc.i++
+		sc.I++
 		n := 0
-		if sc.peek() == ']' {
-			sc.i++
+		if sc.Peek() == ']' {
+			sc.I++
 			return lengthOK(s, 0)
 		}
 		for {
-			if sc.peek() == 'n' {
+			if sc.Peek() == 'n' {
 				return false // null elements are a violation
 			}
 			if !sc.fastOK(s.memberShape) {
 				return false
 			}
 			n++
-			switch sc.peek() {
+			switch sc.Peek() {
 			case ',':
-				sc.i++
+				sc.I++
 			case ']':
-				sc.i++
+				sc.I++
 				return lengthOK(s, n)
 			default:
 				return false
@@ -320,9 +231,9 @@ func (sc *scanner) fastOK(s *shape) bool {
 		if c != '{' || s.Key == nil || s.Value == nil {
 			return false
 		}
-		sc.i++
-		if sc.peek() == '}' {
-			sc.i++
+		sc.I++
+		if sc.Peek() == '}' {
+			sc.I++
 			return lengthOK(s, 0)
 		}
 		// Keys are checked for duplicates only in small maps; a larger
@@ -330,10 +241,10 @@ func (sc *scanner) fastOK(s *shape) bool {
 		var keys [32][]byte
 		n := 0
 		for {
-			if sc.peek() != '"' {
+			if sc.Peek() != '"' {
 				return false
 			}
-			key, esc := sc.str()
+			key, esc := sc.String()
 			if esc || n == len(keys) {
 				return false
 			}
@@ -347,18 +258,18 @@ func (sc *scanner) fastOK(s *shape) bool {
 			if s.keyShape != nil && !stringLikeOK(s.keyShape, key) {
 				return false
 			}
-			if sc.peek() != ':' {
+			if sc.Peek() != ':' {
 				return false
 			}
-			sc.i++
+			sc.I++
 			if !sc.fastOK(s.valueShape) {
 				return false
 			}
-			switch sc.peek() {
+			switch sc.Peek() {
 			case ',':
-				sc.i++
+				sc.I++
 			case '}':
-				sc.i++
+				sc.I++
 				return lengthOK(s, n)
 			default:
 				return false

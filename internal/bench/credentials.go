@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/keyhold/keyhold/internal/credfile"
 )
 
 // credentials are the keys bench signs with. They never print.
@@ -44,53 +44,12 @@ func loadCredentials(file, profile string, getenv func(string) string) (credenti
 	return c, err
 }
 
-// readCredentialsFile reads one profile of an AWS shared-credentials file
-// (INI: [profile] then key = value lines; '#' and ';' start comments).
+// readCredentialsFile reads one profile of an AWS shared-credentials file.
 func readCredentialsFile(path, profile string) (credentials, error) {
-	f, err := os.Open(path)
+	p, err := credfile.Read(path, profile)
 	if err != nil {
-		return credentials{}, fmt.Errorf("credentials file: %w", err)
+		return credentials{}, err
 	}
-	defer f.Close()
-	c := credentials{source: path + " [" + profile + "]"}
-	in, found := false, false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-			name := strings.TrimSpace(line[1 : len(line)-1])
-			name = strings.TrimSpace(strings.TrimPrefix(name, "profile "))
-			in = name == profile
-			found = found || in
-			continue
-		}
-		if !in {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		switch strings.ToLower(strings.TrimSpace(k)) {
-		case "aws_access_key_id":
-			c.accessKeyID = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			c.secretAccessKey = strings.TrimSpace(v)
-		case "aws_session_token":
-			c.sessionToken = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return credentials{}, fmt.Errorf("credentials file %s: %w", path, err)
-	}
-	if !found {
-		return credentials{}, fmt.Errorf("credentials file %s has no profile [%s]", path, profile)
-	}
-	if c.accessKeyID == "" || c.secretAccessKey == "" {
-		return credentials{}, fmt.Errorf("credentials file %s, profile [%s]: aws_access_key_id and aws_secret_access_key are required", path, profile)
-	}
-	return c, nil
+	return credentials{accessKeyID: p.AccessKeyID, secretAccessKey: p.SecretAccessKey, sessionToken: p.SessionToken,
+		source: path + " [" + profile + "]"}, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/keyhold/keyhold/internal/credfile"
 	"github.com/keyhold/keyhold/internal/identity"
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
@@ -187,7 +187,7 @@ func runAdmin(ctx context.Context, sub adminSub, f *adminFlags, stdout io.Writer
 	if credFile == "" {
 		credFile = filepath.Join(f.off.dataDir, "credentials")
 	}
-	ak, sk, err := readProfile(credFile, f.profile)
+	cred, err := credfile.Read(credFile, f.profile)
 	if err != nil {
 		return fmt.Errorf("%w (lost the credentials? keyhold admin create-access-key --offline --write-credentials on the stopped server's data directory)", err)
 	}
@@ -198,7 +198,7 @@ func runAdmin(ctx context.Context, sub adminSub, f *adminFlags, stdout io.Writer
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-	if err := (&sigv4.Signer{AccessKeyID: ak, SecretAccessKey: sk, Region: "us-east-1", Service: "iam"}).Sign(req, []byte(body)); err != nil {
+	if err := (&sigv4.Signer{AccessKeyID: cred.AccessKeyID, SecretAccessKey: cred.SecretAccessKey, Region: "us-east-1", Service: "iam"}).Sign(req, []byte(body)); err != nil {
 		return err
 	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
@@ -256,36 +256,4 @@ func printResult(w io.Writer, b []byte) error {
 			path = path[:len(path)-1]
 		}
 	}
-}
-
-// readProfile reads a key pair from an aws shared-credentials file.
-func readProfile(path, profile string) (string, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", "", err
-	}
-	defer f.Close()
-	var ak, sk, section string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-			section = strings.TrimSpace(line[1 : len(line)-1])
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || section != profile {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			ak = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			sk = strings.TrimSpace(v)
-		}
-	}
-	if ak == "" || sk == "" {
-		return "", "", fmt.Errorf("%s has no key pair in profile %q", path, profile)
-	}
-	return ak, sk, sc.Err()
 }

@@ -99,6 +99,9 @@ type ServeConfig struct {
 	// XKSCAFile is a PEM bundle of CAs trusted for XKS proxies' TLS
 	// certificates, in addition to the system pool.
 	XKSCAFile string
+	// XKSCallTimeout bounds each attempt of an XKS proxy call; 0 is AWS
+	// KMS's 250 ms (tests on a busy machine raise it).
+	XKSCallTimeout time.Duration
 	// Extra adds operation tables (the CloudHSM control plane) once the
 	// domain is built; it may give the CloudHSM driver its clusters.
 	Extra func(ctx context.Context, env Extras) ([]*awsjson.Service, func(), error)
@@ -239,7 +242,8 @@ func Open(ctx context.Context, cfg ServeConfig) (*Instance, error) {
 	defaultStore := soft.New(root)
 	cloudHSM := hsmstore.New(cfg.Logger)
 	in.CloudHSM = cloudHSM
-	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger})
+	external := xksstore.New(xksstore.Config{Region: cfg.Region, Inner: defaultStore, Services: db, RootCAs: rootCAs, Logger: cfg.Logger,
+		CallTimeout: cfg.XKSCallTimeout})
 	svc, err := kms.New(kms.Config{Region: cfg.Region, Store: db, Root: root, Logger: cfg.Logger, Caches: cfg.Caches,
 		Default: defaultStore, Drivers: []keystore.Driver{timeDriver(cloudHSM, cfg.Metrics, "hsm"), timeDriver(external, cfg.Metrics, "xks")},
 		IdentityPolicies: identityPolicies(dir), PrincipalTags: principalTags(dir)})
@@ -334,6 +338,7 @@ type serveOptions struct {
 	seed             string
 	tlsCert, tlsKey  string
 	xksCA            string
+	xksTimeout       time.Duration
 	hsmListenIP      string
 	databaseURL      string
 	rootKey          string
@@ -431,6 +436,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "root-key", Usage: "root key file (32 bytes, 0600); replicas on one database share it; default DATA_DIR/root.key", Target: &o.rootKey, Example: "/etc/keyhold/root.key"},
 		{Name: "cache-size", Usage: "entries in each in-memory cache (keys, aliases, grant lists, parsed policies); least recently used first out", Default: strconv.Itoa(kms.DefaultCacheSize), Kind: config.Int, Target: &o.cacheSize},
 		{Name: "xks-ca-file", Usage: "PEM bundle of CAs trusted for XKS proxy certificates, in addition to the system pool", Target: &o.xksCA, Example: "/etc/keyhold/xks-ca.pem"},
+		{Name: "xks-timeout", Usage: "how long each attempt of an XKS proxy call may take (AWS KMS: 250ms; raise it only for a proxy that is slow to answer)", Default: "250ms", Kind: config.Duration, Target: &o.xksTimeout},
 		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
@@ -544,7 +550,7 @@ func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, std
 	}
 	cfg := ServeConfig{DatabaseURL: o.databaseURL, DatabaseRetry: 2 * time.Second, RootKeyFile: o.rootKey,
 		Caches: kms.CacheSizes{Keys: o.cacheSize, Aliases: o.cacheSize, Grants: o.cacheSize, Policies: o.cacheSize}, DataDir: o.dataDir, Addr: o.addr, Region: o.region, DeletionInterval: o.deletionInterval, Logger: log,
-		XKSCAFile: o.xksCA, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, AuditSyncInterval: o.auditSync, Limits: o.limits,
+		XKSCAFile: o.xksCA, XKSCallTimeout: o.xksTimeout, AccountID: o.accountID, SeedFile: o.seed, AuditFailOpen: o.auditFailOpen, AuditSyncInterval: o.auditSync, Limits: o.limits,
 		Extra: CloudHSMExtra(hsm.Config{Dir: filepath.Join(o.dataDir, "hsm"), Region: o.region, Logger: log, ListenIP: o.hsmListenIP})}
 	if o.auditStdout {
 		cfg.AuditStdout = stdout

@@ -125,14 +125,7 @@ func (h *Handler) describeCluster(r *http.Request, s *session, id string) (clust
 type clustersPageData struct {
 	Clusters []clusterInfo
 	Subnets  []Subnet
-	busy     bool
-}
-
-func (d clustersPageData) refresh() int {
-	if d.busy {
-		return 3
-	}
-	return 0
+	autoRefresh
 }
 
 func busyCluster(c clusterInfo) bool {
@@ -219,34 +212,28 @@ func (h *Handler) clusterCSR(w http.ResponseWriter, r *http.Request, s *session)
 }
 
 func (h *Handler) clusterAction(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	back := "/console/clusters/" + url.PathEscape(id)
-	var ae *awsjson.Error
-	var msg string
-	switch r.PathValue("action") {
-	case "add-hsm":
-		ae, msg = h.call(r, s, hsmAPI, "CreateHsm", map[string]any{"ClusterId": id, "AvailabilityZone": r.PostFormValue("az")}, nil), "An HSM is being created."
-	case "delete-hsm":
-		ae, msg = h.call(r, s, hsmAPI, "DeleteHsm", map[string]any{"ClusterId": id, "HsmId": r.PostFormValue("hsm")}, nil), "The HSM is being deleted."
-	case "initialize":
+	h.runAction(w, r, s, "/console/clusters/", clusterActions)
+}
+
+var clusterActions = map[string]action{
+	"add-hsm": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		return apiCall(h.call(r, s, hsmAPI, "CreateHsm", map[string]any{"ClusterId": id, "AvailabilityZone": r.PostFormValue("az")}, nil), "An HSM is being created.")
+	},
+	"delete-hsm": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		return apiCall(h.call(r, s, hsmAPI, "DeleteHsm", map[string]any{"ClusterId": id, "HsmId": r.PostFormValue("hsm")}, nil), "The HSM is being deleted.")
+	},
+	"initialize": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
 		cert, _ := upload(r, "signed_cert")
 		anchor, _ := upload(r, "trust_anchor")
-		ae, msg = h.call(r, s, hsmAPI, "InitializeCluster", map[string]any{"ClusterId": id, "SignedCert": string(cert), "TrustAnchor": string(anchor)}, nil), "The cluster is being initialized."
-	case "delete":
-		if r.PostFormValue("confirm") != "delete" {
-			ae = fieldErr(`Type "delete" to confirm that you want to delete this cluster.`)
-			break
+		return apiCall(h.call(r, s, hsmAPI, "InitializeCluster", map[string]any{"ClusterId": id, "SignedCert": string(cert), "TrustAnchor": string(anchor)}, nil),
+			"The cluster is being initialized.")
+	},
+	"delete": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		if !confirmed(r) {
+			return outcome{ae: fieldErr(`Type "delete" to confirm that you want to delete this cluster.`)}
 		}
-		if ae = h.call(r, s, hsmAPI, "DeleteCluster", map[string]any{"ClusterId": id}, nil); ae == nil {
-			h.redirect(w, r, s, "/console/clusters", "The cluster is being deleted.", nil)
-			return
-		}
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	if ae != nil {
-		msg = ""
-	}
-	h.redirect(w, r, s, back, msg, ae)
+		o := apiCall(h.call(r, s, hsmAPI, "DeleteCluster", map[string]any{"ClusterId": id}, nil), "The cluster is being deleted.")
+		o.to = "/console/clusters"
+		return o
+	},
 }

@@ -321,68 +321,72 @@ func (h *Handler) keyPage(w http.ResponseWriter, r *http.Request, s *session) {
 
 // keyAction runs one of the key detail page's forms.
 func (h *Handler) keyAction(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	back := "/console/keys/" + url.PathEscape(id)
-	var ae *awsjson.Error
-	var msg string
-	switch r.PathValue("action") {
-	case "enable":
-		ae, msg = h.call(r, s, kmsAPI, "EnableKey", map[string]any{"KeyId": id}, nil), "The key is enabled."
-	case "disable":
-		ae, msg = h.call(r, s, kmsAPI, "DisableKey", map[string]any{"KeyId": id}, nil), "The key is disabled."
-	case "schedule-deletion":
+	h.runAction(w, r, s, "/console/keys/", keyActions)
+}
+
+// kmsKeyAction is an action that is one KMS call on the key: in names it
+// as KeyId, with what the form adds.
+func kmsKeyAction(op, msg string, form func(r *http.Request, in map[string]any)) action {
+	return func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		in := map[string]any{"KeyId": id}
+		if form != nil {
+			form(r, in)
+		}
+		return apiCall(h.call(r, s, kmsAPI, op, in, nil), msg)
+	}
+}
+
+var keyActions = map[string]action{
+	"enable":  kmsKeyAction("EnableKey", "The key is enabled.", nil),
+	"disable": kmsKeyAction("DisableKey", "The key is disabled.", nil),
+	"schedule-deletion": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
 		days, err := strconv.Atoi(r.PostFormValue("days"))
 		if err != nil {
 			days = 30
 		}
-		if r.PostFormValue("confirm") != "delete" {
-			ae = &awsjson.Error{Type: "ValidationException", Status: 400, Message: `Type "delete" to confirm that you want to schedule the deletion of this key.`}
-			break
+		if !confirmed(r) {
+			return outcome{ae: fieldErr(`Type "delete" to confirm that you want to schedule the deletion of this key.`)}
 		}
-		ae, msg = h.call(r, s, kmsAPI, "ScheduleKeyDeletion", map[string]any{"KeyId": id, "PendingWindowInDays": days}, nil), "The key's deletion is scheduled."
-	case "cancel-deletion":
-		ae, msg = h.call(r, s, kmsAPI, "CancelKeyDeletion", map[string]any{"KeyId": id}, nil), "The key's deletion is canceled; the key is disabled."
-	case "description":
-		ae, msg = h.call(r, s, kmsAPI, "UpdateKeyDescription", map[string]any{"KeyId": id, "Description": r.PostFormValue("description")}, nil), "The description is saved."
-	case "policy":
+		return apiCall(h.call(r, s, kmsAPI, "ScheduleKeyDeletion", map[string]any{"KeyId": id, "PendingWindowInDays": days}, nil), "The key's deletion is scheduled.")
+	},
+	"cancel-deletion": kmsKeyAction("CancelKeyDeletion", "The key's deletion is canceled; the key is disabled.", nil),
+	"description": kmsKeyAction("UpdateKeyDescription", "The description is saved.", func(r *http.Request, in map[string]any) {
+		in["Description"] = r.PostFormValue("description")
+	}),
+	"policy": func(h *Handler, w http.ResponseWriter, r *http.Request, s *session, id string) outcome {
 		doc := r.PostFormValue("policy")
-		if ae = h.call(r, s, kmsAPI, "PutKeyPolicy", map[string]any{"KeyId": id, "PolicyName": "default", "Policy": doc}, nil); ae != nil {
-			// The error is shown in place, over the text as it was typed.
-			d, lae := h.loadKey(r, s, id)
-			if lae != nil {
-				h.redirect(w, r, s, back, "", ae)
-				return
-			}
-			d.Policy = doc
-			w.WriteHeader(ae.Status)
-			h.render(w, r, s, "key", "Key "+d.Key.KeyId, "keys", d, ae)
-			return
+		ae := h.call(r, s, kmsAPI, "PutKeyPolicy", map[string]any{"KeyId": id, "PolicyName": "default", "Policy": doc}, nil)
+		if ae == nil {
+			return outcome{msg: "The key policy is saved."}
 		}
-		msg = "The key policy is saved."
-	case "tag":
-		ae, msg = h.call(r, s, kmsAPI, "TagResource", map[string]any{"KeyId": id, "Tags": []tag{{TagKey: r.PostFormValue("tag_key"), TagValue: r.PostFormValue("tag_value")}}}, nil), "The tag is saved."
-	case "untag":
-		ae, msg = h.call(r, s, kmsAPI, "UntagResource", map[string]any{"KeyId": id, "TagKeys": []string{r.PostFormValue("tag_key")}}, nil), "The tag is removed."
-	case "alias":
-		ae, msg = h.call(r, s, kmsAPI, "CreateAlias", map[string]any{"TargetKeyId": id, "AliasName": aliasName(r.PostFormValue("alias"))}, nil), "The alias is created."
-	case "delete-alias":
-		ae, msg = h.call(r, s, kmsAPI, "DeleteAlias", map[string]any{"AliasName": r.PostFormValue("alias")}, nil), "The alias is deleted."
-	case "enable-rotation":
-		in := map[string]any{"KeyId": id}
+		// The error is shown in place, over the text as it was typed.
+		d, lae := h.loadKey(r, s, id)
+		if lae != nil {
+			return outcome{ae: ae}
+		}
+		d.Policy = doc
+		w.WriteHeader(ae.Status)
+		h.render(w, r, s, "key", "Key "+d.Key.KeyId, "keys", d, ae)
+		return outcome{answered: true}
+	},
+	"tag": kmsKeyAction("TagResource", "The tag is saved.", func(r *http.Request, in map[string]any) {
+		in["Tags"] = []tag{{TagKey: r.PostFormValue("tag_key"), TagValue: r.PostFormValue("tag_value")}}
+	}),
+	"untag": kmsKeyAction("UntagResource", "The tag is removed.", func(r *http.Request, in map[string]any) {
+		in["TagKeys"] = []string{r.PostFormValue("tag_key")}
+	}),
+	"alias": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		return apiCall(h.call(r, s, kmsAPI, "CreateAlias", map[string]any{"TargetKeyId": id, "AliasName": aliasName(r.PostFormValue("alias"))}, nil), "The alias is created.")
+	},
+	"delete-alias": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, _ string) outcome {
+		return apiCall(h.call(r, s, kmsAPI, "DeleteAlias", map[string]any{"AliasName": r.PostFormValue("alias")}, nil), "The alias is deleted.")
+	},
+	"enable-rotation": kmsKeyAction("EnableKeyRotation", "Automatic key rotation is enabled.", func(r *http.Request, in map[string]any) {
 		if p, err := strconv.Atoi(r.PostFormValue("period")); err == nil {
 			in["RotationPeriodInDays"] = p
 		}
-		ae, msg = h.call(r, s, kmsAPI, "EnableKeyRotation", in, nil), "Automatic key rotation is enabled."
-	case "disable-rotation":
-		ae, msg = h.call(r, s, kmsAPI, "DisableKeyRotation", map[string]any{"KeyId": id}, nil), "Automatic key rotation is disabled."
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	if ae != nil {
-		msg = ""
-	}
-	h.redirect(w, r, s, back, msg, ae)
+	}),
+	"disable-rotation": kmsKeyAction("DisableKeyRotation", "Automatic key rotation is disabled.", nil),
 }
 
 func aliasName(a string) string {

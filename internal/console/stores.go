@@ -14,14 +14,7 @@ import (
 type storesPageData struct {
 	Tab    string // "cloudhsm" or "xks"
 	Stores []storeEntry
-	busy   bool
-}
-
-func (d storesPageData) refresh() int {
-	if d.busy {
-		return 3
-	}
-	return 0
+	autoRefresh
 }
 
 func storeTab(t string) string {
@@ -211,25 +204,26 @@ func upload(r *http.Request, field string) ([]byte, bool) {
 }
 
 func (h *Handler) storeAction(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	back := "/console/keystores/" + url.PathEscape(id)
-	var ae *awsjson.Error
-	var msg string
-	switch r.PathValue("action") {
-	case "connect":
-		ae, msg = h.call(r, s, kmsAPI, "ConnectCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil), "Connecting the key store. This page refreshes until the connection completes."
-	case "disconnect":
-		ae, msg = h.call(r, s, kmsAPI, "DisconnectCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil), "The key store is disconnected."
-	case "delete":
-		if r.PostFormValue("confirm") != "delete" {
-			ae = fieldErr(`Type "delete" to confirm that you want to delete this custom key store.`)
-			break
+	h.runAction(w, r, s, "/console/keystores/", storeActions)
+}
+
+var storeActions = map[string]action{
+	"connect": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		return apiCall(h.call(r, s, kmsAPI, "ConnectCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil),
+			"Connecting the key store. This page refreshes until the connection completes.")
+	},
+	"disconnect": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		return apiCall(h.call(r, s, kmsAPI, "DisconnectCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil), "The key store is disconnected.")
+	},
+	"delete": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
+		if !confirmed(r) {
+			return outcome{ae: fieldErr(`Type "delete" to confirm that you want to delete this custom key store.`)}
 		}
-		if ae = h.call(r, s, kmsAPI, "DeleteCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil); ae == nil {
-			h.redirect(w, r, s, "/console/keystores?type="+r.PostFormValue("tab"), "The custom key store was deleted.", nil)
-			return
-		}
-	case "update":
+		o := apiCall(h.call(r, s, kmsAPI, "DeleteCustomKeyStore", map[string]any{"CustomKeyStoreId": id}, nil), "The custom key store was deleted.")
+		o.to = "/console/keystores?type=" + r.PostFormValue("tab")
+		return o
+	},
+	"update": func(h *Handler, _ http.ResponseWriter, r *http.Request, s *session, id string) outcome {
 		in := map[string]any{"CustomKeyStoreId": id}
 		fv := r.PostFormValue
 		set := func(member, field string) {
@@ -249,13 +243,6 @@ func (h *Handler) storeAction(w http.ResponseWriter, r *http.Request, s *session
 		if ak, sk := strings.TrimSpace(fv("access_key_id")), fv("secret"); ak != "" || sk != "" {
 			in["XksProxyAuthenticationCredential"] = map[string]string{"AccessKeyId": ak, "RawSecretAccessKey": sk}
 		}
-		ae, msg = h.call(r, s, kmsAPI, "UpdateCustomKeyStore", in, nil), "The key store settings are saved."
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	if ae != nil {
-		msg = ""
-	}
-	h.redirect(w, r, s, back, msg, ae)
+		return apiCall(h.call(r, s, kmsAPI, "UpdateCustomKeyStore", in, nil), "The key store settings are saved.")
+	},
 }

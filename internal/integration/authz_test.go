@@ -73,6 +73,7 @@ func (e *env) newUser(t *testing.T, admin *iam.Client, name string, policies ...
 // principal with no permissions is denied every operation, the admin is
 // denied none. A new operation without a sample request fails the test.
 func TestEveryOperationIsAuthorized(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	k, err := e.KMS.CreateKey(ctx, &kms.CreateKeyInput{})
@@ -265,6 +266,7 @@ func (e *env) createAccount(t *testing.T) createAccountResult {
 }
 
 func TestCrossAccount(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	b := e.createAccount(t)
@@ -325,6 +327,7 @@ type clockFn struct {
 func (c *clockFn) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.d) }
 
 func TestAssumedRoleSessions(t *testing.T) {
+	t.Parallel()
 	clk := &clockFn{}
 	e := startWith(t, t.TempDir(), func(c *cli.ServeConfig) { c.SessionNow = clk.now })
 	ctx := context.Background()

@@ -69,11 +69,6 @@ func startCloudHSM(t *testing.T, mods ...func(*cli.ServeConfig)) *hsmEnv {
 			m(c)
 		}
 	})
-	if onPostgres {
-		// Owner commands (cli.OpenRecords) find the database as an
-		// operator's shell would.
-		t.Setenv(cli.DatabaseURLEnv, e.Instance.Config.DatabaseURL)
-	}
 	h := &hsmEnv{env: e, t: t, dataDir: dir, rec: &recorder{}, ca: newTestCA(t)}
 	h.KMS = e.client(t, e.AccessKey, e.Secret, func(o *kms.Options) {
 		next := o.HTTPClient
@@ -150,17 +145,29 @@ func (r *recorder) assertNeverReturned(t *testing.T, secrets ...string) {
 // owner runs `keyhold hsm ARGS --data-dir DIR`, the crypto officer's tools.
 func (h *hsmEnv) owner(args ...string) error {
 	var out, errb bytes.Buffer
-	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, cli.OpenRecords)
+	err := hsm.Command(context.Background(), append(args, "--data-dir", h.dataDir), &out, &errb, h.openRecords)
 	if err != nil {
 		return fmt.Errorf("keyhold hsm %s: %w (%s)", args[0], err, strings.TrimSpace(errb.String()))
 	}
 	return nil
 }
 
+// openRecords opens the cluster records as `keyhold hsm` does
+// (cli.OpenRecords), with the instance's database named here rather than
+// in KEYHOLD_DATABASE_URL: the environment is the whole test binary's, and
+// tests on different databases run in parallel.
+func (h *hsmEnv) openRecords(ctx context.Context, dataDir string) (hsm.Records, func(), error) {
+	db, err := cli.OpenDatabase(ctx, h.Instance.Config.DatabaseURL, dataDir, 0, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, func() { db.Close() }, nil
+}
+
 // registry is the cluster records, as another client of the cluster
 // (cloudhsm_mgmt_util, a second KMS) would change them.
 func (h *hsmEnv) registry() *hsm.StoreRegistry {
-	st, closeStore, err := cli.OpenRecords(context.Background(), h.dataDir)
+	st, closeStore, err := h.openRecords(context.Background(), h.dataDir)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -174,10 +181,14 @@ func (h *hsmEnv) registry() *hsm.StoreRegistry {
 
 const pollEvery = 10 * time.Millisecond
 
-// eventually polls cond until it is true or the deadline passes.
-func eventually(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
+// eventually polls cond until it is true. It waits as long as the test
+// binary may run (less a margin to report what it was waiting for): what
+// the tests wait for (HSM daemons starting, stores connecting) must happen,
+// and how soon depends on how busy the machine is, which is not what they
+// check.
+func eventually(t testing.TB, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := waitDeadline(t)
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -187,7 +198,7 @@ func eventually(t testing.TB, what string, timeout time.Duration, cond func() (b
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			t.Fatalf("gave up waiting for %s (the test binary's deadline is near)", what)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -209,7 +220,7 @@ func (h *hsmEnv) cluster(t testing.TB, id string) hsmtypes.Cluster {
 func (h *hsmEnv) waitCluster(t testing.TB, id string, state hsmtypes.ClusterState) hsmtypes.Cluster {
 	t.Helper()
 	var c hsmtypes.Cluster
-	eventually(t, id+" "+string(state), 30*time.Second, func() (bool, error) {
+	eventually(t, id+" "+string(state), func() (bool, error) {
 		c = h.cluster(t, id)
 		return c.State == state, nil
 	})
@@ -220,7 +231,7 @@ func (h *hsmEnv) waitCluster(t testing.TB, id string, state hsmtypes.ClusterStat
 // every one ACTIVE).
 func (h *hsmEnv) waitHSMs(t testing.TB, id string, azs ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), 30*time.Second, func() (bool, error) {
+	eventually(t, fmt.Sprintf("%s HSMs ACTIVE in %v", id, azs), func() (bool, error) {
 		c := h.cluster(t, id)
 		if len(c.Hsms) != len(azs) {
 			return false, nil
@@ -275,7 +286,7 @@ func (h *hsmEnv) deleteHSMs(t testing.TB, id string, azs ...string) {
 		}
 	}
 	want := len(c.Hsms)
-	eventually(t, fmt.Sprintf("%s down to %d HSMs", id, want), 30*time.Second, func() (bool, error) {
+	eventually(t, fmt.Sprintf("%s down to %d HSMs", id, want), func() (bool, error) {
 		return len(h.cluster(t, id).Hsms) == want, nil
 	})
 }
@@ -315,7 +326,7 @@ func (h *hsmEnv) newCluster(t testing.TB, spec clusterSpec) string {
 	}
 	h.waitHSMs(t, id, spec.azs...)
 	var csr string
-	eventually(t, id+" CSR", 30*time.Second, func() (bool, error) {
+	eventually(t, id+" CSR", func() (bool, error) {
 		c := h.cluster(t, id)
 		if c.Certificates != nil {
 			csr = aws.ToString(c.Certificates.ClusterCsr)
@@ -387,6 +398,9 @@ type fatalRecorder struct {
 var errFatal = &struct{ s string }{"fatal"}
 
 func (f *fatalRecorder) Helper() {}
+
+// Deadline is the test's, for eventually.
+func (f *fatalRecorder) Deadline() (time.Time, bool) { return testDeadline(f.TB) }
 func (f *fatalRecorder) Fatal(args ...any) {
 	f.msg = fmt.Sprint(args...)
 	panic(errFatal)
@@ -400,7 +414,7 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 func (h *hsmEnv) backupOf(t testing.TB, clusterID string) string {
 	t.Helper()
 	var id string
-	eventually(t, "a READY backup of "+clusterID, 30*time.Second, func() (bool, error) {
+	eventually(t, "a READY backup of "+clusterID, func() (bool, error) {
 		out, err := h.HSM.DescribeBackups(context.Background(), &cloudhsmv2.DescribeBackupsInput{
 			Filters: map[string][]string{"clusterIds": {clusterID}, "states": {"READY"}}})
 		if err != nil {
@@ -453,7 +467,7 @@ func (h *hsmEnv) store(t testing.TB, id string) kmstypes.CustomKeyStoresListEntr
 func (h *hsmEnv) settle(t testing.TB, id string) kmstypes.CustomKeyStoresListEntry {
 	t.Helper()
 	var s kmstypes.CustomKeyStoresListEntry
-	eventually(t, id+" to leave CONNECTING/DISCONNECTING", 30*time.Second, func() (bool, error) {
+	eventually(t, id+" to leave CONNECTING/DISCONNECTING", func() (bool, error) {
 		s = h.store(t, id)
 		return s.ConnectionState != kmstypes.ConnectionStateTypeConnecting &&
 			s.ConnectionState != kmstypes.ConnectionStateTypeDisconnecting, nil

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudhsmv2"
@@ -54,6 +53,7 @@ var storeIDRe = regexp.MustCompile(`^cks-[0-9a-f]{17}$`)
 // Clusters are shared between cases where the cases allow: each one costs
 // HSM processes and a CSR.
 func TestCloudHSMKeyStores(t *testing.T) {
+	t.Parallel()
 	h := startCloudHSM(t)
 	ctx := context.Background()
 	const pwA, pwW = "kmsPswdA1234", "kmsPswdW1234"
@@ -395,7 +395,7 @@ func TestCloudHSMKeyStores(t *testing.T) {
 		if _, err := h.HSM.DeleteCluster(ctx, &cloudhsmv2.DeleteClusterInput{ClusterId: aws.String(clW)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, clW+" deleted", 30*time.Second, func() (bool, error) {
+		eventually(t, clW+" deleted", func() (bool, error) {
 			_, err := h.HSM.DescribeClusters(ctx, &cloudhsmv2.DescribeClustersInput{Filters: map[string][]string{"clusterIds": {clW}}})
 			return err == nil && h.cluster(t, clW).State == "DELETED", nil
 		})

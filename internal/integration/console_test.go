@@ -72,21 +72,66 @@ func newBrowser(t *testing.T, base string) *browser {
 	return &browser{t: t, ctx: ctx, base: base, shot: dir}
 }
 
-// run runs actions with a deadline, failing the test on error.
+// stuckAction bounds one browser action (a click and the page it leads
+// to): a page the server answers does not take minutes, however busy the
+// machine, so an action that does is stuck, and the test fails with a
+// screenshot instead of waiting for the binary's deadline. Waits for the
+// server's own work (HSMs, connections) use waitText, which has no bound
+// of its own.
+const stuckAction = 2 * time.Minute
+
+// actionContext is b.ctx bounded for one action.
+func (b *browser) actionContext() (context.Context, context.CancelFunc) {
+	d := waitDeadline(b.t)
+	if s := time.Now().Add(stuckAction); s.Before(d) {
+		d = s
+	}
+	return context.WithDeadline(b.ctx, d)
+}
+
+// run runs actions, failing the test (with a screenshot) on error.
 func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := b.actionContext()
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
-		b.t.Fatalf("%s: %v", what, err)
+		b.t.Fatalf("%s: %v; %s", what, err, b.pageState())
+	}
+}
+
+// submit runs actions that end in a form submission and waits until the
+// browser shows the page the server answered with. What the submission did
+// is then read from the page's lasting state, not from its flash message:
+// pages refresh themselves while a store connects or a cluster works, and
+// on a busy machine the message can be gone before anyone looks.
+func (b *browser) submit(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	// Mark this page, and cancel its pending self-refresh (console.js
+	// reloads with a timer) so that the only way to a new page is the
+	// submission.
+	get(b, what+" (mark the page)", chromedp.Evaluate[bool](
+		`(function () { var t = setTimeout(function () {}, 0); while (t > 0) { clearTimeout(t--); } window.keyholdTestOld = true; return true; })()`))
+	b.run(what, actions...)
+	ctx, cancel := b.actionContext()
+	defer cancel()
+	for {
+		// Evaluate fails while the next page loads: not there yet.
+		if replaced, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.keyholdTestOld !== true`)); err == nil && replaced {
+			return
+		}
+		if ctx.Err() != nil {
+			b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+			b.t.Fatalf("%s: the page did not change; %s", what, b.pageState())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // get runs one action that returns a value.
 func get[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := b.actionContext()
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -117,9 +162,9 @@ func (b *browser) text(sel string) string {
 
 // waitText waits until sel's text contains want, reloading path between
 // looks when path is not "" (pages that refresh themselves need none).
-func (b *browser) waitText(path, sel, want string, timeout time.Duration) string {
+func (b *browser) waitText(path, sel, want string) string {
 	b.t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := waitDeadline(b.t)
 	for {
 		got := b.text(sel)
 		if strings.Contains(got, want) {
@@ -147,6 +192,15 @@ func (b *browser) screenshot(name string) {
 	os.WriteFile(filepath.Join(b.shot, name+".png"), buf, 0o644)
 }
 
+// pageState says where the browser is and what the page reads, for a
+// failure message (it never fails the test itself).
+func (b *browser) pageState() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	return fmt.Sprintf("the page at %s reads: %.2000s", loc, b.text("body"))
+}
+
 func (b *browser) location() string {
 	return get(b, "location", chromedp.Location())
 }
@@ -158,6 +212,7 @@ func (b *browser) location() string {
 // from an uploaded proxy configuration file; a denial; sign-out. One
 // browser and one server serve every step.
 func TestConsoleSeedProcedures(t *testing.T) {
+	t.Parallel()
 	if onPostgres {
 		t.Skip("the console's browser test runs once, on SQLite")
 	}
@@ -167,9 +222,8 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			t.Skip("chromium not installed (apt-get install chromium to run the console's browser tests); skipping")
 		}
 	}
-	// The XKS proxy over its own SoftHSM2 token (Init points this process's
-	// SoftHSM2 at it; put it back after).
-	t.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	// The XKS proxy over its own SoftHSM2 token, in this process.
+	useInProcessSoftHSM(t)
 	proxyDir := t.TempDir()
 	res, err := proxy.Init(proxy.InitOptions{Dir: proxyDir, Addr: "127.0.0.1:0", Prefix: "/console"})
 	if err != nil {
@@ -231,14 +285,15 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		u := b.location()
 		clusterID = u[strings.LastIndex(u, "/")+1:]
 		page := "/console/clusters/" + clusterID
-		b.waitText(page, "#cluster-state", "UNINITIALIZED", 30*time.Second)
+		b.waitText(page, "#cluster-state", "UNINITIALIZED")
 		zones := hsm.Subnets("us-east-1")
 		for _, z := range zones[:2] {
 			b.open(page)
-			b.run("add HSM in "+z.AvailabilityZone, chromedp.SetValue(chromedp.CSS("#az"), z.AvailabilityZone),
-				chromedp.Click(chromedp.CSS("#add-hsm-button")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+			b.submit("add HSM in "+z.AvailabilityZone, chromedp.SetValue(chromedp.CSS("#az"), z.AvailabilityZone),
+				chromedp.Click(chromedp.CSS("#add-hsm-button")))
+			b.waitText(page, "#hsm-table", z.AvailabilityZone)
 		}
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := waitDeadline(t)
 		for strings.Count(b.text("#hsm-table"), "ACTIVE") < 2 {
 			if time.Now().After(deadline) {
 				t.Fatalf("HSMs not ACTIVE: %s", b.text("#hsm-table"))
@@ -246,7 +301,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			b.open(page)
 		}
-		b.waitText(page, "#csr-link", "Download the cluster CSR", 30*time.Second)
+		b.waitText(page, "#csr-link", "Download the cluster CSR")
 		b.screenshot("05-cluster-uninitialized")
 		// Download the CSR as the page's link does, sign it with the
 		// customer's CA (as `openssl x509 -req -CA customerCA.crt` does).
@@ -258,10 +313,9 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		anchor := filepath.Join(files, "customerCA.crt")
 		os.WriteFile(signed, []byte(h.ca.signCSR(t, csr)), 0o600)
 		os.WriteFile(anchor, []byte(h.ca.pem), 0o600)
-		b.run("initialize", chromedp.SetUploadFiles(chromedp.CSS("#signed_cert"), []string{signed}),
-			chromedp.SetUploadFiles(chromedp.CSS("#trust_anchor"), []string{anchor}), chromedp.Click(chromedp.CSS("#initialize-button")),
-			chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText(page, "#cluster-state", "INITIALIZED", 30*time.Second)
+		b.submit("initialize", chromedp.SetUploadFiles(chromedp.CSS("#signed_cert"), []string{signed}),
+			chromedp.SetUploadFiles(chromedp.CSS("#trust_anchor"), []string{anchor}), chromedp.Click(chromedp.CSS("#initialize-button")))
+		b.waitText(page, "#cluster-state", "INITIALIZED")
 		// Activation and kmsuser are the cluster owner's commands, as the
 		// CloudHSM CLI is in AWS (the page says which to run).
 		if err := h.owner("activate", "--cluster-id", clusterID, "--co-password", coPassword); err != nil {
@@ -270,7 +324,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		if err := h.owner("create-user", "--cluster-id", clusterID, "--type", "CU", "--username", "kmsuser", "--password", "kmsPswd1", "--co-password", coPassword); err != nil {
 			t.Fatal(err)
 		}
-		b.waitText(page, "#cluster-state", "ACTIVE", 30*time.Second)
+		b.waitText(page, "#cluster-state", "ACTIVE")
 		b.screenshot("06-cluster-active")
 		b.open("/console/clusters")
 		if got := b.text("#clusters"); !strings.Contains(got, clusterID) || !strings.Contains(got, "ACTIVE") {
@@ -296,9 +350,9 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		if !storeIDRe.MatchString(storeID) || b.text("#store-state") != "DISCONNECTED" {
 			t.Fatalf("new store %q in state %q", storeID, b.text("#store-state"))
 		}
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
 		// The page refreshes itself while CONNECTING.
-		b.waitText("", "#store-state", "CONNECTED", 60*time.Second)
+		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=cloudhsm")
 		if got := b.text("#stores"); !strings.Contains(got, storeID) || !strings.Contains(got, "CONNECTED") {
 			t.Fatalf("key stores page: %s", got)
@@ -390,8 +444,8 @@ func TestConsoleSeedProcedures(t *testing.T) {
 	t.Run("disconnect the CloudHSM key store", func(t *testing.T) {
 		b.t = t
 		b.open("/console/keystores/" + storeID)
-		b.run("disconnect", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "DISCONNECTED", 30*time.Second)
+		b.submit("disconnect", chromedp.Click(chromedp.CSS("#disconnect")))
+		b.waitText("", "#store-state", "DISCONNECTED")
 		b.open("/console/keys/" + keyID)
 		if got := b.text("#key-state"); got != "Unavailable" {
 			t.Fatalf("a key of a disconnected store is %q, want Unavailable", got)
@@ -399,19 +453,19 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		// Edit while DISCONNECTED: a new name and a wrong kmsuser password;
 		// connecting then FAILS with INVALID_CREDENTIALS and its advice.
 		b.open("/console/keystores/" + storeID)
-		b.run("edit", chromedp.SendKeys(chromedp.CSS("#name"), "ExampleCloudHSMKeyStore2"), chromedp.SendKeys(chromedp.CSS("#password"), "wrongPswd1"),
-			chromedp.Click(chromedp.CSS("#save-store")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+		b.submit("edit", chromedp.SendKeys(chromedp.CSS("#name"), "ExampleCloudHSMKeyStore2"), chromedp.SendKeys(chromedp.CSS("#password"), "wrongPswd1"),
+			chromedp.Click(chromedp.CSS("#save-store")))
 		if got := b.text("h1"); got != "ExampleCloudHSMKeyStore2" {
 			t.Fatalf("after the rename the store is %q", got)
 		}
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "FAILED", 60*time.Second)
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
+		b.waitText("", "#store-state", "FAILED")
 		if got := b.text("#store-error"); !strings.Contains(got, "INVALID_CREDENTIALS") || !strings.Contains(got, "kmsuser") {
 			t.Fatalf("FAILED store shows %q", got)
 		}
 		b.screenshot("13-store-failed")
-		b.run("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "DISCONNECTED", 30*time.Second)
+		b.submit("disconnect the failed store", chromedp.Click(chromedp.CSS("#disconnect")))
+		b.waitText("", "#store-state", "DISCONNECTED")
 	})
 
 	var xksKeyID string
@@ -431,7 +485,7 @@ func TestConsoleSeedProcedures(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS("#name"), "ExampleExternalKeyStore"),
 			chromedp.SetUploadFiles(chromedp.CSS("#proxy_config"), []string{cfgFile}))
 		var endpoint string
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := waitDeadline(t)
 		for endpoint == "" && time.Now().Before(deadline) {
 			endpoint = get(b, "read endpoint", chromedp.Value(chromedp.CSS("#endpoint")))
 			time.Sleep(100 * time.Millisecond)
@@ -442,8 +496,8 @@ func TestConsoleSeedProcedures(t *testing.T) {
 		b.screenshot("11-create-xks-store")
 		b.run("create", chromedp.Click(chromedp.CSS("#create")), chromedp.WaitVisible(chromedp.CSS("#store-id")))
 		xksID := b.text("#store-id")
-		b.run("connect", chromedp.Click(chromedp.CSS("#connect")), chromedp.WaitVisible(chromedp.CSS("#flash")))
-		b.waitText("", "#store-state", "CONNECTED", 60*time.Second)
+		b.submit("connect", chromedp.Click(chromedp.CSS("#connect")))
+		b.waitText("", "#store-state", "CONNECTED")
 		b.open("/console/keystores?type=xks")
 		b.screenshot("04-external-key-stores")
 		// A key in it through the wizard.

@@ -377,6 +377,7 @@ func TestGrantThroughGrant(t *testing.T) {
 }
 
 func TestCrossAccountGrant(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	b := e.createAccount(t)

@@ -4,19 +4,16 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -25,6 +22,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyhold/keyhold/internal/cli"
+	"github.com/keyhold/keyhold/internal/credfile"
 	"github.com/keyhold/keyhold/internal/store/postgres/pgtest"
 )
 
@@ -64,6 +62,23 @@ func usePostgres(t *testing.T, cfg *cli.ServeConfig) {
 	cfg.DatabaseURL = url
 }
 
+// xksPatient is the XKS call limit of the tests' keyholds: a busy machine
+// (or the race detector) can take longer than KMS's 250 ms for a TLS
+// handshake with a proxy, which is not what the tests check. The test of
+// a slow proxy sets KMS's limit; its fake never answers.
+const xksPatient = time.Minute
+
+// oncePerSuite skips t in the PostgreSQL pass (KEYHOLD_TEST_DATABASE=
+// postgres) when running it there again would test nothing new: why says
+// what makes it the same on both (its server is on PostgreSQL, or on
+// SQLite, whatever the pass; it is about cryptography, not storage).
+func oncePerSuite(t *testing.T, why string) {
+	t.Helper()
+	if onPostgres {
+		t.Skip(why + "; it runs in the SQLite pass")
+	}
+}
+
 type env struct {
 	Endpoint  string
 	AccessKey string
@@ -82,60 +97,39 @@ func start(t *testing.T) *env {
 func startWith(t *testing.T, dir string, extra func(*cli.ServeConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
-	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		XKSCallTimeout: xksPatient}
 	usePostgres(t, &cfg)
 	if extra != nil {
 		extra(&cfg)
 	}
-	in, err := cli.Open(ctx, cfg)
+	l, err := cli.StartLocal(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: in.Handler}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		srv.Close()
-		in.Close()
-	})
-	e := &env{Endpoint: "http://" + ln.Addr().String(), Account: in.AccountID, Instance: in}
+	t.Cleanup(l.Close)
+	e := &env{Endpoint: l.Endpoint, Account: l.AccountID, Instance: l.Instance}
 	e.AccessKey, e.Secret = readCredentials(t, filepath.Join(dir, "credentials"))
 	e.KMS = e.client(t, e.AccessKey, e.Secret)
 	return e
 }
 
+// readCredentials reads the admin's key pair from the credentials file a
+// first start writes, which must be private to its owner.
 func readCredentials(t *testing.T, path string) (string, string) {
 	t.Helper()
-	f, err := os.Open(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	st, _ := f.Stat()
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials file mode %v, want 0600", st.Mode().Perm())
 	}
-	var ak, sk string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			ak = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			sk = strings.TrimSpace(v)
-		}
+	p, err := credfile.Read(path, "default")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ak == "" || sk == "" {
-		t.Fatal("credentials file lacks a key pair")
-	}
-	return ak, sk
+	return p.AccessKeyID, p.SecretAccessKey
 }
 
 func (e *env) client(t *testing.T, ak, sk string, opts ...func(*kms.Options)) *kms.Client {
@@ -170,3 +164,53 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// softHSMInProcess is held by a test that loads SoftHSM2 into this process
+// (an XKS proxy over its own token): proxy.Init and proxy.New point
+// SOFTHSM2_CONF, which the library reads once per process, at their
+// token. Tests that start HSM daemons or proxy processes need not hold it:
+// those processes get their own SOFTHSM2_CONF.
+var softHSMInProcess sync.Mutex
+
+// useInProcessSoftHSM takes softHSMInProcess until the test ends, then
+// puts SOFTHSM2_CONF back as it was (t.Setenv would forbid t.Parallel).
+func useInProcessSoftHSM(t *testing.T) {
+	t.Helper()
+	softHSMInProcess.Lock()
+	prev, had := os.LookupEnv("SOFTHSM2_CONF")
+	t.Cleanup(func() {
+		if had {
+			os.Setenv("SOFTHSM2_CONF", prev)
+		} else {
+			os.Unsetenv("SOFTHSM2_CONF")
+		}
+		softHSMInProcess.Unlock()
+	})
+}
+
+// testDeadline is the test binary's deadline (go test -timeout), when t
+// knows it.
+func testDeadline(t testing.TB) (time.Time, bool) {
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		return d.Deadline()
+	}
+	return time.Time{}, false
+}
+
+// waitDeadline is when a wait for something that must happen gives up: a
+// little before the test binary's deadline, so that the failure names what
+// was awaited instead of the binary being killed. Waits are bounded by that
+// alone: a busy machine makes HSM daemons, proxies and browsers slower,
+// which is not what the tests check. Without a deadline (-timeout 0) it is
+// ten minutes from now.
+func waitDeadline(t testing.TB) time.Time {
+	d, ok := testDeadline(t)
+	if !ok {
+		return time.Now().Add(10 * time.Minute)
+	}
+	margin := time.Until(d) / 10
+	if margin > 30*time.Second {
+		margin = 30 * time.Second
+	}
+	return d.Add(-margin)
+}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/keystoretest"
@@ -26,6 +25,7 @@ import (
 // processes in two zones, kmsuser created by the owner's command), the
 // driver keyhold's domain uses.
 func TestCloudHSMDriverConformance(t *testing.T) {
+	t.Parallel()
 	h := startCloudHSM(t)
 	const password = "KmsUserPassword1"
 	id := h.newCluster(t, clusterSpec{azs: []string{zoneA, zoneB}, activate: true, kmsuser: password})
@@ -52,6 +52,7 @@ func TestCloudHSMDriverConformance(t *testing.T) {
 // SoftHSM2 token, reached over HTTPS with SigV4. An outage is the proxy
 // process killed; recovery is the same proxy started again.
 func TestXKSDriverConformanceAgainstXKSProxy(t *testing.T) {
+	t.Parallel()
 	needSoftHSM(t)
 	exe, err := os.Executable()
 	if err != nil {
@@ -87,7 +88,7 @@ func TestXKSDriverConformanceAgainstXKSProxy(t *testing.T) {
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "xks-proxy listening", 20*time.Second, func() (bool, error) {
+		eventually(t, "xks-proxy listening", func() (bool, error) {
 			c, err := net.Dial("tcp", addr)
 			if err == nil {
 				c.Close()
@@ -116,7 +117,7 @@ func TestXKSDriverConformanceAgainstXKSProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := xksstore.New(xksstore.Config{Region: "us-east-1", Inner: soft.New(root), RootCAs: pool,
+	d := xksstore.New(xksstore.Config{Region: "us-east-1", Inner: soft.New(root), RootCAs: pool, CallTimeout: xksPatient,
 		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	st := keystore.Store{AccountID: "111122223333", ID: "cks-0123456789abcdef0", Name: "conformance", Type: keystore.TypeExternal,
 		Config: keystore.Config{XksProxyUriEndpoint: res.XksProxyUriEndpoint, XksProxyUriPath: res.XksProxyUriPath,

@@ -397,3 +397,46 @@ func TestMultiRegionKeyTypes(t *testing.T) {
 	_, err = east.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: aws.String("cks-1234567890abcdef0"), XksKeyId: aws.String("k")})
 	wantErr[*types.UnsupportedOperationException](t, err)
 }
+
+// TestMultiRegionAuthorization: ReplicateKey is decided on the primary
+// (kms:ReplicateKey, with kms:ReplicaRegion) and on creating a key in the
+// replica Region (kms:CreateKey, with aws:RequestedRegion the replica's).
+func TestMultiRegionAuthorization(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	admin := e.iam(t, e.AccessKey, e.Secret)
+	ak, sk := e.newUser(t, admin, "replicator", `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Action":"kms:*","Resource":"*"},
+		{"Effect":"Deny","Action":"kms:CreateKey","Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":"eu-west-1"}}},
+		{"Effect":"Deny","Action":"kms:ReplicateKey","Resource":"*","Condition":{"StringEquals":{"kms:ReplicaRegion":"eu-north-1"}}}]}`)
+	c := e.client(t, ak, sk)
+	k, err := c.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: k.KeyMetadata.KeyId, ReplicaRegion: aws.String("eu-west-1")})
+	wantCode(t, err, "AccessDeniedException")
+	_, err = c.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: k.KeyMetadata.KeyId, ReplicaRegion: aws.String("eu-north-1")})
+	wantCode(t, err, "AccessDeniedException")
+	if _, err := e.inRegion(t, "eu-west-1").DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyMetadata.KeyId}); err == nil {
+		t.Fatal("a denied ReplicateKey made a replica")
+	}
+	if _, err := c.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: k.KeyMetadata.KeyId, ReplicaRegion: aws.String("ap-south-1")}); err != nil {
+		t.Fatalf("ReplicateKey the policy allows: %v", err)
+	}
+	// UpdatePrimaryRegion needs kms:UpdatePrimaryRegion on the replica too:
+	// its own key policy (here one that no principal of this account is in)
+	// decides.
+	south := e.client(t, ak, sk, func(o *kms.Options) { o.Region = "ap-south-1" })
+	otherAccount := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}`
+	if _, err := e.inRegion(t, "ap-south-1").PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: k.KeyMetadata.KeyId, Policy: aws.String(otherAccount), BypassPolicyLockoutSafetyCheck: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: k.KeyMetadata.KeyId, PrimaryRegion: aws.String("ap-south-1")})
+	wantCode(t, err, "AccessDeniedException")
+	_, err = south.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyMetadata.KeyId})
+	wantCode(t, err, "AccessDeniedException")
+	if d := describe(t, e.KMS, *k.KeyMetadata.KeyId); d.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypePrimary {
+		t.Fatal("a denied UpdatePrimaryRegion moved the primary")
+	}
+}

@@ -240,6 +240,8 @@ func opensslVerify(t *testing.T, pubDER []byte, md string, msg, sig []byte) {
 }
 
 func TestSignVerifyEveryKeySpec(t *testing.T) {
+	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -321,6 +323,8 @@ func TestSignVerifyEveryKeySpec(t *testing.T) {
 }
 
 func TestRSAEncryption(t *testing.T) {
+	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -453,6 +457,8 @@ func TestHMACKeys(t *testing.T) {
 }
 
 func TestDataKeyPairs(t *testing.T) {
+	t.Parallel()
+	oncePerSuite(t, "it is about cryptography, the same on both stores")
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS
@@ -513,6 +519,7 @@ func wrapForImport(t *testing.T, c *kms.Client, keyID *string, material []byte) 
 }
 
 func TestImportedKeyMaterial(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	c := e.KMS

@@ -34,7 +34,7 @@ func cksReplica(t *testing.T, url, rootKey, xksCA string, first *hsmEnv) *hsmEnv
 	ctx := context.Background()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", DatabaseURL: url, RootKeyFile: rootKey, XKSCAFile: xksCA, Logger: log,
+	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", DatabaseURL: url, RootKeyFile: rootKey, XKSCAFile: xksCA, XKSCallTimeout: xksPatient, Logger: log,
 		Extra: cli.CloudHSMExtra(hsm.Config{Dir: filepath.Join(dir, "hsm"), Region: "us-east-1", TransitionDelay: 20 * time.Millisecond, Logger: log})}
 	in, err := cli.Open(ctx, cfg)
 	if err != nil {
@@ -76,6 +76,8 @@ func cksReplica(t *testing.T, url, rootKey, xksCA string, first *hsmEnv) *hsmEnv
 // on both within a second; a connect asked of a non-leader replica is
 // carried out by the leader.
 func TestReplicasCustomKeyStores(t *testing.T) {
+	t.Parallel()
+	oncePerSuite(t, "its replicas use PostgreSQL in every pass")
 	pgtest.Need(t)
 	needSoftHSM(t)
 	ctx := context.Background()
@@ -86,8 +88,6 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 	if err := os.WriteFile(rootKey, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Owner commands find the database as an operator's shell would.
-	t.Setenv(cli.DatabaseURLEnv, url)
 	px := newRecProxy(t)
 	caFile := trustFile(t, px.Leaf)
 	a := cksReplica(t, url, rootKey, caFile, nil)
@@ -120,7 +120,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 	connectedOnBoth := func(id string) {
 		t.Helper()
 		for _, h := range []*hsmEnv{a, b} {
-			eventually(t, "store "+id+" CONNECTED on "+h.Endpoint, 30*time.Second, func() (bool, error) {
+			eventually(t, "store "+id+" CONNECTED on "+h.Endpoint, func() (bool, error) {
 				st, code := describeState(h, id)
 				if st == kmstypes.ConnectionStateTypeFailed {
 					return false, fmt.Errorf("FAILED %s", code)
@@ -151,7 +151,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 		t.Helper()
 		var worst time.Duration
 		for _, h := range []*hsmEnv{a, b} {
-			d := within(t, time.Second, "keys Unavailable on "+h.Endpoint, func() error {
+			d := within(t, "keys Unavailable on "+h.Endpoint, func() error {
 				k, err := h.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
 				if err != nil {
 					return err
@@ -190,7 +190,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 		t.Fatalf("CreateKey through B: %v", err)
 	}
 	hsmKey := aws.ToString(key.KeyMetadata.KeyId)
-	within(t, 5*time.Second, "CloudHSM key usable through both replicas", func() error { return usable(hsmKey) })
+	within(t, "CloudHSM key usable through both replicas", func() error { return usable(hsmKey) })
 	// The password the store rotated to no longer matches the one we set.
 	if err := a.owner("pkcs11-bench", "--cluster-id", cl, "--password", pw, "--duration", "20ms"); err == nil {
 		t.Fatal("kmsuser's password was not rotated at connect")
@@ -209,7 +209,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	connectedOnBoth(ks)
-	within(t, 5*time.Second, "CloudHSM key usable after reconnect", func() error { return usable(hsmKey) })
+	within(t, "CloudHSM key usable after reconnect", func() error { return usable(hsmKey) })
 
 	// --- XKS: each replica its own connection to the proxy.
 	xs, err := a.env.createXKS(ctx, "replicated-xks", px.xksTarget)
@@ -225,7 +225,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 		t.Fatalf("CreateKey in the XKS store through B: %v", err)
 	}
 	xksKey := aws.ToString(md.KeyId)
-	within(t, 5*time.Second, "XKS key usable through both replicas", func() error { return usable(xksKey) })
+	within(t, "XKS key usable through both replicas", func() error { return usable(xksKey) })
 	if _, err := b.KMS.DisconnectCustomKeyStore(ctx, &kms.DisconnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(xs)}); err != nil {
 		t.Fatal(err)
 	}

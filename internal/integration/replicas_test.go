@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,18 +28,12 @@ func replica(t *testing.T, url, rootKey string, first *env) *env {
 	dir := t.TempDir()
 	cfg := cli.ServeConfig{DataDir: dir, Region: "us-east-1", DatabaseURL: url, RootKeyFile: rootKey,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	in, err := cli.Open(context.Background(), cfg)
+	l, err := cli.StartLocal(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: in.Handler}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); in.Close() })
-	e := &env{Endpoint: "http://" + ln.Addr().String(), Account: in.AccountID, Instance: in}
+	t.Cleanup(l.Close)
+	e := &env{Endpoint: l.Endpoint, Account: l.AccountID, Instance: l.Instance}
 	if first == nil {
 		e.AccessKey, e.Secret = readCredentials(t, filepath.Join(dir, "credentials"))
 	} else {
@@ -51,18 +43,21 @@ func replica(t *testing.T, url, rootKey string, first *env) *env {
 	return e
 }
 
-// within polls check until it returns nil, failing after limit; it
-// returns how long the change took to show.
-func within(t *testing.T, limit time.Duration, what string, check func() error) time.Duration {
+// within polls check until it returns nil and returns how long the change
+// took to show (logged by the callers: a measurement, not an assertion; no
+// replica cache expires by age, so a change shows only through the
+// invalidation the test is about).
+func within(t *testing.T, what string, check func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
+	deadline := waitDeadline(t)
 	for {
 		err := check()
 		if err == nil {
 			return time.Since(start)
 		}
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not visible after %v: %v", what, limit, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never visible on the other replica: %v", what, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -70,9 +65,12 @@ func within(t *testing.T, limit time.Duration, what string, check func() error) 
 
 // TestReplicas runs two keyhold replicas on one PostgreSQL database: every
 // write through one is what the other serves next, and policy, alias,
-// grant and enable/disable changes take effect on the other within a
-// second even though each replica caches them.
+// grant and enable/disable changes take effect on the other even though
+// each replica caches them (how soon is logged; e2e/replicas.sh prints it
+// too).
 func TestReplicas(t *testing.T) {
+	t.Parallel()
+	oncePerSuite(t, "its replicas use PostgreSQL in every pass")
 	pgtest.Need(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)
@@ -115,7 +113,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := a.KMS.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/rep"), TargetKeyId: k2.KeyMetadata.KeyId}); err != nil {
 		t.Fatal(err)
 	}
-	d := within(t, time.Second, "UpdateAlias", func() error {
+	d := within(t, "UpdateAlias", func() error {
 		out, err := b.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/rep"), Plaintext: []byte("x")})
 		if err != nil {
 			return err
@@ -127,11 +125,11 @@ func TestReplicas(t *testing.T) {
 	})
 	t.Logf("alias update visible on the other replica after %v", d)
 
-	// Disable on A: B refuses within a second; enable again.
+	// Disable on A: B refuses; enable again.
 	if _, err := a.KMS.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &id}); err != nil {
 		t.Fatal(err)
 	}
-	d = within(t, time.Second, "DisableKey", func() error {
+	d = within(t, "DisableKey", func() error {
 		_, err := b.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 		var de *types.DisabledException
 		if errors.As(err, &de) {
@@ -143,7 +141,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := a.KMS.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &id}); err != nil {
 		t.Fatal(err)
 	}
-	within(t, time.Second, "EnableKey", func() error {
+	within(t, "EnableKey", func() error {
 		_, err := b.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 		return err
 	})
@@ -155,7 +153,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := a.KMS.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &id, PolicyName: aws.String("default"), Policy: &deny}); err != nil {
 		t.Fatal(err)
 	}
-	d = within(t, time.Second, "PutKeyPolicy Deny", func() error {
+	d = within(t, "PutKeyPolicy Deny", func() error {
 		_, err := b.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException" {
@@ -171,7 +169,7 @@ func TestReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	within(t, time.Second, "CreateGrant", func() error {
+	within(t, "CreateGrant", func() error {
 		out, err := b.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: k2.KeyMetadata.KeyId})
 		if err != nil || len(out.Grants) != 1 {
 			return fmt.Errorf("ListGrants = %v, %v", out, err)
@@ -181,7 +179,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := a.KMS.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: k2.KeyMetadata.KeyId, GrantId: g.GrantId}); err != nil {
 		t.Fatal(err)
 	}
-	within(t, time.Second, "RevokeGrant", func() error {
+	within(t, "RevokeGrant", func() error {
 		out, err := b.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: k2.KeyMetadata.KeyId})
 		if err != nil || len(out.Grants) != 0 {
 			return fmt.Errorf("ListGrants = %v, %v", out, err)

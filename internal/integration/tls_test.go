@@ -16,6 +16,7 @@ import (
 // HTTP: a key policy that denies requests without TLS (aws:SecureTransport)
 // lets the HTTPS client through and stops the HTTP one.
 func TestSecureTransportCondition(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
 	tlsSrv := httptest.NewUnstartedServer(e.Instance.Handler)

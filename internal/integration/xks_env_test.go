@@ -63,13 +63,17 @@ func leafOf(t *testing.T, endpoint string) []byte {
 	return conn.ConnectionState().PeerCertificates[0].Raw
 }
 
-// startXKSKeyhold runs keyhold trusting caFile, with a quick health check.
-func startXKSKeyhold(t *testing.T, caFile string) *env {
+// startXKSKeyhold runs keyhold trusting caFile; mods change its
+// configuration further.
+func startXKSKeyhold(t *testing.T, caFile string, mods ...func(*cli.ServeConfig)) *env {
 	t.Helper()
 	e := startWith(t, t.TempDir(), func(c *cli.ServeConfig) {
 		c.XKSCAFile = caFile
 		if testing.Verbose() {
 			c.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+		for _, m := range mods {
+			m(c)
 		}
 	})
 	return e
@@ -111,17 +115,12 @@ func (e *env) connectAndWait(t *testing.T, id string) (types.ConnectionStateType
 	if _, err := e.KMS.ConnectCustomKeyStore(context.Background(), &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
 		t.Fatalf("ConnectCustomKeyStore: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := e.describeStore(t, id)
-		if s.ConnectionState != types.ConnectionStateTypeConnecting {
-			return s.ConnectionState, s.ConnectionErrorCode
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store %s still CONNECTING after 10s", id)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var s types.CustomKeyStoresListEntry
+	eventually(t, "store "+id+" to leave CONNECTING", func() (bool, error) {
+		s = e.describeStore(t, id)
+		return s.ConnectionState != types.ConnectionStateTypeConnecting, nil
+	})
+	return s.ConnectionState, s.ConnectionErrorCode
 }
 
 func (e *env) mustConnect(t *testing.T, id string) {

@@ -19,11 +19,11 @@ import (
 // a SoftHSM2 token: create, connect, key, every crypto operation, and
 // credential rotation to the proxy's second credential while connected.
 func TestXKSRealProxy(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat(proxy.DefaultModule); err != nil {
 		t.Skip("SoftHSM2 not installed (apt-get install softhsm2 to run the real XKS proxy test); skipping")
 	}
-	// Init points this process's SoftHSM2 at its token; put it back after.
-	t.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	useInProcessSoftHSM(t)
 	ctx := context.Background()
 	res, err := proxy.Init(proxy.InitOptions{Dir: t.TempDir(), Addr: "127.0.0.1:0", Prefix: "/example"})
 	if err != nil {

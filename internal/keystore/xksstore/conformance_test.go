@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold/internal/keystore"
 	"github.com/keyhold/keyhold/internal/keystore/keystoretest"
@@ -22,7 +23,10 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := xkstest.New(t, xkstest.Options{})
-	d := New(Config{Region: "us-east-1", Inner: soft.New(root), RootCAs: p.RootCAs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// No fault here is a slow proxy: calls may take as long as a busy
+	// machine needs.
+	d := New(Config{Region: "us-east-1", Inner: soft.New(root), RootCAs: p.RootCAs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		CallTimeout: time.Minute})
 	st := keystore.Store{AccountID: "111122223333", ID: "cks-0123456789abcdef0", Name: "conformance", Type: keystore.TypeExternal,
 		Config: keystore.Config{XksProxyUriEndpoint: p.Endpoint, XksProxyUriPath: p.Path, XksProxyConnectivity: PublicEndpoint,
 			XksAccessKeyID: p.AccessKeyID},

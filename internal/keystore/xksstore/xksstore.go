@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/keystore"
@@ -54,6 +55,10 @@ type Config struct {
 	// addition to the system pool; verification is never skipped.
 	RootCAs *x509.CertPool
 	Logger  *slog.Logger
+	// CallTimeout bounds each attempt of a proxy call; 0 is KMS's limit
+	// (client.DefaultTimeout, 250 ms). Tests on a busy machine raise it
+	// so that only the faults they inject time out.
+	CallTimeout time.Duration
 }
 
 // Driver implements keystore.Driver for EXTERNAL_KEY_STORE stores. It is
@@ -127,7 +132,7 @@ func metadata(k keystore.KeyRef, call keystore.Call, def string) client.RequestM
 
 func (d *Driver) newClient(cfg keystore.Config, secret, endpoint string) (*client.Client, error) {
 	return client.New(client.Config{Endpoint: endpoint, Path: cfg.XksProxyUriPath, AccessKeyID: cfg.XksAccessKeyID,
-		SecretAccessKey: secret, Region: d.cfg.Region, RootCAs: d.cfg.RootCAs})
+		SecretAccessKey: secret, Region: d.cfg.Region, RootCAs: d.cfg.RootCAs, Timeout: d.cfg.CallTimeout})
 }
 
 // dialEndpoint is where a store's proxy is reached: its XksProxyUriEndpoint,

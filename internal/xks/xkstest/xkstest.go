@@ -43,7 +43,9 @@ type Fault int
 const (
 	// None serves normally.
 	None Fault = iota
-	// Slow answers correctly but only after SlowDelay (beyond KMS's 250 ms).
+	// Slow never answers: it holds each call until the client gives up
+	// (or the fake stops), so the client's time limit is what ends it,
+	// however busy the machine.
 	Slow
 	// ServerError answers 500 with a non-JSON body, like a broken load balancer.
 	ServerError
@@ -62,9 +64,6 @@ const (
 	// the connection after each answer.
 	CloseAfterAnswer
 )
-
-// SlowDelay is how long Slow waits before answering.
-const SlowDelay = 400 * time.Millisecond
 
 // Key is an external key of the fake.
 type Key struct {
@@ -264,11 +263,8 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	switch f {
 	case Slow:
-		select {
-		case <-time.After(SlowDelay):
-		case <-r.Context().Done():
-			return
-		}
+		<-r.Context().Done()
+		return
 	case ServerError:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusInternalServerError)

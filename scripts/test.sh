@@ -130,7 +130,7 @@ integration_nonrace() {
   cd internal/integration
   local rc=0
   echo "-- on PostgreSQL"
-  KEYHOLD_TEST_DATABASE=postgres "$WORK/integration.test" -test.count=1 -test.parallel "$GO_TEST_PARALLEL" -test.timeout 15m || rc=$?
+  KEYHOLD_TEST_DATABASE=postgres "$WORK/integration.test" -test.count=1 -test.skip '^TestSDKNoFailuresUnderLoad$' -test.parallel "$GO_TEST_PARALLEL" -test.timeout 15m || rc=$?
   return $rc
 }
 

@@ -357,10 +357,10 @@ func alreadyReplicated(k store.Key, r string) error {
 	return errorf(AlreadyExists, "The multi-Region key %s already exists in Region %s.", keyARNIn(r, k.AccountID, k.ID), r)
 }
 
-// checkReplicable: only a multi-Region primary key that is not pending
-// deletion (or disabled) is replicated, into a Region without a key of its
-// set.
-func (s *Service) checkReplicable(k store.Key, to string) error {
+// checkUsablePrimary: what ReplicateKey and UpdatePrimaryRegion both require
+// of the key named: a multi-Region primary, neither pending deletion nor
+// disabled (checked in that order).
+func (s *Service) checkUsablePrimary(k store.Key) error {
 	switch {
 	case k.MultiRegion == nil:
 		return notMultiRegion(k)
@@ -370,6 +370,18 @@ func (s *Service) checkReplicable(k store.Key, to string) error {
 		return s.pendingDeletion(k)
 	case k.State == StateDisabled:
 		return errorf(Disabled, "%s is disabled.", keyARN(k))
+	}
+	return nil
+}
+
+// checkReplicable: only a multi-Region primary key that is not pending
+// deletion (or disabled) is replicated, into a Region without a key of its
+// set.
+func (s *Service) checkReplicable(k store.Key, to string) error {
+	if err := s.checkUsablePrimary(k); err != nil {
+		return err
+	}
+	switch {
 	case to == k.Region || slices.Contains(k.MultiRegion.ReplicaRegions, to):
 		return alreadyReplicated(k, to)
 	}
@@ -440,15 +452,10 @@ func (s *Service) UpdatePrimaryRegion(ctx context.Context, c Request, keyID, to 
 }
 
 func (s *Service) checkPrimaryChange(k store.Key, to string) error {
+	if err := s.checkUsablePrimary(k); err != nil {
+		return err
+	}
 	switch {
-	case k.MultiRegion == nil:
-		return notMultiRegion(k)
-	case multiRegionKeyType(k) != MultiRegionPrimary:
-		return notPrimary(k)
-	case pendingDeletionState(k.State):
-		return s.pendingDeletion(k)
-	case k.State == StateDisabled:
-		return errorf(Disabled, "%s is disabled.", keyARN(k))
 	case to == k.Region:
 		return errorf(UnsupportedOperation, "%s is already the primary key of its multi-Region key.", keyARN(k))
 	case !slices.Contains(k.MultiRegion.ReplicaRegions, to):

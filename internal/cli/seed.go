@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/config"
 	"github.com/keyhold/keyhold/internal/kms"
 	"github.com/keyhold/keyhold/internal/store"
 )
@@ -83,26 +84,9 @@ func LoadSeedFile(path string) (*SeedFile, error) {
 	dec.DisallowUnknownFields()
 	var f SeedFile
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("seed %s%s: %w", path, jsonErrorLine(b, err), err)
+		return nil, fmt.Errorf("seed %s%s: %w", path, config.JSONErrorLine(b, err), err)
 	}
 	return &f, nil
-}
-
-// jsonErrorLine turns a JSON decoding error's byte offset into ":LINE".
-func jsonErrorLine(b []byte, err error) string {
-	var off int64 = -1
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	}
-	if off < 0 || off > int64(len(b)) {
-		return ""
-	}
-	return fmt.Sprintf(":%d", bytes.Count(b[:off], []byte("\n"))+1)
 }
 
 // ApplySeedFile creates what the seed file declares and is missing; it is

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keyhold/keyhold/internal/netlimit"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/keyhold/keyhold/internal/config"
+	"github.com/keyhold/keyhold/internal/netlimit"
 	"github.com/keyhold/keyhold/internal/xks"
 )
 
@@ -176,7 +177,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("proxy.LoadConfig %s%s: %w", path, errorLine(b, err), err)
+		return Config{}, fmt.Errorf("proxy.LoadConfig %s%s: %w", path, config.JSONErrorLine(b, err), err)
 	}
 	c.resolve(filepath.Dir(path))
 	if err := c.Validate(); err != nil {
@@ -317,21 +318,4 @@ func WriteConfig(path string, c Config) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
-}
-
-// errorLine turns a JSON decoding error's byte offset into ":LINE".
-func errorLine(b []byte, err error) string {
-	var off int64 = -1
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	}
-	if off < 0 || off > int64(len(b)) {
-		return ""
-	}
-	return fmt.Sprintf(":%d", strings.Count(string(b[:off]), "\n")+1)
 }

@@ -2,10 +2,7 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -74,12 +71,7 @@ func TestKeyLastUsageAcrossReplicas(t *testing.T) {
 	pgtest.Need(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rootKey := filepath.Join(t.TempDir(), "root.key")
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	if err := os.WriteFile(rootKey, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootKey := sharedRootKey(t)
 	a := replica(t, url, rootKey, nil)
 	b := replica(t, url, rootKey, a)
 	k, err := a.KMS.CreateKey(ctx, &kms.CreateKeyInput{})

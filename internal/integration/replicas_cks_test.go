@@ -2,14 +2,12 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -82,12 +80,7 @@ func TestReplicasCustomKeyStores(t *testing.T) {
 	needSoftHSM(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rootKey := filepath.Join(t.TempDir(), "root.key")
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	if err := os.WriteFile(rootKey, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootKey := sharedRootKey(t)
 	px := newRecProxy(t)
 	caFile := trustFile(t, px.Leaf)
 	a := cksReplica(t, url, rootKey, caFile, nil)

@@ -23,6 +23,19 @@ import (
 
 // replica starts one keyhold on a shared PostgreSQL database with the shared
 // root key; credentials are the first replica's.
+// sharedRootKey writes a random root key file for the replicas of one test
+// to share, and returns its path.
+func sharedRootKey(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "root.key")
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func replica(t *testing.T, url, rootKey string, first *env) *env {
 	t.Helper()
 	dir := t.TempDir()
@@ -74,12 +87,7 @@ func TestReplicas(t *testing.T) {
 	pgtest.Need(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rootKey := filepath.Join(t.TempDir(), "root.key")
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	if err := os.WriteFile(rootKey, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rootKey := sharedRootKey(t)
 	a := replica(t, url, rootKey, nil)
 	b := replica(t, url, rootKey, a)
 	if a.Account != b.Account {

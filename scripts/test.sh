@@ -7,20 +7,26 @@
 # without them those tests skip and say so).
 #
 # What runs when (2 cores must be enough; see `ci` in the issue tracker):
-#   1. gofmt, the binary, go vet (which compiles every package and test
-#      dependency once, without -race; go test then skips its own vet).
+#   1. gofmt, then the binary (without -race) the e2e scripts run.
 #   2. Then everything at once, each job's output in its own log printed
-#      when it ends: `go test -race ./...` (on SQLite; the replica tests
-#      use PostgreSQL whatever the store); one test binary built without
-#      -race that runs the integration tests on PostgreSQL;
-#      keyholdtest/example; every e2e script. Then, alone, the 10,000 call
-#      SDK load test with that binary. No test
-#      asserts how long something takes and every wait ends only at the
-#      test's deadline, so a busy machine makes them slower, not red.
+#      when it ends: every e2e script (as soon as the binary exists);
+#      `go test -race ./...` (on SQLite; the replica tests use PostgreSQL
+#      whatever the store); one test binary built without -race that runs
+#      the integration tests on PostgreSQL, and once that binary is built
+#      (it needs nearly every package compiled without -race) go vet
+#      ./... (at nice 10: nothing waits for it) and keyholdtest/example.
+#      The race and non-race compiles share no artifact, so running them
+#      side by side duplicates nothing and keeps both cores busy.
+#   3. Then, alone, the 10,000 call SDK load test with that binary.
+# No test asserts how long something takes and every wait ends only at the
+# test's deadline, so a busy machine makes them slower, not red.
 # The race detector runs once over the Go code: the PostgreSQL pass checks
 # behaviour on the other store (the replica and database-loss tests run on
 # PostgreSQL under -race in the first pass, and the store's own tests do).
 #
+# --compile-only compiles every package the suite compiles (with and
+# without -race, and go vet's analysis, all kept in the build cache)
+# without linking or running anything: .ci/run does it while apt installs.
 # E2E_JOBS bounds how many e2e scripts run at once (default: all of them).
 # E2E_OVERLAP=0 starts the e2e scripts only after the Go tests end.
 # GO_TEST_PARALLEL is go test -parallel (default 4: the integration tests
@@ -36,6 +42,25 @@ E2E_OVERLAP=${E2E_OVERLAP:-1}
 GO_TEST_PARALLEL=${GO_TEST_PARALLEL:-4}
 SECONDS=0
 elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
+
+# compile_only: go vet ./... (which compiles, without -race, every package
+# and test dependency, and caches its analysis), then every one of those
+# packages with -race; test variants and links are left to the real run.
+compile_only() {
+  local rc=0 pkgs
+  echo "== compile only: go vet ./... ($(elapsed))"
+  go vet ./... || rc=$?
+  echo "== compile only: the same packages with -race ($(elapsed))"
+  pkgs=$(go list -deps -test -f '{{if and (eq .ForTest "") (ne .Name "main") (or .GoFiles .CgoFiles)}}{{.ImportPath}}{{end}}' ./...) || return 1
+  # shellcheck disable=SC2086 # one import path a word
+  go build -race $pkgs || rc=$?
+  echo "== compile only: done ($(elapsed))"
+  return $rc
+}
+if [ "${1:-}" = --compile-only ]; then
+  compile_only
+  exit
+fi
 
 WORK=$(mktemp -d)
 bg_pids=()
@@ -53,9 +78,6 @@ unformatted=$(gofmt -l cmd internal keyholdtest)
 echo "== build ($(elapsed))"
 BIN=$WORK/keyhold
 go build -o "$BIN" ./cmd/keyhold
-
-echo "== go vet ($(elapsed))"
-go vet ./...
 
 # job NAME CMD...: runs CMD with its output in NAME's log and its status
 # and seconds in NAME.rc.
@@ -80,11 +102,11 @@ report() {
   return 1
 }
 
-# start NAME CMD...: job in the background, in a process group of its own
-# so that cleanup stops whatever it started.
-start() {
+# in_background CMD...: CMD in the background, in a process group of its
+# own so that cleanup stops whatever it started.
+in_background() {
   set -m
-  job "$@" &
+  "$@" &
   bg_pids+=($!)
   set +m
 }
@@ -116,22 +138,32 @@ export KEYHOLD_XKS_TIMEOUT=${KEYHOLD_XKS_TIMEOUT:-30s}
 
 start_e2e() {
   echo "== e2e: ${#scripts[@]} scripts, at most ${E2E_JOBS:-${#scripts[@]}} at once ($(elapsed))"
-  set -m
-  run_e2e &
-  bg_pids+=($!)
-  set +m
+  in_background run_e2e
 }
 
 # The integration tests without -race, built once: on PostgreSQL (they skip,
 # saying so, when initdb/postgres are missing); the binary also runs the SDK
 # load test at the end (the race detector would make it ten times slower).
-integration_nonrace() {
-  go test -vet=off -c -o "$WORK/integration.test" ./internal/integration
+integration_pg() {
+  [ -x "$WORK/integration.test" ] || { echo "no integration test binary: see integration-build"; return 1; }
   cd internal/integration
-  local rc=0
   echo "-- on PostgreSQL"
-  KEYHOLD_TEST_DATABASE=postgres "$WORK/integration.test" -test.count=1 -test.skip '^TestSDKNoFailuresUnderLoad$' -test.parallel "$GO_TEST_PARALLEL" -test.timeout 15m || rc=$?
-  return $rc
+  KEYHOLD_TEST_DATABASE=postgres "$WORK/integration.test" -test.count=1 -test.skip '^TestSDKNoFailuresUnderLoad$' -test.parallel "$GO_TEST_PARALLEL" -test.timeout 15m
+}
+
+example() { cd keyholdtest/example && go test -vet=off -count=1 ./...; }
+
+# The jobs without -race: the integration test binary first (it compiles
+# nearly every package and test dependency without -race), then, side by
+# side, its PostgreSQL pass, keyholdtest/example and go vet, which then
+# compile almost nothing of their own. go vet runs at nice 10: nothing
+# waits for it, so it takes the CPU the others leave.
+nonrace() {
+  job integration-build go test -vet=off -c -o "$WORK/integration.test" ./internal/integration
+  job integration-nonrace integration_pg &
+  job keyholdtest-example example &
+  job go-vet nice -n 10 go vet ./... &
+  wait
 }
 
 # The SDK load test (10,000 calls on SQLite) runs last, alone: on a machine
@@ -143,13 +175,10 @@ sdk_load() {
   (cd internal/integration && "$WORK/integration.test" -test.count=1 -test.run '^TestSDKNoFailuresUnderLoad$' -test.v -test.timeout 10m)
 }
 
-example() { cd keyholdtest/example && go test -vet=off -count=1 ./...; }
-
-echo "== go test in the background: integration without -race (PostgreSQL), keyholdtest/example ($(elapsed))"
 mkdir -p "$WORK/e2e"
-start "integration-nonrace" integration_nonrace
-start "keyholdtest-example" example
 if [ "$E2E_OVERLAP" != 0 ]; then start_e2e; fi
+echo "== in the background without -race: the integration test binary, then its PostgreSQL pass, keyholdtest/example, go vet ($(elapsed))"
+in_background nonrace
 
 echo "== go test -race ./... ($(elapsed))"
 go_rc=0
@@ -163,6 +192,8 @@ fi
 wait "${bg_pids[@]}" || true
 bg_pids=()
 failed=0
+report integration-build || failed=1
+report go-vet || failed=1
 report integration-nonrace || failed=1
 echo "== the SDK load test, alone ($(elapsed))"
 sdk_load || failed=1

@@ -77,27 +77,33 @@ unformatted=$(gofmt -l cmd internal keyholdtest)
 
 echo "== build ($(elapsed))"
 BIN=$WORK/keyhold
-go build -o "$BIN" ./cmd/keyhold
+TIMEFORMAT="== build: %U s user, %S s system"
+time go build -o "$BIN" ./cmd/keyhold
 
-# job NAME CMD...: runs CMD with its output in NAME's log and its status
-# and seconds in NAME.rc.
+# cpu_seconds FILE: the user+system seconds bash's `time` wrote in FILE
+# (TIMEFORMAT='%U %S'), whole seconds.
+cpu_seconds() { awk '{printf "%d", $1 + $2 + 0.5}' "$1" 2>/dev/null || echo '?'; }
+
+# job NAME CMD...: runs CMD with its output in NAME's log and its status,
+# seconds and CPU seconds (its own and its children's: where the suite's
+# time goes) in NAME.rc.
 job() {
-  local name=$1 start=$SECONDS rc=0
+  local name=$1 start=$SECONDS rc=0 TIMEFORMAT='%U %S'
   shift
-  "$@" >"$WORK/$name.log" 2>&1 || rc=$?
-  echo "$rc $((SECONDS - start)) $(elapsed)" >"$WORK/$name.rc"
+  { time { "$@" >"$WORK/$name.log" 2>&1 || rc=$?; }; } 2>"$WORK/$name.cpu"
+  echo "$rc $((SECONDS - start)) $(elapsed) $(cpu_seconds "$WORK/$name.cpu")" >"$WORK/$name.rc"
 }
 
 # report NAME: prints how the job went (its log when it failed); 1 if it
 # failed.
 report() {
-  local name=$1 rc secs at
-  read -r rc secs at <"$WORK/$name.rc" || { rc=255 secs=? at=?; }
+  local name=$1 rc secs at cpu
+  read -r rc secs at cpu <"$WORK/$name.rc" || { rc=255 secs=? at=? cpu=?; }
   if [ "$rc" = 0 ]; then
-    echo "== $name: ok (${secs}s, done at $at)"
+    echo "== $name: ok (${secs}s, ${cpu} CPU-s, done at $at)"
     return 0
   fi
-  echo "== $name: FAILED (exit $rc, ${secs}s, done at $at); its output:"
+  echo "== $name: FAILED (exit $rc, ${secs}s, ${cpu} CPU-s, done at $at); its output:"
   sed 's/^/    /' "$WORK/$name.log"
   return 1
 }
@@ -182,7 +188,8 @@ in_background nonrace
 
 echo "== go test -race ./... ($(elapsed))"
 go_rc=0
-go test -race -vet=off -count=1 -parallel "$GO_TEST_PARALLEL" -timeout 15m ./... || go_rc=$?
+TIMEFORMAT="== go test -race: %U s user, %S s system"
+time go test -race -vet=off -count=1 -parallel "$GO_TEST_PARALLEL" -timeout 15m ./... || go_rc=$?
 echo "== go test -race done ($(elapsed))"
 if [ "$E2E_OVERLAP" = 0 ]; then
   wait "${bg_pids[@]}" || true
@@ -196,7 +203,8 @@ report integration-build || failed=1
 report go-vet || failed=1
 report integration-nonrace || failed=1
 echo "== the SDK load test, alone ($(elapsed))"
-sdk_load || failed=1
+TIMEFORMAT="== the SDK load test: %U s user, %S s system"
+time sdk_load || failed=1
 report keyholdtest-example || failed=1
 for s in "${scripts[@]}"; do report "$s" || failed=1; done
 echo "== done ($(elapsed))"

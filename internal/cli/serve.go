@@ -515,7 +515,15 @@ func ramDir() (string, error) {
 }
 
 func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, stderr io.Writer) error {
-	log, level, err := logs.New(stderr, o.logFormat, o.logLevel)
+	logOut := stderr
+	if f, ok := stderr.(*os.File); ok {
+		// A file or pipe costs a system call per write: the request log
+		// lines of a busy server go out in batches (see logs.BatchWriter).
+		bw := logs.NewBatchWriter(f)
+		defer bw.Close()
+		logOut = bw
+	}
+	log, level, err := logs.New(logOut, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}

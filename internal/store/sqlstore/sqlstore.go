@@ -640,8 +640,21 @@ func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.
 	return out, d.wrap(op, rows.Err())
 }
 
-func (d *DB) ListKeys(ctx context.Context, accountID, region, after string, limit int) ([]store.Key, error) {
-	return d.queryKeys(ctx, "store.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND region = ? AND id > ? ORDER BY id LIMIT ?", accountID, region, after, limit)
+func (d *DB) ListKeyIDs(ctx context.Context, accountID, region, after string, limit int) ([]string, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT id FROM keys WHERE account_id = ? AND region = ? AND id > ? ORDER BY id LIMIT ?", accountID, region, after, limit)
+	if err != nil {
+		return nil, d.wrap("store.ListKeyIDs", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, d.wrap("store.ListKeyIDs", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, d.wrap("store.ListKeyIDs", rows.Err())
 }
 
 func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {

@@ -29,6 +29,7 @@ import (
 // sdkHTTPClient every request ends in a write error (io.EOF): whether the
 // caller was still reading when its connection closed is then a race.
 func TestSDKWriterAfterAnswer(t *testing.T) {
+	oncePerSuite(t, "it is about the SDK's client, not storage")
 	e := start(t)
 	var (
 		mu      sync.Mutex

@@ -310,8 +310,9 @@ type Store interface {
 	ListPrincipalPolicies(ctx context.Context, principalARN string) ([]PrincipalPolicy, error)
 
 	// AssignRegion gives every key, alias, grant and custom key store
-	// stored before keyhold knew Regions (Region "") to region; a no-op
-	// once done.
+	// stored before keyhold knew Regions (Region "") to region. It runs
+	// once per database: the first call assigns, every later one (of any
+	// replica) returns at once without reading the tables.
 	AssignRegion(ctx context.Context, region string) error
 
 	// CreateKey fails with ErrExists when the id is taken in k's account

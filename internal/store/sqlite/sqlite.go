@@ -109,6 +109,10 @@ var migrations = []string{
 	 ALTER TABLE custom_key_stores ADD COLUMN region TEXT NOT NULL DEFAULT '';
 	 DROP INDEX custom_key_stores_name;
 	 CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, region, name);`,
+	// Store.AssignRegion runs once (its UPDATEs scan whole tables): the row
+	// says it has not yet; the assignment deletes it.
+	`CREATE TABLE region_assignment (pending INTEGER NOT NULL);
+	 INSERT INTO region_assignment (pending) VALUES (1);`,
 }
 
 // DB is the SQLite Store.

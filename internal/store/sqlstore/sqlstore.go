@@ -551,16 +551,35 @@ func (d *DB) ListKeyRegions(ctx context.Context, accountID, id string) ([]store.
 	return d.queryKeys(ctx, "store.ListKeyRegions", "SELECT "+keyCols+" FROM keys WHERE id = ? AND account_id = ? ORDER BY region", id, accountID)
 }
 
-// AssignRegion gives rows stored before Regions existed to region.
+// AssignRegion gives rows stored before Regions existed to region, once:
+// the schema migration that brought the region_assignment table left one
+// row in it, and the transaction that assigns deletes it. Each UPDATE is
+// a scan of a whole table (region leads no index), minutes with a million
+// keys, so later starts must not repeat them. Replicas starting together
+// serialise on the row: the second finds it gone.
 func (d *DB) AssignRegion(ctx context.Context, region string) error {
 	if region == "" {
 		return d.errorf("store.AssignRegion: empty region")
+	}
+	var pending int
+	switch err := d.q.QueryRowContext(ctx, "SELECT COUNT(*) FROM region_assignment").Scan(&pending); {
+	case err != nil:
+		return d.wrap("store.AssignRegion", err)
+	case pending == 0:
+		return nil
 	}
 	tx, err := d.begin(ctx)
 	if err != nil {
 		return d.wrap("store.AssignRegion", err)
 	}
 	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "DELETE FROM region_assignment")
+	if err != nil {
+		return d.wrap("store.AssignRegion", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return d.wrap("store.AssignRegion", err) // another replica assigned
+	}
 	for _, t := range []string{"keys", "aliases", "grants", "custom_key_stores", "key_usage"} {
 		if _, err := tx.ExecContext(ctx, "UPDATE "+t+" SET region = ? WHERE region = ''", region); err != nil {
 			return d.wrap("store.AssignRegion", err)

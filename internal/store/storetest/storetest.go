@@ -422,8 +422,21 @@ func assignRegion(t *testing.T, s store.Store) {
 	if err := s.AssignRegion(ctx, "ap-southeast-2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AssignRegion(ctx, "us-west-2"); err != nil { // nothing left to assign
+	// Once per database: a later call (another start) reads nothing, so a
+	// row written since with Region "" stays where it is.
+	late := key(a, "late")
+	late.Region = ""
+	if err := s.CreateKey(ctx, late); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.AssignRegion(ctx, "us-west-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, a, "", "late"); err != nil {
+		t.Fatalf("the second AssignRegion assigned again: %v", err)
+	}
+	if _, err := s.GetKey(ctx, a, "us-west-2", "old"); err == nil {
+		t.Fatal("the second AssignRegion moved a key")
 	}
 	if k, err := s.GetKey(ctx, a, "ap-southeast-2", "old"); err != nil || k.Region != "ap-southeast-2" {
 		t.Fatalf("old key: %+v, %v", k, err)

@@ -479,6 +479,12 @@ Every setting is a flag, a KEYHOLD_* environment variable and a line of the
 --config file; precedence is flag > environment > file > default.
 "keyhold config example" prints a complete commented file.
 
+Memory: two Go runtime variables are settings too. GOMEMLIMIT is the soft
+limit of the heap (default 224MiB: the garbage collector works harder near
+it, so that the caches of a million keys stay within about 300 MB of RSS);
+raise it along with --cache-size. GOGC is the collector's headroom (default
+400).
+
 Signals: SIGHUP reopens the audit file (for logrotate), reloads the TLS
 certificate and the log level; SIGTERM and SIGINT stop accepting requests and
 let in-flight ones finish within --shutdown-timeout.`,

@@ -115,6 +115,10 @@ type Writer struct {
 	f      file
 	done   chan struct{}
 	quit   chan struct{} // closed by Close: the syncer stops pausing
+	// hurry ends the syncer's pause early: Write sends (without waiting)
+	// when half of MaxUnsynced is written and not fsynced.
+	hurry       chan struct{}
+	syncWaiters int // Syncs waiting (w.mu)
 	// mirrorDone is closed when the Copy goroutine has finished.
 	mirrorDone chan struct{}
 }
@@ -139,7 +143,7 @@ func Open(path string, opts WriterOptions) (*Writer, error) {
 		opts.StallTimeout = DefaultStallTimeout
 	}
 	opts.SyncInterval = min(max(opts.SyncInterval, 0), opts.StallTimeout/2)
-	w := &Writer{path: path, opts: opts, done: make(chan struct{}), quit: make(chan struct{}), change: make(chan struct{})}
+	w := &Writer{path: path, opts: opts, done: make(chan struct{}), quit: make(chan struct{}), hurry: make(chan struct{}, 1), change: make(chan struct{})}
 	f, err := openFile(path)
 	if err != nil {
 		return nil, err
@@ -310,6 +314,12 @@ func (w *Writer) Write(line []byte) error {
 				w.oldest = time.Now()
 			}
 			w.unsynced += int64(len(batch))
+			if w.unsynced >= w.opts.MaxUnsynced/2 {
+				select {
+				case w.hurry <- struct{}{}:
+				default:
+				}
+			}
 			if cap(batch) <= int(w.opts.MaxUnsynced) {
 				w.spare = batch[:0]
 			}
@@ -337,6 +347,15 @@ func (w *Writer) Sync() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	target := w.written
+	if w.durable < target {
+		// Whoever waits for durability does not wait out SyncInterval.
+		w.syncWaiters++
+		defer func() { w.syncWaiters-- }()
+		select {
+		case w.hurry <- struct{}{}:
+		default:
+		}
+	}
 	for w.durable < target {
 		if w.syncErr != nil {
 			return w.syncErr
@@ -411,7 +430,10 @@ func (w *Writer) syncer() {
 	}
 }
 
-// pause waits until SyncInterval after started, or until Close.
+// pause waits until SyncInterval after started, until Close, until a Sync
+// waits, or until half of MaxUnsynced is waiting for an fsync: a busy server must not make its
+// requests wait for room (back-pressure) merely because the interval has not
+// passed yet.
 func (w *Writer) pause(started time.Time) {
 	d := w.opts.SyncInterval - time.Since(started)
 	if d <= 0 {
@@ -419,9 +441,20 @@ func (w *Writer) pause(started time.Time) {
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-w.quit:
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-w.quit:
+			return
+		case <-w.hurry:
+			w.mu.Lock()
+			full := w.unsynced >= w.opts.MaxUnsynced/2 || w.syncWaiters > 0
+			w.mu.Unlock()
+			if full {
+				return
+			}
+		}
 	}
 }
 

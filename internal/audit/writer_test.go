@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -352,5 +353,36 @@ func TestWriterSyncInterval(t *testing.T) {
 	}
 	if got := len(readLines(t, path)); got != n {
 		t.Fatalf("%d events in the file, want %d", got, n)
+	}
+}
+
+// TestWriterSyncIntervalHurries: with an interval far longer than the test,
+// writing past half of MaxUnsynced ends the syncer's pause, so a writer past
+// MaxUnsynced is let through by an fsync instead of waiting out the
+// interval. Without the early fsync the last Write would wait for room until
+// StallTimeout and fail with ErrStalled.
+func TestWriterSyncIntervalHurries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	const maxUnsynced = 4 << 10
+	w, err := Open(path, WriterOptions{SyncInterval: time.Hour, StallTimeout: 4 * time.Hour, MaxUnsynced: maxUnsynced})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The first event starts the first fsync at once; the pause follows it.
+	if err := w.Write([]byte(`{"n":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(`{"pad":"` + strings.Repeat("x", 200) + `"}`)
+	for i := 0; i < 4*maxUnsynced/len(line); i++ {
+		if err := w.Write(line); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
 	}
 }

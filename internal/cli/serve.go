@@ -78,7 +78,8 @@ type ServeConfig struct {
 	// internal error.
 	AuditFailOpen bool
 	// AuditSyncInterval is the least time between two fsyncs of the audit
-	// trail (--audit-sync-interval; 0: back to back).
+	// trail (--audit-sync-interval; 0: back to back; the flag's default is
+	// 100ms).
 	AuditSyncInterval time.Duration
 	// Caches bounds the domain's in-memory caches (--cache-size).
 	Caches kms.CacheSizes
@@ -440,7 +441,7 @@ func serveSettings(o *serveOptions) *config.Set {
 		{Name: "hsm-listen-ip", Usage: "address this replica's HSMs listen on (mutual TLS), reachable by the replicas of other hosts; default: each HSM at its ENI IP on the loopback network", Target: &o.hsmListenIP, Check: checkIP, Example: "10.0.1.5"},
 		{Name: "audit-stdout", Usage: "also write each audit event (one JSON line) to stdout", Default: "false", Kind: config.Bool, Target: &o.auditStdout},
 		{Name: "audit-fail-open", Usage: "answer requests even when their audit event cannot be written (default: they fail with an internal error)", Default: "false", Kind: config.Bool, Target: &o.auditFailOpen},
-		{Name: "audit-sync-interval", Usage: "least time between two fsyncs of the audit trail: 0 fsyncs again as soon as the last one returned; more means fewer fsyncs (less CPU) and a longer window of events a power loss can take (this interval plus one fsync; a crash of keyhold alone never loses an answered request's event)", Default: "0s", Kind: config.Duration, Target: &o.auditSync, Check: checkAuditSync},
+		{Name: "audit-sync-interval", Usage: "least time between two fsyncs of the audit trail, at most 1s: the window of events a power loss can take is this interval plus one fsync (a crash of keyhold alone never loses an answered request's event); 0 fsyncs again as soon as the last one returned, which costs CPU and, with one core, stalls requests", Default: "100ms", Kind: config.Duration, Target: &o.auditSync, Check: checkAuditSync},
 		{Name: "deletion-interval", Usage: "how often keys whose deletion date passed are deleted", Default: "1m", Kind: config.Duration, Target: &o.deletionInterval},
 		{Name: "shutdown-timeout", Usage: "on SIGTERM, how long in-flight requests may take to finish", Default: "30s", Kind: config.Duration, Target: &o.shutdownTimeout},
 		{Name: "pprof-addr", Usage: "serve Go's profiler (/debug/pprof/, for go tool pprof) on this loopback HOST:PORT; off by default", Target: &o.pprofAddr, Check: checkLoopbackAddr, Example: "127.0.0.1:6060"},
@@ -478,6 +479,12 @@ Every setting is a flag, a KEYHOLD_* environment variable and a line of the
 --config file; precedence is flag > environment > file > default.
 "keyhold config example" prints a complete commented file.
 
+Memory: two Go runtime variables are settings too. GOMEMLIMIT is the soft
+limit of the heap (default 224MiB: the garbage collector works harder near
+it, so that the caches of a million keys stay within about 300 MB of RSS);
+raise it along with --cache-size. GOGC is the collector's headroom (default
+400).
+
 Signals: SIGHUP reopens the audit file (for logrotate), reloads the TLS
 certificate and the log level; SIGTERM and SIGINT stop accepting requests and
 let in-flight ones finish within --shutdown-timeout.`,
@@ -514,7 +521,15 @@ func ramDir() (string, error) {
 }
 
 func runServe(ctx context.Context, o *serveOptions, set *config.Set, stdout, stderr io.Writer) error {
-	log, level, err := logs.New(stderr, o.logFormat, o.logLevel)
+	logOut := stderr
+	if f, ok := stderr.(*os.File); ok {
+		// A file or pipe costs a system call per write: the request log
+		// lines of a busy server go out in batches (see logs.BatchWriter).
+		bw := logs.NewBatchWriter(f)
+		defer bw.Close()
+		logOut = bw
+	}
+	log, level, err := logs.New(logOut, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}

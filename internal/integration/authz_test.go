@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -31,16 +30,6 @@ import (
 	"github.com/keyhold/keyhold/internal/hsm"
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
-
-func (e *env) awsConfig(t *testing.T, ak, sk, token string) aws.Config {
-	t.Helper()
-	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion("us-east-1"),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ak, sk, token)), config.WithRetryMaxAttempts(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 func (e *env) iam(t *testing.T, ak, sk string) *iam.Client {
 	return iam.NewFromConfig(e.awsConfig(t, ak, sk, ""), func(o *iam.Options) { o.BaseEndpoint = aws.String(e.Endpoint) })

@@ -53,7 +53,7 @@ func TestStoreMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, op := range []string{"CreateKey", "CreateAlias", "GetAlias", "ListKeys"} {
+	for _, op := range []string{"CreateKey", "CreateAlias", "GetAlias", "ListKeyIDs"} {
 		if calls[op] == 0 {
 			t.Errorf("no store latency samples for %s: %v", op, calls)
 		}

@@ -313,18 +313,19 @@ func (s *Service) ListKeys(ctx context.Context, c Request, limit int, marker str
 		return nil, Page{}, err
 	}
 	limit = pageLimit(limit)
-	keys, err := s.st.ListKeys(ctx, c.AccountID, s.regionOf(c), after, limit+1)
+	region := s.regionOf(c)
+	ids, err := s.st.ListKeyIDs(ctx, c.AccountID, region, after, limit+1)
 	if err != nil {
 		return nil, Page{}, internal("ListKeys", err)
 	}
 	var p Page
-	if len(keys) > limit {
-		keys = keys[:limit]
-		p = Page{Truncated: true, NextMarker: encodeMarker(keys[limit-1].ID)}
+	if len(ids) > limit {
+		ids = ids[:limit]
+		p = Page{Truncated: true, NextMarker: encodeMarker(ids[limit-1])}
 	}
-	out := make([]KeyListEntry, len(keys))
-	for i, k := range keys {
-		out[i] = KeyListEntry{KeyID: k.ID, ARN: keyARN(k)}
+	out := make([]KeyListEntry, len(ids))
+	for i, id := range ids {
+		out[i] = KeyListEntry{KeyID: id, ARN: keyARNIn(region, c.AccountID, id)}
 	}
 	return out, p, nil
 }

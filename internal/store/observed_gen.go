@@ -154,10 +154,10 @@ func (o *observed) DeleteKey(ctx context.Context, accountID string, region strin
 	return err
 }
 
-func (o *observed) ListKeys(ctx context.Context, accountID string, region string, after string, limit int) ([]Key, error) {
+func (o *observed) ListKeyIDs(ctx context.Context, accountID string, region string, after string, limit int) ([]string, error) {
 	start := time.Now()
-	r0, err := o.Store.ListKeys(ctx, accountID, region, after, limit)
-	o.obs("ListKeys", time.Since(start), err)
+	r0, err := o.Store.ListKeyIDs(ctx, accountID, region, after, limit)
+	o.obs("ListKeyIDs", time.Since(start), err)
 	return r0, err
 }
 

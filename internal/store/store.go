@@ -310,8 +310,9 @@ type Store interface {
 	ListPrincipalPolicies(ctx context.Context, principalARN string) ([]PrincipalPolicy, error)
 
 	// AssignRegion gives every key, alias, grant and custom key store
-	// stored before keyhold knew Regions (Region "") to region; a no-op
-	// once done.
+	// stored before keyhold knew Regions (Region "") to region. It runs
+	// once per database: the first call assigns, every later one (of any
+	// replica) returns at once without reading the tables.
 	AssignRegion(ctx context.Context, region string) error
 
 	// CreateKey fails with ErrExists when the id is taken in k's account
@@ -331,9 +332,10 @@ type Store interface {
 	// DeleteKey removes the key, every alias that points at it and its
 	// grants (in its Region).
 	DeleteKey(ctx context.Context, accountID, region, id string) error
-	// ListKeys returns up to limit keys of the account and Region with
-	// id > after, by id.
-	ListKeys(ctx context.Context, accountID, region, after string, limit int) ([]Key, error)
+	// ListKeyIDs returns up to limit key ids of the account and Region
+	// greater than after, in order. It reads no key record (ListKeys pages
+	// through a million keys from the primary key's index alone).
+	ListKeyIDs(ctx context.Context, accountID, region, after string, limit int) ([]string, error)
 	// KeysDueForDeletion returns keys in PendingDeletion whose DeletionDate
 	// is at or before t, in every account and Region.
 	KeysDueForDeletion(ctx context.Context, t time.Time) ([]Key, error)

@@ -109,6 +109,14 @@ var migrations = []string{
 	 ALTER TABLE custom_key_stores ADD COLUMN region TEXT NOT NULL DEFAULT '';
 	 DROP INDEX custom_key_stores_name;
 	 CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, region, name);`,
+	// Store.AssignRegion runs once (its UPDATEs scan whole tables): the row
+	// says it has not yet; the assignment deletes it.
+	`CREATE TABLE region_assignment (pending INTEGER NOT NULL);
+	 INSERT INTO region_assignment (pending) VALUES (1);`,
+	// Key records' data may be in sqlstore's binary form from here on
+	// (keycodec.go); the version says so, and an older keyhold refuses the
+	// database instead of failing on each such key. Nothing to change.
+	`SELECT 1;`,
 }
 
 // DB is the SQLite Store.

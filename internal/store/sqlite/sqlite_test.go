@@ -104,30 +104,41 @@ func TestOpenPathWithURICharacters(t *testing.T) {
 
 // TestRegionMigration: a database from before Regions keeps its keys,
 // aliases, grants and custom key stores through the migration, and the
-// server's default Region then owns them.
+// server's default Region then owns them; so does one that has the Region
+// columns from a keyhold that assigned them at every start (before
+// region_assignment), rows of the empty Region included.
 func TestRegionMigration(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "k.db")
-	regions := -1
+	regions, marker := -1, -1
 	for i, m := range migrations {
 		if strings.Contains(m, "CREATE TABLE keys_r") {
 			regions = i
 		}
+		if strings.Contains(m, "CREATE TABLE region_assignment") {
+			marker = i
+		}
 	}
-	if regions < 0 {
-		t.Fatal("no Region migration")
+	if regions < 0 || marker < 0 {
+		t.Fatal("no Region migration or no region_assignment migration")
 	}
+	for _, from := range []int{regions, marker} {
+		t.Run(fmt.Sprintf("from schema %d", from), func(t *testing.T) { regionMigration(t, from) })
+	}
+}
+
+func regionMigration(t *testing.T, from int) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "k.db")
 	raw, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, m := range migrations[:regions] {
+	for i, m := range migrations[:from] {
 		if _, err := raw.Exec(m); err != nil {
 			t.Fatalf("migration %d: %v", i+1, err)
 		}
 	}
 	for _, q := range []string{
-		fmt.Sprintf("PRAGMA user_version = %d", regions),
+		fmt.Sprintf("PRAGMA user_version = %d", from),
 		`INSERT INTO keys (account_id, id, state, version, data, rotation_due) VALUES ('111122223333', 'k1', 'Enabled', 3, '{"c":"2024-01-01T00:00:00Z","u":"ENCRYPT_DECRYPT","s":"SYMMETRIC_DEFAULT","o":"AWS_KMS","p":"{}","r":{}}', 0)`,
 		`INSERT INTO aliases (account_id, name, key_id, created, updated) VALUES ('111122223333', 'alias/one', 'k1', 1, 1)`,
 		`INSERT INTO grants (account_id, key_id, id, grantee, data) VALUES ('111122223333', 'k1', 'g1', 'arn:aws:iam::111122223333:user/x', '{"ia":"111122223333","o":["Encrypt"],"c":"2024-01-01T00:00:00Z"}')`,
@@ -161,5 +172,12 @@ func TestRegionMigration(t *testing.T) {
 	}
 	if _, err := db.GetKey(ctx, "111122223333", "us-east-1", "k1"); err == nil {
 		t.Fatal("the migrated key is seen from another Region")
+	}
+	// The next start does not assign again.
+	if err := db.AssignRegion(ctx, "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetKey(ctx, "111122223333", "eu-central-1", "k1"); err != nil {
+		t.Fatalf("the second start moved the key: %v", err)
 	}
 }

@@ -451,7 +451,8 @@ func (d *DB) ListPrincipalPolicies(ctx context.Context, principalARN string) ([]
 	return out, d.wrap("store.ListPrincipalPolicies", rows.Err())
 }
 
-// keyData is the JSON form of the columns not needed for queries.
+// keyData is the JSON form of the columns not needed for queries, as
+// keyhold wrote it before keycodec.go's binary form (still read).
 type keyData struct {
 	CreationDate        time.Time               `json:"c"`
 	Description         string                  `json:"d,omitempty"`
@@ -473,9 +474,7 @@ type keyData struct {
 }
 
 func keyArgs(k store.Key) (data []byte, del int64, err error) {
-	data, err = json.Marshal(keyData{k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin, k.DeletionDate,
-		k.PendingWindowInDays, k.Policy, k.Tags, k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial,
-		k.Materials, k.Rotation, k.Import, k.KeyManager, k.MultiRegion})
+	data = encodeKeyData(&k)
 	if !k.DeletionDate.IsZero() {
 		del = k.DeletionDate.UnixNano()
 	}
@@ -515,16 +514,7 @@ func scanKey(s scanner) (store.Key, error) {
 	if err := s.Scan(&k.AccountID, &k.Region, &k.ID, &k.State, &k.CustomKeyStoreID, &k.XksKeyID, &k.Version, &data); err != nil {
 		return k, err
 	}
-	var kd keyData
-	if err := json.Unmarshal(data, &kd); err != nil {
-		return k, err
-	}
-	k.CreationDate, k.Description, k.KeyUsage, k.KeySpec, k.Origin = kd.CreationDate, kd.Description, kd.KeyUsage, kd.KeySpec, kd.Origin
-	k.DeletionDate, k.PendingWindowInDays, k.Policy, k.Tags = kd.DeletionDate, kd.PendingWindowInDays, kd.Policy, kd.Tags
-	k.CloudHsmClusterID, k.BackingKeyID, k.SealedMaterial = kd.CloudHsmClusterID, kd.BackingKeyID, kd.SealedMaterial
-	k.Materials, k.Rotation, k.Import, k.KeyManager = kd.Materials, kd.Rotation, kd.Import, kd.KeyManager
-	k.MultiRegion = kd.MultiRegion
-	return k, nil
+	return k, decodeKeyData(data, &k)
 }
 
 func (d *DB) CreateKey(ctx context.Context, k store.Key) error {
@@ -551,16 +541,35 @@ func (d *DB) ListKeyRegions(ctx context.Context, accountID, id string) ([]store.
 	return d.queryKeys(ctx, "store.ListKeyRegions", "SELECT "+keyCols+" FROM keys WHERE id = ? AND account_id = ? ORDER BY region", id, accountID)
 }
 
-// AssignRegion gives rows stored before Regions existed to region.
+// AssignRegion gives rows stored before Regions existed to region, once:
+// the schema migration that brought the region_assignment table left one
+// row in it, and the transaction that assigns deletes it. Each UPDATE is
+// a scan of a whole table (region leads no index), minutes with a million
+// keys, so later starts must not repeat them. Replicas starting together
+// serialise on the row: the second finds it gone.
 func (d *DB) AssignRegion(ctx context.Context, region string) error {
 	if region == "" {
 		return d.errorf("store.AssignRegion: empty region")
+	}
+	var pending int
+	switch err := d.q.QueryRowContext(ctx, "SELECT COUNT(*) FROM region_assignment").Scan(&pending); {
+	case err != nil:
+		return d.wrap("store.AssignRegion", err)
+	case pending == 0:
+		return nil
 	}
 	tx, err := d.begin(ctx)
 	if err != nil {
 		return d.wrap("store.AssignRegion", err)
 	}
 	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "DELETE FROM region_assignment")
+	if err != nil {
+		return d.wrap("store.AssignRegion", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return d.wrap("store.AssignRegion", err) // another replica assigned
+	}
 	for _, t := range []string{"keys", "aliases", "grants", "custom_key_stores", "key_usage"} {
 		if _, err := tx.ExecContext(ctx, "UPDATE "+t+" SET region = ? WHERE region = ''", region); err != nil {
 			return d.wrap("store.AssignRegion", err)
@@ -631,8 +640,21 @@ func (d *DB) queryKeys(ctx context.Context, op, q string, args ...any) ([]store.
 	return out, d.wrap(op, rows.Err())
 }
 
-func (d *DB) ListKeys(ctx context.Context, accountID, region, after string, limit int) ([]store.Key, error) {
-	return d.queryKeys(ctx, "store.ListKeys", "SELECT "+keyCols+" FROM keys WHERE account_id = ? AND region = ? AND id > ? ORDER BY id LIMIT ?", accountID, region, after, limit)
+func (d *DB) ListKeyIDs(ctx context.Context, accountID, region, after string, limit int) ([]string, error) {
+	rows, err := d.q.QueryContext(ctx, "SELECT id FROM keys WHERE account_id = ? AND region = ? AND id > ? ORDER BY id LIMIT ?", accountID, region, after, limit)
+	if err != nil {
+		return nil, d.wrap("store.ListKeyIDs", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, d.wrap("store.ListKeyIDs", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, d.wrap("store.ListKeyIDs", rows.Err())
 }
 
 func (d *DB) KeysDueForDeletion(ctx context.Context, t time.Time) ([]store.Key, error) {

@@ -112,9 +112,9 @@ func keys(t *testing.T, s store.Store) {
 	if due, _ := s.KeysDueForDeletion(ctx, time.Unix(1700000099, 0)); len(due) != 0 {
 		t.Fatalf("key due too early: %v", due)
 	}
-	page, err := s.ListKeys(ctx, a, R, "k1", 2)
-	if err != nil || len(page) != 2 || page[0].ID != "k2" || page[1].ID != "k3" {
-		t.Fatalf("ListKeys after k1 = %v, %v", page, err)
+	page, err := s.ListKeyIDs(ctx, a, R, "k1", 2)
+	if err != nil || len(page) != 2 || page[0] != "k2" || page[1] != "k3" {
+		t.Fatalf("ListKeyIDs after k1 = %v, %v", page, err)
 	}
 	x := key(a, "x1")
 	x.CustomKeyStoreID, x.XksKeyID = "cks-1", "ext-1"
@@ -314,11 +314,11 @@ func regions(t *testing.T, s store.Store) {
 	if k, err := s.FindKey(ctx, other, "mrk-1"); err != nil || k.Region != other {
 		t.Fatalf("FindKey of the replica: %+v, %v", k, err)
 	}
-	if l, err := s.ListKeys(ctx, a, other, "", 10); err != nil || len(l) != 1 || l[0].ID != "mrk-1" {
-		t.Fatalf("ListKeys of %s = %v, %v", other, l, err)
+	if l, err := s.ListKeyIDs(ctx, a, other, "", 10); err != nil || len(l) != 1 || l[0] != "mrk-1" {
+		t.Fatalf("ListKeyIDs of %s = %v, %v", other, l, err)
 	}
-	if l, err := s.ListKeys(ctx, a, R, "", 10); err != nil || len(l) != 2 {
-		t.Fatalf("ListKeys of %s = %v, %v", R, l, err)
+	if l, err := s.ListKeyIDs(ctx, a, R, "", 10); err != nil || len(l) != 2 {
+		t.Fatalf("ListKeyIDs of %s = %v, %v", R, l, err)
 	}
 	rows, err := s.ListKeyRegions(ctx, a, "mrk-1")
 	if err != nil || len(rows) != 2 || rows[0].Region != other || rows[1].Region != R {
@@ -422,8 +422,21 @@ func assignRegion(t *testing.T, s store.Store) {
 	if err := s.AssignRegion(ctx, "ap-southeast-2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AssignRegion(ctx, "us-west-2"); err != nil { // nothing left to assign
+	// Once per database: a later call (another start) reads nothing, so a
+	// row written since with Region "" stays where it is.
+	late := key(a, "late")
+	late.Region = ""
+	if err := s.CreateKey(ctx, late); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.AssignRegion(ctx, "us-west-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, a, "", "late"); err != nil {
+		t.Fatalf("the second AssignRegion assigned again: %v", err)
+	}
+	if _, err := s.GetKey(ctx, a, "us-west-2", "old"); err == nil {
+		t.Fatal("the second AssignRegion moved a key")
 	}
 	if k, err := s.GetKey(ctx, a, "ap-southeast-2", "old"); err != nil || k.Region != "ap-southeast-2" {
 		t.Fatalf("old key: %+v, %v", k, err)

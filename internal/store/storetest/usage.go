@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -53,6 +54,26 @@ func keyUsage(t *testing.T, s store.Store) {
 	}
 	if got, _, _ := s.GetKeyUsage(ctx, k.AccountID, "", k.ID); got.Operation != "Decrypt" || got.RequestID != "r3" {
 		t.Fatalf("a newer use did not replace the last one: %+v", got)
+	}
+	// A large batch (written in chunks), a key twice in it: each key's
+	// latest use, whatever its place in the batch.
+	var bulk []store.KeyUsage
+	for i := range 150 {
+		bulk = append(bulk, store.KeyUsage{AccountID: k.AccountID, KeyID: fmt.Sprintf("bulk-%03d", i), Operation: "Encrypt", RequestID: fmt.Sprint("b", i), Time: t1})
+	}
+	bulk = append([]store.KeyUsage{{AccountID: k.AccountID, KeyID: "bulk-070", Operation: "Sign", RequestID: "later", Time: t1.Add(time.Second)}}, bulk...)
+	bulk = append(bulk, store.KeyUsage{AccountID: k.AccountID, KeyID: "bulk-071", Operation: "Sign", RequestID: "earlier", Time: t1.Add(-time.Second)})
+	if err := s.RecordKeyUsage(ctx, bulk); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 150 {
+		want := fmt.Sprint("b", i)
+		if i == 70 {
+			want = "later"
+		}
+		if got, _, err := s.GetKeyUsage(ctx, k.AccountID, "", fmt.Sprintf("bulk-%03d", i)); err != nil || got.RequestID != want {
+			t.Fatalf("bulk-%03d: %+v, %v; want request %s", i, got, err, want)
+		}
 	}
 	if err := s.DeleteKey(ctx, k.AccountID, k.Region, k.ID); err != nil {
 		t.Fatal(err)

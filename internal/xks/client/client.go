@@ -10,7 +10,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -22,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,15 +87,13 @@ type EncryptResult struct {
 // Client calls one XKS proxy key store. It is safe for concurrent use.
 type Client struct {
 	cfg    Config
-	base   string
+	host   string // the Host header: the endpoint's host[:port] as written
+	path   string // cfg.Path
 	pool   *connPool
 	signer *sigv4.Signer
 }
 
-var (
-	pathRE  = regexp.MustCompile(`^(/[a-zA-Z0-9/_-]+)?/kms/xks/v\d{1,2}$`)
-	keyIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-)
+var pathRE = regexp.MustCompile(`^(/[a-zA-Z0-9/_-]+)?/kms/xks/v\d{1,2}$`)
 
 // New validates cfg and builds a Client. A bad configuration gives a
 // *ConfigError (ConnectionErrorCode XKS_PROXY_INVALID_CONFIGURATION).
@@ -121,7 +119,8 @@ func New(cfg Config) (*Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs, ServerName: host, NextProtos: []string{"http/1.1"}}
 	return &Client{
 		cfg:    cfg,
-		base:   strings.TrimSuffix(u.Scheme+"://"+u.Host, "/") + cfg.Path,
+		host:   u.Host,
+		path:   cfg.Path,
 		pool:   newConnPool(net.JoinHostPort(host, port), tc, cfg.Timeout),
 		signer: &sigv4.Signer{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, Region: cfg.Region, Service: xks.Service},
 	}, nil
@@ -150,7 +149,7 @@ var ErrUnavailable = errors.New("xks client: the proxy reports every external ke
 // ErrUnavailable (ConnectionErrorCode XKS_PROXY_NOT_REACHABLE).
 func (c *Client) Health(ctx context.Context, md RequestMetadata) (HealthStatus, error) {
 	var out xks.HealthResponse
-	if err := c.call(ctx, "/health", xks.HealthRequest{RequestMetadata: wireMetadata(md, "health")}, &out); err != nil {
+	if err := c.callJSON(ctx, "/health", xks.HealthRequest{RequestMetadata: wireMetadata(md, "health")}, &out); err != nil {
 		return HealthStatus{}, err
 	}
 	if out.XksProxyFleetSize < 1 || len(out.EKMFleetDetails) < 1 || len(out.EKMFleetDetails) > 10 {
@@ -175,10 +174,25 @@ func (c *Client) Health(ctx context.Context, md RequestMetadata) (HealthStatus, 
 }
 
 func keyPath(keyID, op string) (string, error) {
-	if !keyIDRE.MatchString(keyID) {
+	if !validKeyID(keyID) {
 		return "", &ConfigError{"external key id must be 1-128 chars of [A-Za-z0-9-._]"}
 	}
 	return "/keys/" + keyID + "/" + op, nil
+}
+
+// validKeyID: 1-128 of [A-Za-z0-9._-] (an external key id; safe in a path
+// as it is).
+func validKeyID(id string) bool {
+	if len(id) < 1 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // KeyMetadata calls GetKeyMetadata. It does not judge the answer; see
@@ -189,7 +203,7 @@ func (c *Client) KeyMetadata(ctx context.Context, keyID string, md RequestMetada
 		return KeyMetadata{}, err
 	}
 	var out xks.MetadataResponse
-	if err := c.call(ctx, p, xks.MetadataRequest{RequestMetadata: wireMetadata(md, "metadata")}, &out); err != nil {
+	if err := c.callJSON(ctx, p, xks.MetadataRequest{RequestMetadata: wireMetadata(md, "metadata")}, &out); err != nil {
 		return KeyMetadata{}, err
 	}
 	if out.KeySpec == "" || out.KeyStatus == "" || out.KeyUsage == nil || len(out.KeyUsage) > 10 {
@@ -240,7 +254,8 @@ func (c *Client) Encrypt(ctx context.Context, keyID string, md RequestMetadata, 
 		AdditionalAuthenticatedData: aad, CiphertextDataIntegrityValueAlgorithm: xks.CDIVAlgorithm,
 	}
 	var out xks.EncryptResponse
-	if err := c.call(ctx, p, in, &out); err != nil {
+	body := appendEncryptRequest(make([]byte, 0, 384+(len(plaintext)+len(aad))*4/3), &in)
+	if err := c.call(ctx, p, body, func(data []byte) error { return decodeEncryptResponse(data, &out) }); err != nil {
 		return EncryptResult{}, err
 	}
 	switch {
@@ -277,7 +292,8 @@ func (c *Client) Decrypt(ctx context.Context, keyID string, md RequestMetadata, 
 		InitializationVector: iv, AuthenticationTag: authTag,
 	}
 	var out xks.DecryptResponse
-	if err := c.call(ctx, p, in, &out); err != nil {
+	body := appendDecryptRequest(make([]byte, 0, 448+(len(ciphertext)+len(aad))*4/3), &in)
+	if err := c.call(ctx, p, body, func(data []byte) error { return decodeDecryptResponse(data, &out) }); err != nil {
 		return nil, err
 	}
 	if out.Plaintext == nil || len(out.Plaintext) != len(ciphertext) {
@@ -286,16 +302,21 @@ func (c *Client) Decrypt(ctx context.Context, keyID string, md RequestMetadata, 
 	return out.Plaintext, nil
 }
 
-// call POSTs in to path and decodes a 200 answer into out, retrying once
-// when an attempt times out at the network level.
-func (c *Client) call(ctx context.Context, path string, in, out any) error {
+// callJSON is call with encoding/json both ways.
+func (c *Client) callJSON(ctx context.Context, path string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("xks client: %w", err)
 	}
+	return c.call(ctx, path, body, func(data []byte) error { return json.Unmarshal(data, out) })
+}
+
+// call POSTs body to path and decodes a 200 answer with decode, retrying
+// once when an attempt times out at the network level.
+func (c *Client) call(ctx context.Context, path string, body []byte, decode func([]byte) error) error {
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		lastErr = c.attempt(ctx, path, body, out)
+		lastErr = c.attempt(ctx, path, body, decode)
 		var te *TransportError
 		if lastErr == nil || !errors.As(lastErr, &te) || te.Kind != Timeout || ctx.Err() != nil {
 			return lastErr
@@ -304,20 +325,38 @@ func (c *Client) call(ctx context.Context, path string, in, out any) error {
 	return lastErr
 }
 
-func (c *Client) attempt(ctx context.Context, path string, body []byte, out any) error {
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return &ConfigError{"cannot build a request for this endpoint"}
+// signedContentType is the header signed besides host and x-amz-date.
+var signedContentType = []sigv4.Header{{Name: "content-type", Value: "application/json"}}
+
+// attempt makes one call within the per-attempt limit. The request is
+// written as net/http's Request.Write would write it (the same headers in
+// the same order), without building an http.Request.
+func (c *Client) attempt(ctx context.Context, path string, body []byte, decode func([]byte) error) error {
+	deadline := time.Now().Add(c.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if err := c.signer.Sign(req, body); err != nil {
+	amzDate, auth, err := c.signer.SignParts(http.MethodPost, c.host, c.path+path, signedContentType, body)
+	if err != nil {
 		return fmt.Errorf("xks client: sign: %w", err)
 	}
-	status, data, err := c.pool.do(actx, req)
+	req := make([]byte, 0, 400+len(c.host)+len(c.path)+len(path)+len(auth)+len(body))
+	req = append(req, "POST "...)
+	req = append(req, c.path...)
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, c.host...)
+	req = append(req, "\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: "...)
+	req = strconv.AppendInt(req, int64(len(body)), 10)
+	req = append(req, "\r\nAuthorization: "...)
+	req = append(req, auth...)
+	req = append(req, "\r\nContent-Type: application/json\r\nX-Amz-Date: "...)
+	req = append(req, amzDate...)
+	req = append(req, "\r\n\r\n"...)
+	req = append(req, body...)
+	status, data, err := c.pool.do(ctx, deadline, req)
 	if err != nil {
-		return classifyTransport(err, actx)
+		return classifyTransport(err, !time.Now().Before(deadline))
 	}
 	if status != http.StatusOK {
 		var e xks.ErrorResponse
@@ -326,7 +365,7 @@ func (c *Client) attempt(ctx context.Context, path string, body []byte, out any)
 		}
 		return invalid(fmt.Sprintf("HTTP %d without an XKS error body", status))
 	}
-	if err := json.Unmarshal(data, out); err != nil {
+	if err := decode(data); err != nil {
 		return invalid("answer is not valid JSON for this API")
 	}
 	return nil

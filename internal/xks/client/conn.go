@@ -37,7 +37,6 @@ const (
 type poolConn struct {
 	nc       net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
 	idleFrom time.Time
 }
 
@@ -45,8 +44,9 @@ func newConnPool(addr string, cfg *tls.Config, dialTimeout time.Duration) *connP
 	return &connPool{addr: addr, tls: cfg, dialTimeout: dialTimeout}
 }
 
-// get returns an idle connection (reused) or a new one.
-func (p *connPool) get(ctx context.Context) (pc *poolConn, reused bool, err error) {
+// get returns an idle connection (reused) or a new one, dialled by
+// deadline.
+func (p *connPool) get(ctx context.Context, deadline time.Time) (pc *poolConn, reused bool, err error) {
 	now := time.Now()
 	p.mu.Lock()
 	for len(p.idle) > 0 {
@@ -59,12 +59,14 @@ func (p *connPool) get(ctx context.Context) (pc *poolConn, reused bool, err erro
 		pc.nc.Close()
 	}
 	p.mu.Unlock()
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: p.dialTimeout, KeepAlive: 30 * time.Second}, Config: p.tls}
-	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	nc, err := d.DialContext(dctx, "tcp", p.addr)
 	if err != nil {
 		return nil, false, err
 	}
-	return &poolConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
+	return &poolConn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
 }
 
 func (p *connPool) put(pc *poolConn) {
@@ -95,23 +97,18 @@ func (p *connPool) closeIdle() {
 // errAnswerTooLarge: the proxy's answer is over maxResponse.
 var errAnswerTooLarge = errors.New("answer larger than 1 MiB")
 
-// do sends req (its body from GetBody) and returns the status and body of
-// the answer. A connection kept alive that the proxy closed meanwhile fails
-// before any byte of an answer arrives: the call is then sent once more on
-// a new connection (every XKS call can be repeated: none changes state).
-func (p *connPool) do(ctx context.Context, req *http.Request) (int, []byte, error) {
+// do sends req (a whole HTTP/1.1 request) and returns the status and body
+// of the answer, all by deadline (or until ctx ends). A connection kept
+// alive that the proxy closed meanwhile fails before any byte of an answer
+// arrives: the call is then sent once more on a new connection (every XKS
+// call can be repeated: none changes state).
+func (p *connPool) do(ctx context.Context, deadline time.Time, req []byte) (int, []byte, error) {
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := p.get(ctx)
+		pc, reused, err := p.get(ctx, deadline)
 		if err != nil {
 			return 0, nil, err
 		}
-		if attempt > 0 {
-			if req.Body, err = req.GetBody(); err != nil {
-				pc.nc.Close()
-				return 0, nil, err
-			}
-		}
-		status, data, answered, err := pc.roundTrip(ctx, req)
+		status, data, answered, err := pc.roundTrip(ctx, deadline, req)
 		if err == nil {
 			p.put(pc)
 			return status, data, nil
@@ -133,21 +130,19 @@ var longAgo = time.Unix(1, 0)
 // an answer arrived (so the call was received). A nil error means the
 // connection can be reused; errAnswerTooLarge returns the first maxResponse
 // bytes.
-func (pc *poolConn) roundTrip(ctx context.Context, req *http.Request) (status int, data []byte, answered bool, err error) {
-	dl, _ := ctx.Deadline()
-	pc.nc.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(longAgo) })
-	defer stop()
-	if err := req.Write(pc.bw); err != nil {
-		return 0, nil, false, err
+func (pc *poolConn) roundTrip(ctx context.Context, deadline time.Time, req []byte) (status int, data []byte, answered bool, err error) {
+	pc.nc.SetDeadline(deadline)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(longAgo) })
+		defer stop()
 	}
-	if err := pc.bw.Flush(); err != nil {
+	if _, err := pc.nc.Write(req); err != nil {
 		return 0, nil, false, err
 	}
 	if _, err := pc.br.Peek(1); err != nil {
 		return 0, nil, false, err
 	}
-	resp, err := http.ReadResponse(pc.br, req)
+	resp, err := http.ReadResponse(pc.br, nil)
 	if err != nil {
 		return 0, nil, true, err
 	}

@@ -59,7 +59,7 @@ func (e *TransportError) Error() string {
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
-func classifyTransport(err error, actx context.Context) error {
+func classifyTransport(err error, expired bool) error {
 	var (
 		ua  x509.UnknownAuthorityError
 		he  x509.HostnameError
@@ -73,7 +73,7 @@ func classifyTransport(err error, actx context.Context) error {
 	case errors.As(err, &cve), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci),
 		errors.As(err, &rhe), errors.As(err, &ae):
 		return &TransportError{TLSFailure, err}
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(actx.Err(), context.DeadlineExceeded),
+	case errors.Is(err, context.DeadlineExceeded) || expired,
 		errors.As(err, &ne) && ne.Timeout():
 		return &TransportError{Timeout, err}
 	}

@@ -7,11 +7,12 @@
 # without them those tests skip and say so).
 #
 # What runs when (2 cores must be enough; see `ci` in the issue tracker):
-#   1. gofmt, then the binary (without -race) the e2e scripts run.
+#   1. gofmt.
 #   2. Then everything at once, each job's output in its own log printed
-#      when it ends: every e2e script (as soon as the binary exists);
-#      `go test -race ./...` (on SQLite; the replica tests use PostgreSQL
-#      whatever the store); one test binary built without -race that runs
+#      when it ends: `go test -race ./...` (on SQLite; the replica tests
+#      use PostgreSQL whatever the store), the longest job, first; beside
+#      it the binary (without -race), then every e2e script with it; one
+#      test binary built without -race that runs
 #      the integration tests on PostgreSQL, and once that binary is built
 #      (it needs nearly every package compiled without -race) go vet
 #      ./... (at nice 10: nothing waits for it) and keyholdtest/example.
@@ -75,10 +76,7 @@ echo "== gofmt"
 unformatted=$(gofmt -l cmd internal keyholdtest)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
 
-echo "== build ($(elapsed))"
 BIN=$WORK/keyhold
-TIMEFORMAT="== build: %U s user, %S s system"
-time go build -o "$BIN" ./cmd/keyhold
 
 # cpu_seconds FILE: the user+system seconds bash's `time` wrote in FILE
 # (TIMEFORMAT='%U %S'), whole seconds.
@@ -179,23 +177,31 @@ nonrace() {
 }
 
 mkdir -p "$WORK/e2e"
+# The race pass is the longest job: it starts first, beside the binary's
+# build (the two share no compiled package).
+echo "== go test -race ./... in the background ($(elapsed))"
+in_background job go-test-race go test -race -vet=off -count=1 -parallel "$GO_TEST_PARALLEL" -timeout 15m ./...
+
+echo "== build ($(elapsed))"
+TIMEFORMAT="== build: %U s user, %S s system"
+time go build -o "$BIN" ./cmd/keyhold
+
 if [ "$E2E_OVERLAP" != 0 ]; then start_e2e; fi
 echo "== in the background without -race: the integration test binary, then its PostgreSQL pass and SDK load test, keyholdtest/example, go vet ($(elapsed))"
 in_background nonrace
-
-echo "== go test -race ./... ($(elapsed))"
-go_rc=0
-TIMEFORMAT="== go test -race: %U s user, %S s system"
-time go test -race -vet=off -count=1 -parallel "$GO_TEST_PARALLEL" -timeout 15m ./... || go_rc=$?
-echo "== go test -race done ($(elapsed))"
 if [ "$E2E_OVERLAP" = 0 ]; then
   wait "${bg_pids[@]}" || true
+  bg_pids=()
   start_e2e
 fi
 
 wait "${bg_pids[@]}" || true
 bg_pids=()
 failed=0
+echo "== go test -race ./... said:"
+cat "$WORK/go-test-race.log" 2>/dev/null || true
+read -r go_rc secs at cpu <"$WORK/go-test-race.rc" || { go_rc=255 secs=? at=? cpu=?; }
+echo "== go test -race: exit $go_rc (${secs}s, ${cpu} CPU-s, done at $at)"
 report integration-build || failed=1
 report go-vet || failed=1
 report integration-nonrace || failed=1

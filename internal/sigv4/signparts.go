@@ -71,17 +71,9 @@ func (s *Signer) SignParts(method, host, escapedPath string, headers []Header, b
 	c = append(c, '\n')
 	sum := sha256.Sum256(body)
 	c = hex.AppendEncode(c, sum[:])
-	sum = sha256.Sum256(c)
 
 	scope := date + "/" + s.Region + "/" + s.Service + "/" + terminator
-	sts := c[:0]
-	sts = append(sts, algorithm...)
-	sts = append(sts, '\n')
-	sts = append(sts, amzDate...)
-	sts = append(sts, '\n')
-	sts = append(sts, scope...)
-	sts = append(sts, '\n')
-	sts = hex.AppendEncode(sts, sum[:])
+	sts := appendHashedStringToSign(c[:0], amzDate, scope, c)
 	m := hmac.New(sha256.New, s.key(date))
 	m.Write(sts)
 	var sig [sha256.Size]byte

@@ -323,8 +323,14 @@ func appendStringToSign(dst []byte, r *http.Request, uri, query string, signed [
 	}
 	c = append(c, '\n')
 	c = append(c, payloadHash...)
-	sum := sha256.Sum256(c)
+	return appendHashedStringToSign(dst, amzDate, scope, c)
+}
 
+// appendHashedStringToSign appends the string to sign of the canonical
+// request canonical to dst. canonical is hashed first, so it may share dst's
+// backing array past len(dst).
+func appendHashedStringToSign(dst []byte, amzDate, scope string, canonical []byte) []byte {
+	sum := sha256.Sum256(canonical)
 	dst = append(dst, algorithm...)
 	dst = append(dst, '\n')
 	dst = append(dst, amzDate...)

@@ -5,7 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/keyhold/keyhold/internal/jsonquote"
 )
 
 // appendEvent appends ev exactly as encoding/json marshals it (same member
@@ -16,28 +17,28 @@ import (
 // byte for byte.
 func appendEvent(b []byte, ev *Event) (_ []byte, ok bool) {
 	b = append(b, `{"eventVersion":`...)
-	b = appendString(b, ev.EventVersion)
+	b = jsonquote.AppendString(b, ev.EventVersion)
 	b = append(b, `,"userIdentity":`...)
 	b = appendIdentity(b, &ev.UserIdentity)
 	b = append(b, `,"eventTime":`...)
-	b = appendString(b, ev.EventTime)
+	b = jsonquote.AppendString(b, ev.EventTime)
 	b = append(b, `,"eventSource":`...)
-	b = appendString(b, ev.EventSource)
+	b = jsonquote.AppendString(b, ev.EventSource)
 	b = append(b, `,"eventName":`...)
-	b = appendString(b, ev.EventName)
+	b = jsonquote.AppendString(b, ev.EventName)
 	b = append(b, `,"awsRegion":`...)
-	b = appendString(b, ev.AWSRegion)
+	b = jsonquote.AppendString(b, ev.AWSRegion)
 	b = append(b, `,"sourceIPAddress":`...)
-	b = appendString(b, ev.SourceIPAddress)
+	b = jsonquote.AppendString(b, ev.SourceIPAddress)
 	b = append(b, `,"userAgent":`...)
-	b = appendString(b, ev.UserAgent)
+	b = jsonquote.AppendString(b, ev.UserAgent)
 	if ev.ErrorCode != "" {
 		b = append(b, `,"errorCode":`...)
-		b = appendString(b, ev.ErrorCode)
+		b = jsonquote.AppendString(b, ev.ErrorCode)
 	}
 	if ev.ErrorMessage != "" {
 		b = append(b, `,"errorMessage":`...)
-		b = appendString(b, ev.ErrorMessage)
+		b = jsonquote.AppendString(b, ev.ErrorMessage)
 	}
 	b = append(b, `,"requestParameters":`...)
 	if b, ok = appendValue(b, ev.RequestParameters); !ok {
@@ -48,9 +49,9 @@ func appendEvent(b []byte, ev *Event) (_ []byte, ok bool) {
 		return b, false
 	}
 	b = append(b, `,"requestID":`...)
-	b = appendString(b, ev.RequestID)
+	b = jsonquote.AppendString(b, ev.RequestID)
 	b = append(b, `,"eventID":`...)
-	b = appendString(b, ev.EventID)
+	b = jsonquote.AppendString(b, ev.EventID)
 	b = append(b, `,"readOnly":`...)
 	b = strconv.AppendBool(b, ev.ReadOnly)
 	if len(ev.Resources) > 0 {
@@ -60,29 +61,29 @@ func appendEvent(b []byte, ev *Event) (_ []byte, ok bool) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"accountId":`...)
-			b = appendString(b, r.AccountID)
+			b = jsonquote.AppendString(b, r.AccountID)
 			b = append(b, `,"type":`...)
-			b = appendString(b, r.Type)
+			b = jsonquote.AppendString(b, r.Type)
 			b = append(b, `,"ARN":`...)
-			b = appendString(b, r.ARN)
+			b = jsonquote.AppendString(b, r.ARN)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}
 	b = append(b, `,"eventType":`...)
-	b = appendString(b, ev.EventType)
+	b = jsonquote.AppendString(b, ev.EventType)
 	b = append(b, `,"managementEvent":`...)
 	b = strconv.AppendBool(b, ev.ManagementEvent)
 	b = append(b, `,"recipientAccountId":`...)
-	b = appendString(b, ev.RecipientAccountID)
+	b = jsonquote.AppendString(b, ev.RecipientAccountID)
 	b = append(b, `,"eventCategory":`...)
-	b = appendString(b, ev.EventCategory)
+	b = jsonquote.AppendString(b, ev.EventCategory)
 	return append(b, '}'), true
 }
 
 func appendIdentity(b []byte, id *UserIdentity) []byte {
 	b = append(b, `{"type":`...)
-	b = appendString(b, id.Type)
+	b = jsonquote.AppendString(b, id.Type)
 	b = appendOmitEmpty(b, `,"principalId":`, id.PrincipalID)
 	b = appendOmitEmpty(b, `,"arn":`, id.ARN)
 	b = appendOmitEmpty(b, `,"accountId":`, id.AccountID)
@@ -91,14 +92,14 @@ func appendIdentity(b []byte, id *UserIdentity) []byte {
 	if sc := id.SessionContext; sc != nil {
 		si := &sc.SessionIssuer
 		b = append(b, `,"sessionContext":{"sessionIssuer":{"type":`...)
-		b = appendString(b, si.Type)
+		b = jsonquote.AppendString(b, si.Type)
 		b = appendOmitEmpty(b, `,"principalId":`, si.PrincipalID)
 		b = append(b, `,"arn":`...)
-		b = appendString(b, si.ARN)
+		b = jsonquote.AppendString(b, si.ARN)
 		b = append(b, `,"accountId":`...)
-		b = appendString(b, si.AccountID)
+		b = jsonquote.AppendString(b, si.AccountID)
 		b = append(b, `,"userName":`...)
-		b = appendString(b, si.UserName)
+		b = jsonquote.AppendString(b, si.UserName)
 		b = append(b, "}}"...)
 	}
 	return append(b, '}')
@@ -108,7 +109,7 @@ func appendOmitEmpty(b []byte, name, v string) []byte {
 	if v == "" {
 		return b
 	}
-	return appendString(append(b, name...), v)
+	return jsonquote.AppendString(append(b, name...), v)
 }
 
 // appendValue encodes what render produces: nil, strings, booleans,
@@ -118,7 +119,7 @@ func appendValue(b []byte, v any) (_ []byte, ok bool) {
 	case nil:
 		return append(b, "null"...), true
 	case string:
-		return appendString(b, t), true
+		return jsonquote.AppendString(b, t), true
 	case bool:
 		return strconv.AppendBool(b, t), true
 	case json.Number:
@@ -145,7 +146,7 @@ func appendValue(b []byte, v any) (_ []byte, ok bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonquote.AppendString(b, k)
 			b = append(b, ':')
 			if b, ok = appendValue(b, t[k]); !ok {
 				return b, false
@@ -214,60 +215,4 @@ func validNumber(s string) bool {
 		}
 	}
 	return s == ""
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString quotes s as encoding/json does with HTML escaping on:
-// control characters, <, > and & as \u00XX (or the short escapes), invalid
-// UTF-8 as \ufffd, U+2028 and U+2029 escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -48,17 +48,6 @@ func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-func FuzzAppendString(f *testing.F) {
-	f.Add("plain")
-	f.Add("<&>\"\\\x00\u2028\xff")
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("appendString(%q) = %s, want %s", s, got, want)
-		}
-	})
-}
-
 func FuzzValidNumber(f *testing.F) {
 	for _, s := range []string{"0", "-0", "1.5", "1e5", "1E+5", "-1.5e-3", "01", "1.", ".5", "-", "1e", "+1", "0x1"} {
 		f.Add(s)

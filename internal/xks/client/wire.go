@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 
+	"github.com/keyhold/keyhold/internal/jsonquote"
 	"github.com/keyhold/keyhold/internal/xks"
 )
 
@@ -13,19 +14,6 @@ import (
 // shape every proxy sends (one object of escape-free strings) that hands
 // anything else to encoding/json, so either way the result is
 // encoding/json's. wire_test.go checks both against encoding/json.
-
-// appendJSONString appends s as encoding/json quotes it.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // escapes, HTML-safe forms and invalid UTF-8 as encoding/json does
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
 
 // appendJSONBytes appends v as encoding/json marshals a []byte.
 func appendJSONBytes(b, v []byte) []byte {
@@ -55,7 +43,7 @@ func appendMetadata(b []byte, md *xks.RequestMetadata) []byte {
 	opt := func(name, v string) {
 		if v != "" {
 			b = appendField(b, first, name)
-			b = appendJSONString(b, v)
+			b = jsonquote.AppendString(b, v)
 			first = false
 		}
 	}
@@ -64,9 +52,9 @@ func appendMetadata(b []byte, md *xks.RequestMetadata) []byte {
 	opt("awsSourceVpce", md.AWSSourceVPCE)
 	opt("kmsKeyArn", md.KMSKeyARN)
 	b = appendField(b, first, "kmsOperation")
-	b = appendJSONString(b, md.KMSOperation)
+	b = jsonquote.AppendString(b, md.KMSOperation)
 	b = appendField(b, false, "kmsRequestId")
-	b = appendJSONString(b, md.KMSRequestID)
+	b = jsonquote.AppendString(b, md.KMSRequestID)
 	first = false
 	opt("kmsViaService", md.KMSViaService)
 	return append(b, '}')
@@ -78,14 +66,14 @@ func appendEncryptRequest(b []byte, in *xks.EncryptRequest) []byte {
 	b = appendField(b, false, "plaintext")
 	b = appendJSONBytes(b, in.Plaintext)
 	b = appendField(b, false, "encryptionAlgorithm")
-	b = appendJSONString(b, in.EncryptionAlgorithm)
+	b = jsonquote.AppendString(b, in.EncryptionAlgorithm)
 	if len(in.AdditionalAuthenticatedData) > 0 {
 		b = appendField(b, false, "additionalAuthenticatedData")
 		b = appendJSONBytes(b, in.AdditionalAuthenticatedData)
 	}
 	if in.CiphertextDataIntegrityValueAlgorithm != "" {
 		b = appendField(b, false, "ciphertextDataIntegrityValueAlgorithm")
-		b = appendJSONString(b, in.CiphertextDataIntegrityValueAlgorithm)
+		b = jsonquote.AppendString(b, in.CiphertextDataIntegrityValueAlgorithm)
 	}
 	return append(b, '}')
 }
@@ -100,7 +88,7 @@ func appendDecryptRequest(b []byte, in *xks.DecryptRequest) []byte {
 		b = appendJSONBytes(b, in.CiphertextMetadata)
 	}
 	b = appendField(b, false, "encryptionAlgorithm")
-	b = appendJSONString(b, in.EncryptionAlgorithm)
+	b = jsonquote.AppendString(b, in.EncryptionAlgorithm)
 	if len(in.AdditionalAuthenticatedData) > 0 {
 		b = appendField(b, false, "additionalAuthenticatedData")
 		b = appendJSONBytes(b, in.AdditionalAuthenticatedData)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -293,6 +294,15 @@ func (w *Writer) Write(line []byte) error {
 			continue
 		}
 		w.writing = true
+		// Let the goroutines that are ready to run add their events first.
+		// With one P (GOMAXPROCS=1) nothing else runs while this goroutine
+		// is in write(2), so without the yield every batch held one event
+		// and every request paid a system call of its own; now one write
+		// carries the events of every request in the round. With nothing
+		// else ready Gosched returns at once.
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
 		batch, upto := w.pending, w.accepted
 		w.pending, w.spare = w.spare[:0], nil
 		torn := w.torn

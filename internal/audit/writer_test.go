@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,4 +386,63 @@ func TestWriterSyncIntervalHurries(t *testing.T) {
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// countWrites counts the write(2)s the Writer makes.
+type countWrites struct {
+	file
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countWrites) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.file.Write(p)
+}
+
+// TestWriterBatchesReadyGoroutines: with one P, events from goroutines that
+// are all ready to run go out in one write, not one write each (a write(2)
+// holds the only P, so nobody could join a batch while it ran).
+func TestWriterBatchesReadyGoroutines(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	w, err := Open(path, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw := &countWrites{file: w.f}
+	w.syncMu.Lock()
+	w.f = cw
+	w.syncMu.Unlock()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- w.Write(fmt.Appendf(nil, `{"n":%d}`, i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readLines(t, path)); got != n {
+		t.Fatalf("%d lines in the file, want %d", got, n)
+	}
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if cw.n > n/4 {
+		t.Fatalf("%d events took %d writes; want them batched", n, cw.n)
+	}
+	t.Logf("%d events, %d writes", n, cw.n)
 }

@@ -528,6 +528,7 @@ func (d *daemon) bench(req *request) (*response, error) {
 	stop := time.Now().Add(req.Duration)
 	var wg sync.WaitGroup
 	pt := make([]byte, 32)
+	cpu0 := processCPU()
 	start := time.Now()
 	for range conc {
 		wg.Add(1)
@@ -549,5 +550,16 @@ func (d *daemon) bench(req *request) (*response, error) {
 		return nil, e
 	}
 	el := time.Since(start)
-	return &response{N: ops.Load(), Text: el.String(), Data: []byte(fmt.Sprint(el.Nanoseconds()))}, nil
+	cpu := processCPU() - cpu0
+	return &response{N: ops.Load(), Text: el.String(), Data: []byte(fmt.Sprint(el.Nanoseconds(), cpu.Nanoseconds()))}, nil
+}
+
+// processCPU is the user and system CPU time this process has used (all
+// its threads), or 0 when the system does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -181,7 +181,7 @@ if [[ " $WHICH " == *" cloudhsm "* ]]; then
     out=$(owner pkcs11-bench --cluster-id "$CLUSTER" --password "$KMSUSER_PW" --duration "$DURATION" --concurrency "$CONCURRENCY")
     echo "$out" >>"$WORK/pkcs11-bench.txt"
     raw+=("$(grep -oE '[0-9.]+ (ops|encrypts)/s' <<<"$out" | head -1 | cut -d' ' -f1)")
-    rawc+=("$(grep -oE '[0-9.]+ CPU µs/op' <<<"$out" | head -1 | cut -d' ' -f1)")
+    rawc+=("$(grep -oE '[0-9.]+ CPU µs/op' <<<"$out" | head -1 | cut -d' ' -f1 || true)")
     log "cloudhsm pkcs11-bench round $r: ${raw[-1]} encrypts/s ($(tr '\n' ' ' <<<"$out"))"
   done
   KS=$(kms create-custom-key-store --custom-key-store-name BenchCloudHSM --cloud-hsm-cluster-id "$CLUSTER" \

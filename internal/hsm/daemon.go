@@ -162,6 +162,10 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 			d.connected(peer, 1)
 			defer d.connected(peer, -1)
+			if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == muxProto {
+				serveMux(conn, peer, d.handle)
+				return
+			}
 			serveConn(conn, peer, d.handle)
 		}()
 	}

@@ -130,7 +130,7 @@ type DB struct {
 
 // dialect: SQLite's transactions take the write lock at BEGIN
 // (_txlock=immediate), so nothing more is needed to serialise. SQLite has
-// one writer at a time and every commit is an fsync (synchronous=FULL), so
+// one writer at a time and every commit is an fsync (wal.go), so
 // concurrent writes share commits (sqlstore's group commit).
 var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, GroupCommit: true}
 

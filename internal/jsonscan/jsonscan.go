@@ -3,7 +3,8 @@
 // trail's body renderer (audit) read member names, strings and numbers
 // straight from the request bytes, allocating nothing.
 //
-// It checks nothing: the text must be one json.Valid accepted (both callers
+// Valid is the one check: json.Valid's answer at a fraction of its cost.
+// Scanner checks nothing: the text must be one Valid accepted (both callers
 // check that first). On other input the results mean nothing, but a
 // Scanner never reads outside its slice.
 package jsonscan

@@ -4,11 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 func TestSyncFile(t *testing.T) {
@@ -174,57 +172,4 @@ func BenchmarkSync(b *testing.B) {
 			}
 		}
 	})
-}
-
-// BenchmarkStall is what the package is for: with one P, one goroutine
-// fsyncs in a loop while another does short steps of work; max-gap-µs is
-// the longest the stepping goroutine went without running. On the calling
-// goroutine it is about one fsync; on the thread it is scheduling noise.
-func BenchmarkStall(b *testing.B) {
-	for _, mode := range []string{"thread", "goroutine"} {
-		b.Run(mode, func(b *testing.B) {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-			f, err := os.Create(filepath.Join(b.TempDir(), "f"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			th, err := Start()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer th.Close()
-			stop := make(chan struct{})
-			gap := make(chan time.Duration)
-			go func() {
-				var worst time.Duration
-				last := time.Now()
-				for {
-					select {
-					case <-stop:
-						gap <- worst
-						return
-					default:
-					}
-					now := time.Now()
-					worst = max(worst, now.Sub(last))
-					last = now
-					runtime.Gosched()
-				}
-			}()
-			for i := 0; i < b.N; i++ {
-				f.WriteString("x")
-				if mode == "thread" {
-					err = th.Sync(f)
-				} else {
-					err = f.Sync()
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			close(stop)
-			b.ReportMetric(float64((<-gap).Microseconds()), "max-gap-µs")
-		})
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyhold/keyhold/internal/bench"
+	"github.com/keyhold/keyhold/internal/cli"
+	"github.com/keyhold/keyhold/internal/logs"
 	"github.com/keyhold/keyhold/internal/sigv4"
 )
 
@@ -75,7 +78,8 @@ func TestBenchSignVerify(t *testing.T) {
 // BenchmarkServe is the server's own cost of one request as loadgen sends
 // it (32-byte plaintext, encryption context bench=loadgen): SigV4 verify,
 // input validation, authorization, the domain, the answer's JSON, the audit
-// event (encoded and written) and the request's log line (text, discarded).
+// event (encoded and written) and the request's log line (logs.New's text
+// handler, discarded).
 // The request is signed once and replayed (SigV4 has no replay cache; the
 // signature stays valid for the 5-minute skew), and the request and
 // response writer are reused, so allocs/op are the server's alone.
@@ -83,7 +87,12 @@ func TestBenchSignVerify(t *testing.T) {
 //	go test -run '^$' -bench Serve -benchmem -cpu 1 -count 8 ./internal/integration/
 func BenchmarkServe(b *testing.B) {
 	t := &testing.T{}
-	e := start(t)
+	// The request log line as keyhold serve writes it (logs.New), discarded.
+	log, _, err := logs.New(io.Discard, "text", "info")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := startWith(t, t.TempDir(), func(cfg *cli.ServeConfig) { cfg.Logger = log })
 	k, err := e.KMS.CreateKey(context.Background(), &kms.CreateKeyInput{})
 	if err != nil {
 		b.Fatal(err)

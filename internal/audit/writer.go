@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/keyhold/keyhold/internal/syncthread"
 )
 
 // DefaultPath is the audit file inside a data directory.
@@ -110,8 +112,9 @@ type Writer struct {
 	mirror       []byte
 	mirrorActive bool
 
-	ioMu   sync.Mutex // held while writing to f or swapping it
-	syncMu sync.Mutex // held while fsyncing f or swapping it
+	thread *syncthread.Thread // fsyncs f; nil: f.Sync on the syncer goroutine
+	ioMu   sync.Mutex         // held while writing to f or swapping it
+	syncMu sync.Mutex         // held while fsyncing f or swapping it
 	f      file
 	done   chan struct{}
 	quit   chan struct{} // closed by Close: the syncer stops pausing
@@ -149,6 +152,9 @@ func Open(path string, opts WriterOptions) (*Writer, error) {
 		return nil, err
 	}
 	w.f = f
+	// Without the thread (it cannot start only when the process is out of
+	// threads or descriptors) fsync runs on the syncer goroutine, as before.
+	w.thread, _ = syncthread.Start()
 	if opts.Mode == GroupCommit {
 		go w.syncer()
 	} else {
@@ -486,7 +492,15 @@ func (w *Writer) writeFile(buf []byte) error {
 }
 
 func (w *Writer) fsync() error {
-	if err := w.f.Sync(); err != nil {
+	var err error
+	if f, ok := w.f.(*os.File); ok && w.thread != nil {
+		// Off Go's scheduler: with one P, an fsync on a goroutine stops
+		// every request for as long as the disk takes.
+		err = w.thread.Sync(f)
+	} else {
+		err = w.f.Sync()
+	}
+	if err != nil {
 		return fmt.Errorf("audit: fsync %s: %w", w.path, err)
 	}
 	return nil
@@ -535,6 +549,9 @@ func (w *Writer) Close() error {
 	defer w.ioMu.Unlock()
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
+	}
+	if w.thread != nil {
+		w.thread.Close()
 	}
 	return err
 }

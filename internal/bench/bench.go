@@ -339,7 +339,9 @@ func prepare(ctx context.Context, cfg config, c *caller, rep *Report) (target, s
 			url:         prefix + "/keys/" + url.PathEscape(cfg.keyID) + "/encrypt",
 			contentType: "application/json",
 			body: func(n uint64) []byte {
-				return fmt.Appendf(nil, `{"requestMetadata":{"kmsRequestId":"keyhold-bench-%d","kmsOperation":"Encrypt","awsPrincipalArn":"arn:aws:iam::111122223333:user/keyhold-bench","kmsKeyArn":%q},"plaintext":%q,"encryptionAlgorithm":"AES_GCM"}`, n, arn, b64)
+				// With a CDIV algorithm, as KMS (and keyhold's XKS client) sends
+				// it: the proxy then verifies its encrypt with a decrypt.
+				return fmt.Appendf(nil, `{"requestMetadata":{"kmsRequestId":"keyhold-bench-%d","kmsOperation":"Encrypt","awsPrincipalArn":"arn:aws:iam::111122223333:user/keyhold-bench","kmsKeyArn":%q},"plaintext":%q,"encryptionAlgorithm":"AES_GCM","ciphertextDataIntegrityValueAlgorithm":"SHA_256"}`, n, arn, b64)
 			},
 		}, cfg.keyID, nil
 	}

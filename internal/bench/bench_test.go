@@ -252,7 +252,7 @@ func TestXKSEncryptOverTLS(t *testing.T) {
 	in := f.last(op)
 	md, _ := in["requestMetadata"].(map[string]any)
 	if md["kmsOperation"] != "Encrypt" || md["kmsRequestId"] == "" || md["kmsKeyArn"] == nil || md["awsPrincipalArn"] == nil ||
-		in["encryptionAlgorithm"] != "AES_GCM" || in["plaintext"] == nil {
+		in["encryptionAlgorithm"] != "AES_GCM" || in["plaintext"] == nil || in["ciphertextDataIntegrityValueAlgorithm"] != "SHA_256" {
 		t.Errorf("XKS body = %v", in)
 	}
 

@@ -54,11 +54,12 @@ func BenchmarkUserSessionEncrypt(b *testing.B) {
 	b.ReportMetric(float64(cpuTicks(pids[:1])-c0)*1e4/float64(b.N), "caller-cpu-µs/op")
 	b.ReportMetric(float64(cpuTicks(pids[1:])-d0)*1e4/float64(b.N), "daemon-cpu-µs/op")
 	o := &owner{reg: e.m.reg, module: defaultModule, id: id, log: e.m.log}
-	n, el, err := o.bench(ctx, userPass, time.Second, 2)
+	r, err := o.bench(ctx, userPass, time.Second, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(n)/el.Seconds(), "raw-pkcs11-encrypts/s")
+	b.ReportMetric(float64(r.ops)/r.elapsed.Seconds(), "raw-pkcs11-encrypts/s")
+	b.ReportMetric(r.cpuPerOp(), "raw-pkcs11-cpu-µs/op")
 }
 
 // cpuTicks is the user+system CPU time of the processes, in clock ticks

@@ -162,6 +162,10 @@ func DaemonCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 			d.connected(peer, 1)
 			defer d.connected(peer, -1)
+			if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == muxProto {
+				serveMux(conn, peer, d.handle)
+				return
+			}
 			serveConn(conn, peer, d.handle)
 		}()
 	}
@@ -528,6 +532,7 @@ func (d *daemon) bench(req *request) (*response, error) {
 	stop := time.Now().Add(req.Duration)
 	var wg sync.WaitGroup
 	pt := make([]byte, 32)
+	cpu0 := processCPU()
 	start := time.Now()
 	for range conc {
 		wg.Add(1)
@@ -549,5 +554,16 @@ func (d *daemon) bench(req *request) (*response, error) {
 		return nil, e
 	}
 	el := time.Since(start)
-	return &response{N: ops.Load(), Text: el.String(), Data: []byte(fmt.Sprint(el.Nanoseconds()))}, nil
+	cpu := processCPU() - cpu0
+	return &response{N: ops.Load(), Text: el.String(), Data: []byte(fmt.Sprint(el.Nanoseconds(), cpu.Nanoseconds()))}, nil
+}
+
+// processCPU is the user and system CPU time this process has used (all
+// its threads), or 0 when the system does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,6 +1,8 @@
 package hsm
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -70,6 +72,53 @@ func TestHSMNetwork(t *testing.T) {
 		}
 		if err := tlsExchange(addr(h), is.clientTLS(h.ID)); err != nil {
 			t.Fatalf("the cluster's own client: %v", err)
+		}
+	})
+
+	t.Run("peers from before the multiplexed protocol speak gob", func(t *testing.T) {
+		h := rec.HSMs[0]
+		is, err := a.m.issuer(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An older keyhold (no ALPN) to this daemon.
+		old := is.clientTLS(h.ID)
+		old.NextProtos = nil
+		if err := tlsExchange(addr(h), old); err != nil {
+			t.Fatalf("a client without ALPN: %v", err)
+		}
+		// This keyhold to an older daemon (no ALPN).
+		bundle, err := is.serverBundle("hsm-olddaemon0001", net.ParseIP("127.0.0.1"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		scfg, err := readServerBundle(bufio.NewReader(bytes.NewReader(bundle)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scfg.NextProtos = nil
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go serveConn(conn, "old", func(r *request, _ string) *response { return &response{Text: "gob"} })
+			}
+		}()
+		cl := newTLSClient(ln.Addr().String(), is.clientTLS("hsm-olddaemon0001"))
+		defer cl.close()
+		resp, err := cl.call(ctx, &request{Op: opPing})
+		if err != nil || resp.Text != "gob" {
+			t.Fatalf("ping of an older daemon: %v %v", resp, err)
+		}
+		if cl.mux != nil || !cl.noMux {
+			t.Error("the client did not fall back to gob")
 		}
 	})
 

@@ -11,13 +11,15 @@ import (
 	"time"
 )
 
-// The HSM daemon protocol: gob-encoded request/response pairs on persistent
-// connections, one call in flight per connection: TCP with mutual TLS for
-// an HSM (tls.go), a unix socket for a temporary daemon that does one job
-// for its parent. The client keeps a pool of connections per daemon so
-// concurrent callers never wait for a dial; the daemon serves each
-// connection on its own goroutine over a pool of logged-in PKCS#11
-// sessions.
+// The HSM daemon protocol: request/response pairs on persistent
+// connections: TCP with mutual TLS for an HSM (tls.go), a unix socket for a
+// temporary daemon that does one job for its parent. Over TLS, a client and
+// a daemon that both offer it (ALPN) share one multiplexed connection
+// (mux.go). Otherwise (a unix socket, or a peer from before the multiplexed
+// protocol) calls are gob-encoded, one in flight per connection, and the
+// client keeps a pool of connections per daemon so concurrent callers never
+// wait for a dial; the daemon serves each connection on its own goroutine
+// over a pool of logged-in PKCS#11 sessions.
 
 type rpcOp uint8
 
@@ -117,6 +119,10 @@ type client struct {
 	// downUntil: after a failed dial, calls fail at once until then, so a
 	// dead HSM does not cost every request a dial.
 	downUntil time.Time
+	mux       *muxConn // the multiplexed connection, once dialled
+	noMux     bool     // the daemon did not offer muxProto: gob
+
+	dialMu sync.Mutex // one dial of the multiplexed connection at a time
 }
 
 const maxIdleConns = 32
@@ -139,6 +145,64 @@ func (c *client) get(ctx context.Context) (*rpcConn, error) {
 		c.mu.Unlock()
 		return rc, nil
 	}
+	c.mu.Unlock()
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &rpcConn{c: conn, enc: gob.NewEncoder(conn), dec: gob.NewDecoder(conn)}, nil
+}
+
+// getMux returns the multiplexed connection to the daemon, dialling it if
+// there is none (or it failed), or nil when the daemon speaks only gob.
+func (c *client) getMux(ctx context.Context) (*muxConn, error) {
+	cur := func() (*muxConn, bool, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case c.done:
+			return nil, true, fmt.Errorf("%w: connection closed", ErrNetwork)
+		case c.noMux:
+			return nil, true, nil
+		case c.mux != nil && !c.mux.broken():
+			return c.mux, true, nil
+		}
+		return nil, false, nil
+	}
+	if mc, ok, err := cur(); ok {
+		return mc, err
+	}
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	if mc, ok, err := cur(); ok {
+		return mc, err
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*tls.Conn); !ok || tc.ConnectionState().NegotiatedProtocol != muxProto {
+		c.mu.Lock()
+		c.noMux = true
+		c.mu.Unlock()
+		c.put(&rpcConn{c: conn, enc: gob.NewEncoder(conn), dec: gob.NewDecoder(conn)})
+		return nil, nil
+	}
+	mc := newMuxConn(conn)
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		mc.close()
+		return nil, fmt.Errorf("%w: connection closed", ErrNetwork)
+	}
+	c.mux = mc
+	c.mu.Unlock()
+	return mc, nil
+}
+
+// dial connects to the daemon (TLS handshake included).
+func (c *client) dial(ctx context.Context) (net.Conn, error) {
+	c.mu.Lock()
 	down := time.Now().Before(c.downUntil)
 	c.mu.Unlock()
 	if down {
@@ -161,7 +225,7 @@ func (c *client) get(ctx context.Context) (*rpcConn, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNetwork, err)
 	}
-	return &rpcConn{c: conn, enc: gob.NewEncoder(conn), dec: gob.NewDecoder(conn)}, nil
+	return conn, nil
 }
 
 func (c *client) put(rc *rpcConn) {
@@ -178,16 +242,25 @@ func (c *client) put(rc *rpcConn) {
 // call sends req and returns the daemon's response. Transport failures wrap
 // ErrNetwork; daemon-side failures come back as the response's error.
 func (c *client) call(ctx context.Context, req *request) (*response, error) {
-	rc, err := c.get(ctx)
-	if err != nil {
-		return nil, err
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if req.Op == opBench {
 		deadline = deadline.Add(req.Duration)
+	}
+	if c.tls != nil {
+		mc, err := c.getMux(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if mc != nil {
+			return mc.call(ctx, deadline, req)
+		}
+	}
+	rc, err := c.get(ctx)
+	if err != nil {
+		return nil, err
 	}
 	rc.c.SetDeadline(deadline)
 	var resp response
@@ -208,7 +281,12 @@ func (c *client) close() {
 	c.done = true
 	idle := c.idle
 	c.idle = nil
+	mc := c.mux
+	c.mux = nil
 	c.mu.Unlock()
+	if mc != nil {
+		mc.close()
+	}
 	for _, rc := range idle {
 		rc.c.Close()
 	}

@@ -177,7 +177,7 @@ func (is *issuer) serverBundle(hsmID string, ip net.IP, now time.Time) ([]byte, 
 // clientTLS is the configuration this Manager dials the HSM hsmID with.
 func (is *issuer) clientTLS(hsmID string) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: is.pool, ServerName: hsmID,
-		Certificates: []tls.Certificate{is.client}}
+		Certificates: []tls.Certificate{is.client}, NextProtos: []string{muxProto}}
 }
 
 // bundleEnd ends the TLS bundle on a daemon's standard input.
@@ -233,7 +233,7 @@ func readServerBundle(r *bufio.Reader) (*tls.Config, error) {
 		return nil, fmt.Errorf("hsm-daemon: TLS key: %w", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{certDER}, PrivateKey: key}}}, nil
+		Certificates: []tls.Certificate{{Certificate: [][]byte{certDER}, PrivateKey: key}}, NextProtos: []string{muxProto}}, nil
 }
 
 // issuers opens (and caches) cluster CAs for one Manager.

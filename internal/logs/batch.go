@@ -2,6 +2,7 @@ package logs
 
 import (
 	"io"
+	"runtime"
 	"sync"
 )
 
@@ -74,6 +75,11 @@ func (b *BatchWriter) run() {
 		}
 		if len(buf) == 0 {
 			<-b.wake
+			// Let the goroutines that are ready to run log their lines
+			// first. With one P this goroutine would otherwise run as soon
+			// as the request that woke it blocked, and write each line with
+			// a system call of its own.
+			runtime.Gosched()
 		}
 		if cap(buf) > maxPending {
 			buf = nil

@@ -3,6 +3,7 @@ package logs
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -104,4 +105,32 @@ func TestBatchWriterBackPressure(t *testing.T) {
 	if got := out.buf.Len(); got != n*len(line) {
 		t.Fatalf("%d bytes written, want %d", got, n*len(line))
 	}
+}
+
+// TestBatchWriterBatchesReadyGoroutines: with one P, lines logged by
+// goroutines that are all ready to run leave in a few writes, not one each.
+func TestBatchWriterBatchesReadyGoroutines(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	out := &lockedBuffer{}
+	b := NewBatchWriter(out)
+	const n = 16
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fmt.Fprintf(b, "line %d\n", i)
+		}()
+	}
+	wg.Wait()
+	b.Close()
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if got := strings.Count(out.buf.String(), "\n"); got != n {
+		t.Fatalf("%d lines, want %d", got, n)
+	}
+	if out.writes > n/4 {
+		t.Fatalf("%d lines took %d writes; want them batched", n, out.writes)
+	}
+	t.Logf("%d lines, %d writes", n, out.writes)
 }

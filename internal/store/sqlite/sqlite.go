@@ -1,6 +1,7 @@
 // Package sqlite is the embedded Store: one SQLite database in the data
-// directory, WAL journal with synchronous=FULL so that a returned write
-// survives kill -9, and migrations tracked by a schema version. The
+// directory, WAL journal whose every commit is fsynced before the write
+// returns (synchronous=FULL, or NORMAL plus keyhold's own fsync of the WAL
+// off Go's scheduler: wal.go), and migrations tracked by a schema version. The
 // queries are sqlstore's; this package owns the connection and the schema.
 package sqlite
 
@@ -9,6 +10,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -122,12 +124,13 @@ var migrations = []string{
 // DB is the SQLite Store.
 type DB struct {
 	*sqlstore.DB
-	db *sql.DB
+	db  *sql.DB
+	wal *walSync // nil: SQLite syncs its own commits
 }
 
 // dialect: SQLite's transactions take the write lock at BEGIN
 // (_txlock=immediate), so nothing more is needed to serialise. SQLite has
-// one writer at a time and every commit is an fsync (synchronous=FULL), so
+// one writer at a time and every commit is an fsync (wal.go), so
 // concurrent writes share commits (sqlstore's group commit).
 var dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, GroupCommit: true}
 
@@ -140,8 +143,19 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// SQLite reads the name as a URI: a '#' would end it (and '?' start
 	// its query, '%' an escape), opening another file than path.
 	name := path
-	if !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+	plain := !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:")
+	// A database file (not :memory: or a file: URI) runs with
+	// synchronous=NORMAL and gets its WAL fsynced by keyhold after every
+	// commit, off Go's scheduler (wal.go); the others sync in SQLite.
+	var wal *walSync
+	syncMode := "FULL"
+	if plain {
 		name = uriPath.Replace(path)
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite.Open: %w", err)
+		}
+		wal, syncMode = newWALSync(abs), "NORMAL"
 	}
 	// Each connection keeps its prepared statements (parsing a query costs
 	// more than running it) and 8 MiB of pages (the upper levels of the
@@ -150,18 +164,31 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// others as they are returned, so under load connections were opened
 	// again and again, each with an empty page cache and no prepared
 	// statements (with a million keys, most of a GetKey's time).
-	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=64&_cache_size=-8192"
+	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=" + syncMode + "&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=64&_cache_size=-8192"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
+		wal.close()
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
 	}
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
-	if err := migrate(ctx, db); err != nil {
+	d := dialect
+	if wal != nil {
+		d.AfterCommit = wal.sync
+	}
+	if err := migrate(ctx, db, d.AfterCommit); err != nil {
 		db.Close()
+		wal.close()
 		return nil, err
 	}
-	return &DB{DB: sqlstore.New(db, dialect), db: db}, nil
+	return &DB{DB: sqlstore.New(db, d), db: db, wal: wal}, nil
+}
+
+// Close closes the store, then stops the WAL's fsync thread.
+func (d *DB) Close() error {
+	err := d.DB.Close()
+	d.wal.close()
+	return err
 }
 
 // maxConns is the size of the connection pool: readers run alongside the
@@ -191,7 +218,9 @@ func restrictFiles(path string) error {
 	return nil
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
+// migrate applies the missing migrations, each made durable (sync) before
+// the next.
+func migrate(ctx context.Context, db *sql.DB, sync func() error) error {
 	var v int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("sqlite.migrate: %w", err)
@@ -214,6 +243,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("sqlite.migrate: %w", err)
+		}
+		if sync != nil {
+			if err := sync(); err != nil {
+				return fmt.Errorf("sqlite.migrate: %w", err)
+			}
 		}
 	}
 	return nil

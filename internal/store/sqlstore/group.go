@@ -32,6 +32,7 @@ import (
 // and Tx bodies, as SQLite's write lock was before.
 type groupCommit struct {
 	db    *sql.DB
+	after func() error // Dialect.AfterCommit
 	reqs  chan *slot
 	quit  chan struct{}
 	wg    sync.WaitGroup
@@ -59,8 +60,8 @@ type slot struct {
 	done chan error
 }
 
-func newGroupCommit(db *sql.DB) *groupCommit {
-	g := &groupCommit{db: db, reqs: make(chan *slot), quit: make(chan struct{}), max: maxGroup}
+func newGroupCommit(db *sql.DB, after func() error) *groupCommit {
+	g := &groupCommit{db: db, after: after, reqs: make(chan *slot), quit: make(chan struct{}), max: maxGroup}
 	g.wg.Add(1)
 	go g.run()
 	return g
@@ -147,6 +148,11 @@ func (g *groupCommit) group(first *slot) {
 		break
 	}
 	err = tx.Commit()
+	if err == nil && g.after != nil && len(kept) > 0 {
+		if err = g.after(); err != nil {
+			err = fmt.Errorf("%w: making the commit durable: %v", store.ErrUnavailable, err)
+		}
+	}
 	for _, s := range kept {
 		s.done <- err
 	}

@@ -45,6 +45,12 @@ type Dialect struct {
 	// time (group.go): for a database that has one writer at a time
 	// (SQLite), where each commit is an fsync.
 	GroupCommit bool
+	// AfterCommit, when set, makes a group's commit durable before its
+	// writes are acknowledged: for a database whose commits do not sync
+	// themselves (SQLite with synchronous=NORMAL, whose WAL keyhold fsyncs
+	// off Go's scheduler). An error fails every write of the group. Only
+	// used with GroupCommit, the only way such a database is written.
+	AfterCommit func() error
 }
 
 // DB is a Store over a *sql.DB. Inside Tx, q and tx are the transaction;
@@ -63,7 +69,7 @@ func New(db *sql.DB, d Dialect) *DB {
 	dd := d
 	st := &DB{db: db, dialect: &dd, q: rebinder{db, &dd}}
 	if dd.GroupCommit {
-		st.group = newGroupCommit(db)
+		st.group = newGroupCommit(db, dd.AfterCommit)
 		st.q = groupQuerier{pool: st.q, g: st.group, d: &dd}
 	}
 	return st

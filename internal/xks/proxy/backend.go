@@ -47,6 +47,13 @@ type Backend interface {
 	Close() error
 }
 
+// cachedKeys is a Backend that can describe a key from memory, without a
+// call to the key manager, when it has done so recently: the handler then
+// needs no goroutine and timer around the lookup (see Server.call).
+type cachedKeys interface {
+	CachedKey(label string) (KeyInfo, bool)
+}
+
 // keyCacheTTL bounds how long key attributes read from a token are reused
 // before they are read again (a key's usage flags could be changed on the
 // token).
@@ -63,6 +70,7 @@ type tokenBackend struct {
 
 type cachedKey struct {
 	key     pkcs11.Key
+	info    KeyInfo
 	fetched time.Time
 }
 
@@ -151,9 +159,21 @@ func (b *tokenBackend) key(label string) (pkcs11.Key, error) {
 		return pkcs11.Key{}, mapTokenError(err)
 	}
 	b.mu.Lock()
-	b.keys[label] = cachedKey{key: k, fetched: time.Now()}
+	b.keys[label] = cachedKey{key: k, info: keyInfo(k), fetched: time.Now()}
 	b.mu.Unlock()
 	return k, nil
+}
+
+// CachedKey describes the key with this label if it was read from the
+// token less than keyCacheTTL ago.
+func (b *tokenBackend) CachedKey(label string) (KeyInfo, bool) {
+	b.mu.Lock()
+	c, ok := b.keys[label]
+	b.mu.Unlock()
+	if !ok || time.Since(c.fetched) >= keyCacheTTL {
+		return KeyInfo{}, false
+	}
+	return c.info, true
 }
 
 func (b *tokenBackend) forget(label string) {
@@ -179,6 +199,12 @@ func (b *tokenBackend) Key(_ context.Context, label string) (KeyInfo, error) {
 	if err != nil {
 		return KeyInfo{}, err
 	}
+	return keyInfo(k), nil
+}
+
+// keyInfo describes a token key. Its Usage is shared by every caller
+// given it from the cache: read only.
+func keyInfo(k pkcs11.Key) KeyInfo {
 	info := KeyInfo{Spec: k.Spec(), CanEncrypt: k.Usage.Encrypt, CanDecrypt: k.Usage.Decrypt}
 	for _, u := range []struct {
 		on   bool
@@ -195,7 +221,7 @@ func (b *tokenBackend) Key(_ context.Context, label string) (KeyInfo, error) {
 	if info.Usage == nil {
 		info.Usage = []string{}
 	}
-	return info, nil
+	return info
 }
 
 func (b *tokenBackend) Encrypt(_ context.Context, label string, iv, aad, pt []byte) ([]byte, []byte, error) {

@@ -504,6 +504,11 @@ func (s *Server) call(ctx context.Context, fn func() error) error {
 }
 
 func (s *Server) keyInfo(ctx context.Context, ks *store, label string) (KeyInfo, *apiError) {
+	if c, ok := ks.backend.(cachedKeys); ok {
+		if info, ok := c.CachedKey(label); ok {
+			return info, nil
+		}
+	}
 	var info KeyInfo
 	err := s.call(ctx, func() error {
 		var err error
@@ -597,54 +602,52 @@ func (s *Server) encrypt(ctx context.Context, ks *store, keyID string, body []by
 	if _, err := rand.Read(iv); err != nil {
 		return 0, nil, failCause(xks.InternalException, "Internal error", err)
 	}
-	var sealed, ivUsed []byte
+	// The encrypt and, with a CDIV, its verification run as one call to
+	// the key manager (one goroutine and timer, one HSM timeout for both).
+	var out xks.EncryptResponse
 	if err := s.call(ctx, func() error {
-		var err error
-		sealed, ivUsed, err = ks.backend.Encrypt(ctx, k.label, iv, gcmAAD, in.Plaintext)
-		return err
-	}); err != nil {
-		return 0, nil, backendError(err)
-	}
-	if len(sealed) != len(in.Plaintext)+xks.AuthTagSize {
-		return 0, nil, failCause(xks.InternalException, "Internal error", fmt.Errorf("HSM returned %d bytes for %d", len(sealed), len(in.Plaintext)))
-	}
-	out := xks.EncryptResponse{
-		Ciphertext:           sealed[:len(in.Plaintext)],
-		AuthenticationTag:    sealed[len(in.Plaintext):],
-		InitializationVector: ivUsed,
-		CiphertextMetadata:   k.md,
-	}
-	if in.CiphertextDataIntegrityValueAlgorithm != "" {
-		// The spec's order: CDIV over what we are about to return, then a
-		// decrypt of exactly those values, so a corruption in between is
-		// caught rather than hidden.
+		sealed, ivUsed, err := ks.backend.Encrypt(ctx, k.label, iv, gcmAAD, in.Plaintext)
+		if err != nil {
+			return backendError(err)
+		}
+		if len(sealed) != len(in.Plaintext)+xks.AuthTagSize {
+			return failCause(xks.InternalException, "Internal error", fmt.Errorf("HSM returned %d bytes for %d", len(sealed), len(in.Plaintext)))
+		}
+		out = xks.EncryptResponse{
+			Ciphertext:           sealed[:len(in.Plaintext)],
+			AuthenticationTag:    sealed[len(in.Plaintext):],
+			InitializationVector: ivUsed,
+			CiphertextMetadata:   k.md,
+		}
+		if in.CiphertextDataIntegrityValueAlgorithm == "" {
+			return nil
+		}
+		// The spec's order (XKS API, appendix C): CDIV over what we are
+		// about to return, then a decrypt of exactly those values, so a
+		// corruption in between is caught rather than hidden.
 		out.CiphertextDataIntegrityValue = xks.CDIV(in.AdditionalAuthenticatedData, out.CiphertextMetadata,
 			out.InitializationVector, out.Ciphertext, out.AuthenticationTag)
-		if info.CanDecrypt {
-			if e := s.verifyDecrypt(ctx, ks, k, in, out); e != nil {
-				return 0, nil, e
-			}
+		if !info.CanDecrypt {
+			return nil
 		}
+		return s.verifyDecrypt(ctx, ks, k, in, out)
+	}); err != nil {
+		return 0, nil, backendError(err)
 	}
 	return http.StatusOK, out, nil
 }
 
-func (s *Server) verifyDecrypt(ctx context.Context, ks *store, k keyEntry, in xks.EncryptRequest, out xks.EncryptResponse) *apiError {
+// verifyDecrypt decrypts what encrypt is about to return and compares it
+// with the request's plaintext (on the caller's goroutine: it runs inside
+// encrypt's call).
+func (s *Server) verifyDecrypt(ctx context.Context, ks *store, k keyEntry, in xks.EncryptRequest, out xks.EncryptResponse) error {
 	aad, err := xks.GCMAAD(in.AdditionalAuthenticatedData, out.CiphertextMetadata)
 	if err != nil {
 		return failCause(xks.InternalException, "Internal error", err)
 	}
-	sealed := append(append([]byte(nil), out.Ciphertext...), out.AuthenticationTag...)
-	var pt []byte
-	if err := s.call(ctx, func() error {
-		var err error
-		pt, err = ks.backend.Decrypt(ctx, k.label, out.InitializationVector, aad, sealed)
-		return err
-	}); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return ae
-		}
+	sealed := append(append(make([]byte, 0, len(out.Ciphertext)+len(out.AuthenticationTag)), out.Ciphertext...), out.AuthenticationTag...)
+	pt, err := ks.backend.Decrypt(ctx, k.label, out.InitializationVector, aad, sealed)
+	if err != nil {
 		return failCause(xks.InternalException, "Encrypt result failed verification", err)
 	}
 	if subtle.ConstantTimeCompare(pt, in.Plaintext) != 1 {

@@ -331,8 +331,10 @@ func (h *Handler) dispatch(ctx context.Context, svc *awsjson.Service, op awsjson
 	if err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, err, rec)
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
+	var b []byte
+	if a, ok := out.(awsjson.JSONAppender); ok {
+		b = a.AppendJSON(make([]byte, 0, 512))
+	} else if b, err = json.Marshal(out); err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, fmt.Errorf("encoding response: %w", err), rec)
 	}
 	rec.Status, rec.Response = 200, b

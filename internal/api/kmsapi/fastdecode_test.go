@@ -104,3 +104,27 @@ func BenchmarkDecodeEncrypt(b *testing.B) {
 		}
 	})
 }
+
+func TestAppendJSONMatchesMarshal(t *testing.T) {
+	id := "3f9c0a51e2d84b7c9a6f1e0d2c3b4a59"
+	for _, blob := range [][]byte{nil, {}, []byte("x"), []byte("some ciphertext bytes \x00\xff<>&")} {
+		for _, s := range []string{"", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", "<&>\"\\\u2028\xff"} {
+			for _, mid := range []*string{nil, &id, &s} {
+				for _, v := range []any{
+					encryptOut{CiphertextBlob: blob, KeyId: s, EncryptionAlgorithm: s},
+					decryptOut{KeyId: s, Plaintext: blob, EncryptionAlgorithm: s, KeyMaterialId: mid},
+					generateDataKeyOut{CiphertextBlob: blob, Plaintext: blob, KeyId: s, KeyMaterialId: mid},
+					generateDataKeyOut{CiphertextBlob: []byte("c"), KeyId: s},
+				} {
+					want, err := json.Marshal(v)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := v.(awsjson.JSONAppender).AppendJSON(nil); string(got) != string(want) {
+						t.Errorf("%T: AppendJSON %s, json.Marshal %s", v, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -22,6 +22,7 @@
 #      REUSE=0 (1: $OUT/data already holds the KEYS keys of a kept run:
 #      skip their creation, restart the server on it)
 #      EVERY=1 (0: skip step 3)
+#      PORT=(free) (the large server listens on PORT, the small on PORT+1)
 set -euo pipefail
 BIN=$(realpath "${1:-/tmp/keyhold}")
 KEYS=${KEYS:-1000000}
@@ -37,6 +38,9 @@ OUT=${OUT:-$(mktemp -d /tmp/bench-scale.XXXX)}
 ((KEYS > SMALL && SMALL > 0)) || { echo "KEYS must be larger than SMALL" >&2; exit 2; }
 . "$(dirname "$0")/../e2e/lib.sh"
 mkdir -p "$OUT"
+# The summary reads this run's results only (a REUSE run in a kept $OUT
+# would otherwise count the earlier runs' too).
+[ ! -e "$OUT/runs.jsonl" ] || mv "$OUT/runs.jsonl" "$OUT/runs.$(date -u +%Y%m%dT%H%M%S).jsonl"
 DATA=$OUT/data
 SDATA=$OUT/small
 [ "$REUSE" = 1 ] || [ ! -e "$DATA" ] || { echo "$DATA exists (REUSE=1 to use it)" >&2; exit 2; }
@@ -56,10 +60,10 @@ BIN_REAL=$BIN
 BIN=$OUT/keyhold-nice
 printf '#!/bin/sh\nexec nice -n %d %s "$@"\n' "$NICE" "$BIN_REAL" >"$BIN"
 chmod +x "$BIN"
-LPORT=$(free_port)
+LPORT=${PORT:-$(free_port)}
 start_keyhold "$DATA" "$LPORT"
 LPID=$KEYHOLD_PID
-SPORT=$(free_port)
+SPORT=$([ -n "${PORT:-}" ] && echo $((PORT + 1)) || free_port)
 start_keyhold "$SDATA" "$SPORT"
 SPID=$KEYHOLD_PID
 

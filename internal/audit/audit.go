@@ -147,6 +147,9 @@ type Config struct {
 type Encoder struct {
 	cfg     Config
 	sources map[string]*source
+	// randomIDs: event ids are random UUIDs (Config.NewEventID unset),
+	// which the direct encoder appends without making a string.
+	randomIDs bool
 }
 
 type source struct {
@@ -188,10 +191,11 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 	if cfg.Sources == nil {
 		cfg.Sources = DefaultSources()
 	}
-	if cfg.NewEventID == nil {
+	random := cfg.NewEventID == nil
+	if random {
 		cfg.NewEventID = newUUID
 	}
-	e := &Encoder{cfg: cfg, sources: make(map[string]*source)}
+	e := &Encoder{cfg: cfg, sources: make(map[string]*source), randomIDs: random}
 	for _, s := range cfg.Sources {
 		var raw struct {
 			Operations map[string]modelOp `json:"operations"`
@@ -229,6 +233,9 @@ func (e *Encoder) region(r *Record) string {
 
 // Marshal encodes r as one JSON line (without the newline).
 func (e *Encoder) Marshal(r *Record) ([]byte, error) {
+	if b, ok := e.appendDirect(make([]byte, 0, 1024), r); ok {
+		return b, nil
+	}
 	ev := e.Event(r)
 	if b, ok := appendEvent(make([]byte, 0, 1024), ev); ok {
 		return b, nil
@@ -414,41 +421,7 @@ func memberString(b []byte, prefix string) string {
 // they are ARNs or bare key ids (which name a key in the caller's account
 // and this region). Aliases are not resolved.
 func (e *Encoder) keyResources(r *Record, req, resp keyRefs, ids responseIDs) []Resource {
-	var out []Resource
-	add := func(s string, fromRequest bool) {
-		if s == "" {
-			return
-		}
-		arn := s
-		if !strings.HasPrefix(s, "arn:") {
-			if !fromRequest || !isKeyID(s) || r.Caller.AccountID == "" {
-				return
-			}
-			arn = "arn:aws:kms:" + e.region(r) + ":" + r.Caller.AccountID + ":key/" + s
-		}
-		// arn:partition:kms:region:account:key/id
-		parts, ok := splitARN(arn)
-		if !ok || parts[2] != "kms" || !strings.HasPrefix(parts[5], "key/") {
-			return
-		}
-		for _, o := range out {
-			if o.ARN == arn {
-				return
-			}
-		}
-		out = append(out, Resource{AccountID: parts[4], Type: "AWS::KMS::Key", ARN: arn})
-	}
-	add(resp.MetadataArn, false)
-	add(resp.KeyId, false)
-	add(resp.SourceKeyId, false)
-	add(ids.KeyMetadata.Arn, false)
-	add(ids.KeyId, false)
-	add(ids.SourceKeyId, false)
-	add(req.KeyId, true)
-	add(req.SourceKeyId, true)
-	add(req.DestinationKeyId, true)
-	add(req.TargetKeyId, true)
-	return out
+	return e.keyResourcesInto(nil, r, req, resp, ids)
 }
 
 // isKeyID reports whether s looks like a bare key id (a UUID, possibly with

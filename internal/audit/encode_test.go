@@ -130,3 +130,99 @@ func TestSplitARNAndKeyID(t *testing.T) {
 		}
 	}
 }
+
+// checkDirect: the direct encoder writes json.Marshal(Event(r)) byte for
+// byte, or leaves r to the Event path.
+func checkDirect(t *testing.T, e *Encoder, r *Record) {
+	t.Helper()
+	got, ok := e.appendDirect(nil, r)
+	if !ok {
+		if r.ErrorMessage == "" {
+			t.Fatalf("%s %q: the direct encoder gave up", r.Operation, r.Request)
+		}
+		return
+	}
+	want, err := json.Marshal(e.Event(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s request %q response %q:\n got %s\nwant %s", r.Operation, r.Request, r.Response, got, want)
+	}
+}
+
+func TestAppendMatchesEvent(t *testing.T) {
+	e := newTestEncoder(t)
+	for _, tc := range cases(t) {
+		r := tc.rec
+		checkDirect(t, e, &r)
+		r.ErrorMessage = ""
+		checkDirect(t, e, &r)
+	}
+	base := cases(t)[0].rec
+	for _, body := range streamingBodies {
+		for _, op := range []string{"Encrypt", "CreateKey", "DescribeKey", "TagResource", "ReEncrypt", "ListKeys", "ListGrants", "Nope"} {
+			for _, code := range []string{"", "NotFoundException"} {
+				r := base
+				r.Operation, r.Request, r.Response, r.ErrorCode = op, []byte(body), []byte(body), code
+				checkDirect(t, e, &r)
+				r.TargetPrefix = "BaldrApiService"
+				checkDirect(t, e, &r)
+				r.TargetPrefix = ""
+				checkDirect(t, e, &r)
+			}
+		}
+	}
+	// Random event ids: a version 4 UUID in the line.
+	e2, err := NewEncoder(Config{Region: "us-east-1", AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := e2.Marshal(&base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev Event
+	if err := json.Unmarshal(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if id := ev.EventID; len(id) != 36 || id[14] != '4' || !isKeyID(id) || strings.ContainsAny(id, "ABCDEF") {
+		t.Errorf("event id %q is not a random UUID", id)
+	}
+}
+
+var streamingBodies = []string{
+	`{"KeyId":"a","KeyId":null,"EncryptionContext":{"k":"v","k":1},"GrantTokens":["x",null,3]}`,
+	`{"KeyMetadata":{"Arn":"arn:aws:kms:us-east-1:111122223333:key/x","Arn":5,"CreationDate":1.5e9,"Enabled":true,"KeyId":"k\u00e9\"<"}}`,
+	`{"Tags":[{"TagKey":"a","TagValue":"\ud800"}],"Policy":"\u2028","Description":"\xff"}`,
+	`{"KeyId":"a"} }`, `[1]`, `null`, ` `, `{"KeyId":`, `{}`, `{"Plaintext":"QUJD","KeyId":"k","Extra":{"a":[1]}}`,
+	`{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","Plaintext":"QUJD","EncryptionContext":{"z":"1","a":"2","m":null}}`,
+	`{"Plaintext":"QUJD","KeyId":"arn:aws:kms:us-west-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"}`,
+	`{"Keys":[{"KeyId":"k1","KeyArn":"arn:aws:kms:us-east-1:111122223333:key/k1"}],"Truncated":false,"NextMarker":"m"}`,
+	`{"Grants":[{"KeyId":"arn:aws:kms:us-east-1:111122223333:key/g","GrantId":"g1","Constraints":{"EncryptionContextSubset":{"b":"1","a":"2"}}}]}`,
+	`{"Description":"d","KeyUsage":"ENCRYPT_DECRYPT","Tags":[{"TagValue":"v","TagKey":"k"},{"TagKey":"k2"}],"MultiRegion":true,"BypassPolicyLockoutSafetyCheck":false}`,
+	`{"CiphertextBlob":"QUJD","SourceKeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","DestinationKeyId":"alias/x","KeyId":"arn:aws:kms:us-east-1:111122223333:key/d"}`,
+	`{"KeyId":"a","KeyId":"b","KeyId":5}`, `{"EncryptionContext":{"b":"1","a":"2","b":3}}`, `{"EncryptionContext":{}}`, `{"GrantTokens":[]}`,
+}
+
+func FuzzAppendMatchesEvent(f *testing.F) {
+	e, err := NewEncoder(Config{Region: "us-east-1", AccountID: account, NewEventID: func() string { return "id" }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ops := []string{"Encrypt", "CreateKey", "DescribeKey", "TagResource", "ReEncrypt", "ListKeys", "ListGrants",
+		"CreateGrant", "PutKeyPolicy", "CreateCustomKeyStore", "GenerateDataKey", "Decrypt", "ListAliases", "Nope"}
+	for i, b := range streamingBodies {
+		f.Add(uint8(i), []byte(b), []byte(b), false)
+		f.Add(uint8(i+1), []byte(b), []byte(b), true)
+	}
+	base := cases(f)[0].rec
+	f.Fuzz(func(t *testing.T, op uint8, req, resp []byte, failed bool) {
+		r := base
+		r.Operation, r.Request, r.Response = ops[int(op)%len(ops)], req, resp
+		if failed {
+			r.ErrorCode = "ValidationException"
+		}
+		checkDirect(t, e, &r)
+	})
+}

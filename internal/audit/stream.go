@@ -34,7 +34,7 @@ func refsFromMap(m map[string]any) keyRefs {
 	return r
 }
 
-// jsonScan walks a byte slice that json.Valid accepted; str is the same
+// jsonScan walks a byte slice that jsonscan.Valid accepted; str is the same
 // bytes as a string, so that values can be sliced from it.
 type jsonScan struct {
 	jsonscan.Scanner
@@ -100,7 +100,7 @@ func (s *source) readBody(shapeName string, body []byte) (any, keyRefs) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, keyRefs{}
 	}
-	if !json.Valid(body) {
+	if !jsonscan.Valid(body) {
 		// What json.Decoder still reads (a value followed by junk) is
 		// the map path's business.
 		m := parseObject(body)

@@ -123,7 +123,7 @@ func (m *Model) DecodeInput(op string, body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	if o.Input != "" && json.Valid(body) {
+	if o.Input != "" && jsonscan.Valid(body) {
 		sc := scanner{jsonscan.Scanner{B: body}}
 		if sc.fastOK(m.shapes[o.Input]) {
 			return decodeInto(body, v)

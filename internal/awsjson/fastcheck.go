@@ -82,7 +82,7 @@ func (m *Model) compile() {
 // length allocates nothing.
 var blobScratch = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
-// scanner walks a byte slice that json.Valid accepted.
+// scanner walks a byte slice that jsonscan.Valid accepted.
 type scanner struct{ jsonscan.Scanner }
 
 // fastOK reports whether the value at sc, read against s, certainly passes

@@ -15,7 +15,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -96,13 +96,14 @@ func Decode(b []byte) (Header, []byte, error) {
 // The canonical form sorts keys and length-prefixes every key and value, so
 // no two different contexts encode alike.
 func AAD(header []byte, ec map[string]string) []byte {
-	keys := make([]string, 0, len(ec))
+	var kbuf [8]string // most encryption contexts are a few pairs
+	keys := kbuf[:0]
 	n := len(header) + 4
 	for k, v := range ec {
 		keys = append(keys, k)
 		n += 8 + len(k) + len(v)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	out := make([]byte, 0, n)
 	out = append(out, header...)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(keys)))
@@ -152,30 +153,37 @@ func ParseUUID(s string) ([16]byte, bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, false
 	}
-	h := strings.ReplaceAll(s, "-", "")
-	b, err := hex.DecodeString(h)
-	if err != nil || len(b) != 16 {
-		return u, false
+	// Each group decoded in place: no copy without the dashes.
+	for _, g := range [...]struct{ from, to, at int }{{0, 8, 0}, {9, 13, 4}, {14, 18, 6}, {19, 23, 8}, {24, 36, 10}} {
+		if _, err := hex.Decode(u[g.at:], []byte(s[g.from:g.to])); err != nil {
+			return [16]byte{}, false
+		}
 	}
-	copy(u[:], b)
 	return u, true
 }
 
 // FormatUUID renders 16 bytes as 8-4-4-4-12 lowercase hex.
 func FormatUUID(u [16]byte) string {
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
 }
 
 // ParseKeyID parses a KMS key id: a UUID, or (multiRegion) "mrk-" and 32
 // hex digits. Either case is accepted, as AWS does.
 func ParseKeyID(s string) (id [16]byte, multiRegion, ok bool) {
 	if len(s) == len(MultiRegionPrefix)+32 && strings.EqualFold(s[:len(MultiRegionPrefix)], MultiRegionPrefix) {
-		b, err := hex.DecodeString(s[len(MultiRegionPrefix):])
-		if err != nil || len(b) != 16 {
-			return id, false, false
+		if _, err := hex.Decode(id[:], []byte(s[len(MultiRegionPrefix):])); err != nil {
+			return [16]byte{}, false, false
 		}
-		copy(id[:], b)
 		return id, true, true
 	}
 	id, ok = ParseUUID(s)

@@ -2,6 +2,8 @@ package blob
 
 import (
 	"bytes"
+	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -101,4 +103,38 @@ func TestMultiRegionKeyID(t *testing.T) {
 	if single.MultiRegion || single.Kind != KindXKS {
 		t.Fatalf("single-Region header: %+v", single)
 	}
+}
+
+// FuzzParseKeyID holds ParseKeyID and FormatUUID to the plain forms they
+// replaced (strings.ReplaceAll and hex.DecodeString; hex.EncodeToString
+// and concatenation).
+func FuzzParseKeyID(f *testing.F) {
+	f.Add("1234abcd-12ab-34cd-56ef-1234567890ab")
+	f.Add("mrk-1234abcd12ab34cd56ef1234567890ab")
+	f.Add("MRK-1234ABCD12AB34CD56EF1234567890AB")
+	f.Add("1234abcd-12ab-34cd-56ef-1234567890ag")
+	f.Add("1234abcd-12ab-34cd-56ef-12345678-0ab")
+	f.Fuzz(func(t *testing.T, s string) {
+		var want [16]byte
+		wantMR, wantOK := false, false
+		if len(s) == len(MultiRegionPrefix)+32 && strings.EqualFold(s[:len(MultiRegionPrefix)], MultiRegionPrefix) {
+			if b, err := hex.DecodeString(s[len(MultiRegionPrefix):]); err == nil && len(b) == 16 {
+				copy(want[:], b)
+				wantMR, wantOK = true, true
+			}
+		} else if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
+			if b, err := hex.DecodeString(strings.ReplaceAll(s, "-", "")); err == nil && len(b) == 16 {
+				copy(want[:], b)
+				wantOK = true
+			}
+		}
+		id, mr, ok := ParseKeyID(s)
+		if ok != wantOK || mr != wantMR || ok && id != want {
+			t.Fatalf("ParseKeyID(%q) = %x %v %v, want %x %v %v", s, id, mr, ok, want, wantMR, wantOK)
+		}
+		h := hex.EncodeToString(id[:])
+		if got, want := FormatUUID(id), h[0:8]+"-"+h[8:12]+"-"+h[12:16]+"-"+h[16:20]+"-"+h[20:32]; got != want {
+			t.Fatalf("FormatUUID(%x) = %q, want %q", id, got, want)
+		}
+	})
 }

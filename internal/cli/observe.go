@@ -64,7 +64,11 @@ func observer(log *slog.Logger, m *metrics.Metrics, next func(context.Context, s
 			if r.ErrorCode != "" {
 				attrs = append(attrs, slog.String("error_code", r.ErrorCode), slog.String("error", r.ErrorMsg))
 			}
-			log.LogAttrs(ctx, level, "request", attrs...)
+			// What log.LogAttrs does, without its runtime.Callers: the
+			// record's PC serves only AddSource, which keyhold never sets.
+			rec := slog.NewRecord(time.Now(), level, "request", 0)
+			rec.AddAttrs(attrs...)
+			log.Handler().Handle(ctx, rec)
 		}
 		return auditErr
 	}

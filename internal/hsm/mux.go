@@ -189,8 +189,10 @@ func (c *muxConn) broken() bool {
 var chanPool = sync.Pool{New: func() any { return make(chan []byte, 1) }}
 
 // call sends req and waits for its answer until deadline or ctx ends. A
-// call that times out fails the connection (the HSM stopped answering);
-// one whose ctx was cancelled only abandons its answer.
+// call still unanswered at deadline (the HSM's limit, not the caller's)
+// fails the connection: the HSM stopped answering. One whose ctx ended
+// (cancelled, or its own deadline) only abandons its answer, so that one
+// impatient caller does not fail the calls of others.
 func (c *muxConn) call(ctx context.Context, deadline time.Time, req *request) (*response, error) {
 	ch := chanPool.Get().(chan []byte)
 	c.mu.Lock()

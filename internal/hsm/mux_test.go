@@ -167,6 +167,16 @@ func TestMuxConnFailures(t *testing.T) {
 	if resp, err := mc.call(ctx, deadline, &request{}); err != nil || resp.Text != "ok" {
 		t.Fatalf("call after a cancelled one: %v %v", resp, err)
 	}
+	// So does one whose own deadline passed.
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err := mc.call(dctx, deadline, &request{Label: "hang"})
+	dcancel()
+	if !errors.Is(err, ErrNetwork) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("call past its ctx deadline: %v", err)
+	}
+	if mc.broken() {
+		t.Fatal("a caller's deadline failed the connection")
+	}
 
 	// A call past its deadline fails the connection: the HSM stopped
 	// answering, and every call waiting on it fails too.

@@ -242,12 +242,11 @@ func (c *client) put(rc *rpcConn) {
 // call sends req and returns the daemon's response. Transport failures wrap
 // ErrNetwork; daemon-side failures come back as the response's error.
 func (c *client) call(ctx context.Context, req *request) (*response, error) {
-	deadline := time.Now().Add(60 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	// An HSM that does not answer in a minute is gone; a caller with less
+	// time stops waiting earlier (its ctx).
+	limit := 60 * time.Second
 	if req.Op == opBench {
-		deadline = deadline.Add(req.Duration)
+		limit += req.Duration
 	}
 	if c.tls != nil {
 		mc, err := c.getMux(ctx)
@@ -255,8 +254,14 @@ func (c *client) call(ctx context.Context, req *request) (*response, error) {
 			return nil, err
 		}
 		if mc != nil {
-			return mc.call(ctx, deadline, req)
+			// Only the HSM's own limit fails the shared connection; a
+			// caller's deadline abandons just its call.
+			return mc.call(ctx, time.Now().Add(limit), req)
 		}
+	}
+	deadline := time.Now().Add(limit)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	rc, err := c.get(ctx)
 	if err != nil {

@@ -3,10 +3,13 @@
 // trail's body renderer (audit) read member names, strings and numbers
 // straight from the request bytes, allocating nothing.
 //
-// It checks nothing: the text must be one json.Valid accepted (both callers
+// Valid is the one check: json.Valid's answer at a fraction of its cost.
+// Scanner checks nothing: the text must be one Valid accepted (both callers
 // check that first). On other input the results mean nothing, but a
 // Scanner never reads outside its slice.
 package jsonscan
+
+import "encoding/binary"
 
 // Scanner reads B from offset I.
 type Scanner struct {
@@ -32,25 +35,39 @@ func (sc *Scanner) Peek() byte {
 // between the quotes, as it stands, and escaped says whether it holds a
 // backslash escape (then raw is not the value: decode B[I-len(raw)-2:I]).
 func (sc *Scanner) String() (raw []byte, escaped bool) {
-	sc.I++ // the opening quote
-	start := sc.I
-	for sc.I < len(sc.B) {
-		switch sc.B[sc.I] {
-		case '"':
-			raw = sc.B[start:sc.I]
-			sc.I++
-			return raw, escaped
-		case '\\':
-			escaped = true
-			sc.I += 2
-			continue
+	b := sc.B
+	i := sc.I + 1 // the opening quote
+	start := i
+	for {
+		// Eight bytes at a time up to a quote or a backslash.
+		for i+8 <= len(b) && !quoteOrBackslash(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
 		}
-		sc.I++
+		for i < len(b) && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		if i >= len(b) {
+			sc.I = i
+			if start > len(b) {
+				start = len(b)
+			}
+			return b[start:], escaped
+		}
+		if b[i] == '"' {
+			sc.I = i + 1
+			return b[start:i], escaped
+		}
+		escaped = true
+		i += 2
 	}
-	if start > len(sc.B) {
-		start = len(sc.B)
-	}
-	return sc.B[start:], escaped
+}
+
+// quoteOrBackslash reports whether any byte of x is '"' or '\\': (y -
+// 0x01…) &^ y & 0x80… is non-zero exactly when some byte of y is zero.
+func quoteOrBackslash(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^'"'*ones, x^'\\'*ones
+	return ((q-ones)&^q|(bs-ones)&^bs)&highs != 0
 }
 
 // Number reads the number token at I.

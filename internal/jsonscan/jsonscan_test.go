@@ -1,6 +1,7 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"testing"
 )
@@ -55,4 +56,57 @@ func TestNumberAndPeek(t *testing.T) {
 	if c := sc.Peek(); c != 0 {
 		t.Fatalf("Peek at the end = %q, want 0", c)
 	}
+}
+
+func TestQuoteOrBackslash(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 8; pos++ {
+			w := []byte("aaaaaaaa")
+			w[pos] = byte(c)
+			if got, want := quoteOrBackslash(binary.LittleEndian.Uint64(w)), c == '"' || c == '\\'; got != want {
+				t.Fatalf("quoteOrBackslash with %#x at %d = %v", c, pos, got)
+			}
+		}
+	}
+}
+
+// FuzzString: String finds the same end and escapes as a byte-at-a-time
+// reading, on any input (JSON or not).
+func FuzzString(f *testing.F) {
+	f.Add([]byte(`"plain string of some length"`), 0)
+	f.Add([]byte(`"esc\"aped\\ and more than eight"`), 0)
+	f.Add([]byte(`"unterminated \`), 0)
+	f.Fuzz(func(t *testing.T, b []byte, at int) {
+		if at < 0 || at >= len(b) {
+			return
+		}
+		sc := Scanner{B: b, I: at}
+		raw, esc := sc.String()
+		// Byte at a time, as String read it before it took eight.
+		i, start, wantEsc := at+1, at+1, false
+		var wantRaw []byte
+		for {
+			if i >= len(b) {
+				if start > len(b) {
+					start = len(b)
+				}
+				wantRaw = b[start:]
+				break
+			}
+			if b[i] == '"' {
+				wantRaw = b[start:i]
+				i++
+				break
+			}
+			if b[i] == '\\' {
+				wantEsc = true
+				i += 2
+				continue
+			}
+			i++
+		}
+		if sc.I != i || esc != wantEsc || string(raw) != string(wantRaw) {
+			t.Fatalf("String(%q at %d) = %q, %v, I=%d; want %q, %v, I=%d", b, at, raw, esc, sc.I, wantRaw, wantEsc, i)
+		}
+	})
 }

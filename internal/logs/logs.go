@@ -59,7 +59,7 @@ func New(w io.Writer, format, level string) (*slog.Logger, *slog.LevelVar, error
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	} else {
-		h = slog.NewTextHandler(w, opts)
+		h = newTextHandler(w, opts)
 	}
 	return slog.New(h), lv, nil
 }

@@ -136,6 +136,10 @@ func New(cfg Config) *Handler {
 
 const jsonContentType = "application/x-amz-json-1.1"
 
+// jsonContentTypeValue is the Content-Type header value of every JSON
+// answer, shared: net/http only reads a response's header values.
+var jsonContentTypeValue = []string{jsonContentType}
+
 func newRequestID() string {
 	var u [16]byte
 	rand.Read(u[:])
@@ -172,7 +176,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.requests.Add(1)
 	reqID := newRequestID()
-	w.Header().Set("x-amzn-RequestId", reqID)
+	// Set would canonicalize the name to X-Amzn-Requestid, allocating
+	// that string on every request: the same name, stored directly.
+	w.Header()["X-Amzn-Requestid"] = []string{reqID}
 	rec := &AuditRecord{Time: time.Now().UTC(), RequestID: reqID, SourceIP: remoteIP(r), UserAgent: r.UserAgent()}
 	var release func()
 	rep := h.serveAPI(r, rec, &release)
@@ -196,11 +202,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // between the body and the end of the response.
 func writeReply(w http.ResponseWriter, rep reply) {
 	hd := w.Header()
-	hd.Set("Content-Type", rep.contentType)
+	if rep.contentType == jsonContentType {
+		hd["Content-Type"] = jsonContentTypeValue
+	} else {
+		hd["Content-Type"] = []string{rep.contentType}
+	}
 	if rep.errorType != "" {
 		hd.Set("x-amzn-ErrorType", rep.errorType)
 	}
-	hd.Set("Content-Length", strconv.Itoa(len(rep.body)))
+	hd["Content-Length"] = []string{strconv.Itoa(len(rep.body))}
 	w.WriteHeader(rep.status)
 	w.Write(rep.body)
 }
@@ -321,8 +331,10 @@ func (h *Handler) dispatch(ctx context.Context, svc *awsjson.Service, op awsjson
 	if err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, err, rec)
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
+	var b []byte
+	if a, ok := out.(awsjson.JSONAppender); ok {
+		b = a.AppendJSON(make([]byte, 0, 512))
+	} else if b, err = json.Marshal(out); err != nil {
 		return h.handlerErrorReply(svc, reqID, opName, fmt.Errorf("encoding response: %w", err), rec)
 	}
 	rec.Status, rec.Response = 200, b

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"sort"
 	"strconv"
@@ -62,6 +63,14 @@ type keyCacheID struct{ accessKeyID, date, region, service string }
 type keyCacheEntry struct {
 	secretSum [32]byte // which secret the key was derived from (rotation)
 	key       []byte
+	// macs holds HMAC-SHA256 states keyed with key, reset after each use:
+	// a request's signature then costs neither hmac.New's allocations nor
+	// hashing the key's pads again.
+	macs *sync.Pool
+}
+
+func newMACPool(key []byte) *sync.Pool {
+	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
 }
 
 // maxKeyCache bounds the derived-key cache; it is emptied when full.
@@ -92,7 +101,9 @@ func parseAuthorization(h string) (authFields, error) {
 	}
 	var cred, signed, sig string
 	var haveCred, haveSigned, haveSig bool
-	for _, part := range strings.Split(rest, ",") {
+	for more := true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ",")
 		part = strings.Trim(part, " \t")
 		if part == "" {
 			continue
@@ -140,8 +151,16 @@ func parseAuthorization(h string) (authFields, error) {
 
 // fill checks and stores the three parameters shared by header and query auth.
 func (a *authFields) fill(cred, signed, sig string) error {
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 || parts[0] == "" || parts[1] == "" || parts[2] == "" || parts[3] == "" || parts[4] == "" {
+	var parts [5]string
+	n := 0
+	for rest, more := cred, true; more; n++ {
+		if n == len(parts) {
+			n++ // a sixth element
+			break
+		}
+		parts[n], rest, more = strings.Cut(rest, "/")
+	}
+	if n != 5 || parts[0] == "" || parts[1] == "" || parts[2] == "" || parts[3] == "" || parts[4] == "" {
 		return fail(ErrIncomplete, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term.")
 	}
 	a.accessKeyID, a.date, a.region, a.service, a.term = parts[0], parts[1], parts[2], parts[3], parts[4]
@@ -279,16 +298,21 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, wan
 // Pending is a request whose headers passed Begin and whose body is still to
 // be read. It must not outlive the request.
 type Pending struct {
-	v        *Verifier
-	r        *http.Request
-	a        authFields
-	t        time.Time // the request's date
-	amzDate  string
-	scope    string
-	key      []byte
-	secret   string
-	declared string // the signed X-Amz-Content-Sha256 (lower-case hex), "" when absent
-	checked  bool   // the signature was verified over declared
+	v       *Verifier
+	r       *http.Request
+	a       authFields
+	t       time.Time // the request's date
+	amzDate string
+	scope   string
+	key     []byte
+	secret  string
+	// secretSum is the SHA-256 of secret; cached says the key came from
+	// the cache (nothing to remember), macs is its HMAC pool.
+	secretSum [32]byte
+	cached    bool
+	macs      *sync.Pool
+	declared  string // the signed X-Amz-Content-Sha256 (lower-case hex), "" when absent
+	checked   bool   // the signature was verified over declared
 }
 
 // Begin checks everything a request's headers carry, before its body is read,
@@ -392,7 +416,12 @@ func (v *Verifier) Begin(ctx context.Context, r *http.Request, want Scope) (*Pen
 		return nil, fmt.Errorf("sigv4: looking up access key: %w", err)
 	}
 	p.secret = secret
-	p.key = v.signingKey(a.accessKeyID, secret, a.date, a.region, a.service)
+	p.secretSum = sha256.Sum256([]byte(secret))
+	if e, ok := v.cachedKey(a.accessKeyID, a.date, a.region, a.service, &p.secretSum); ok {
+		p.key, p.macs, p.cached = e.key, e.macs, true
+	} else {
+		p.key = deriveKey(secret, a.date, a.region, a.service)
+	}
 	p.scope = a.date + "/" + a.region + "/" + a.service + "/" + terminator
 	if p.declared != "" {
 		if !p.signatureMatches(p.declared) {
@@ -421,7 +450,9 @@ func (p *Pending) Finish(body []byte) (Result, error) {
 		return Result{}, fail(ErrSignature, "")
 	}
 	a := &p.a
-	p.v.remember(a.accessKeyID, p.secret, a.date, a.region, a.service, p.key)
+	if !p.cached {
+		p.v.remember(a.accessKeyID, &p.secretSum, a.date, a.region, a.service, p.key)
+	}
 	r := p.r
 	res := Result{
 		AccessKeyID:   a.accessKeyID,
@@ -448,7 +479,16 @@ func (p *Pending) signatureMatches(payloadHash string) bool {
 	query := canonicalQuery(r.URL.RawQuery, skip)
 	bp := stsBuffers.Get().(*[]byte)
 	defer stsBuffers.Put(bp)
-	mac := hmac.New(sha256.New, p.key)
+	var mac hash.Hash
+	if p.macs != nil {
+		mac = p.macs.Get().(hash.Hash)
+		defer func() {
+			mac.Reset()
+			p.macs.Put(mac)
+		}()
+	} else {
+		mac = hmac.New(sha256.New, p.key)
+	}
 	var sum [sha256.Size]byte
 	// First the AWS SDK form of the path (the escaped path encoded once
 	// more); then, only when that differs, the path as sent, which is how
@@ -507,7 +547,7 @@ func requireSigned(r *http.Request, a *authFields, contentType bool) error {
 		if len(k) < 6 || !strings.EqualFold(k[:6], "x-amz-") {
 			continue
 		}
-		if !signed(strings.ToLower(k)) {
+		if !containsFold(a.signedHeaders, k) {
 			missing = append(missing, k)
 		}
 	}
@@ -516,6 +556,17 @@ func requireSigned(r *http.Request, a *authFields, contentType bool) error {
 		return must(missing[0])
 	}
 	return nil
+}
+
+// containsFold is contains for a header name as sent (any case) against
+// the lower-case signed names.
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {
@@ -558,26 +609,24 @@ func skewString(d time.Duration) string {
 	return d.String()
 }
 
-func (v *Verifier) signingKey(akid, secret, date, region, service string) []byte {
+// cachedKey finds the derived key of a scope, if it was derived from the
+// secret whose SHA-256 is secretSum.
+func (v *Verifier) cachedKey(akid, date, region, service string, secretSum *[32]byte) (keyCacheEntry, bool) {
 	if m, _ := v.keys.Load().(map[keyCacheID]keyCacheEntry); m != nil {
-		if e, ok := m[keyCacheID{akid, date, region, service}]; ok {
-			sum := sha256.Sum256([]byte(secret))
-			if hmac.Equal(e.secretSum[:], sum[:]) {
-				return e.key
-			}
+		if e, ok := m[keyCacheID{akid, date, region, service}]; ok && hmac.Equal(e.secretSum[:], secretSum[:]) {
+			return e, true
 		}
 	}
-	return deriveKey(secret, date, region, service)
+	return keyCacheEntry{}, false
 }
 
 // remember caches a derived key, but only after it verified a request, so
 // clients cannot fill the cache with made-up scopes. Concurrent writers may
 // drop each other's entries; that only costs a re-derivation.
-func (v *Verifier) remember(akid, secret, date, region, service string, key []byte) {
+func (v *Verifier) remember(akid string, sum *[32]byte, date, region, service string, key []byte) {
 	id := keyCacheID{akid, date, region, service}
-	sum := sha256.Sum256([]byte(secret))
 	old, _ := v.keys.Load().(map[keyCacheID]keyCacheEntry)
-	if e, ok := old[id]; ok && e.secretSum == sum {
+	if e, ok := old[id]; ok && e.secretSum == *sum {
 		return
 	}
 	m := make(map[keyCacheID]keyCacheEntry, len(old)+1)
@@ -586,6 +635,6 @@ func (v *Verifier) remember(akid, secret, date, region, service string, key []by
 			m[k] = e
 		}
 	}
-	m[id] = keyCacheEntry{secretSum: sum, key: key}
+	m[id] = keyCacheEntry{secretSum: *sum, key: key, macs: newMACPool(key)}
 	v.keys.Store(m)
 }

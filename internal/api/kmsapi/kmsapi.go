@@ -74,8 +74,11 @@ func handler[In any, Out any](m *awsjson.Model, name string, fn func(ctx context
 	}
 	return func(ctx context.Context, c *awsjson.Call) (any, error) {
 		var in In
-		if err := m.DecodeInput(name, c.Body, &in); err != nil {
-			return nil, err
+		if d, ok := any(&in).(awsjson.MemberDecoder); !ok || !m.DecodeFast(name, c.Body, d) {
+			in = *new(In) // DecodeFast may have stored part of the body
+			if err := m.DecodeInput(name, c.Body, &in); err != nil {
+				return nil, err
+			}
 		}
 		r := request(c, name)
 		if g, ok := any(&in).(grantTokened); ok {

@@ -159,14 +159,19 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	// Each connection keeps its prepared statements (parsing a query costs
 	// more than running it) and 8 MiB of pages (the upper levels of the
-	// keys B-trees stay cached with a million keys); 4 connections.
+	// keys B-trees stay cached with a million keys); 4 connections, all
+	// kept open: database/sql keeps 2 idle by default and closes the
+	// others as they are returned, so under load connections were opened
+	// again and again, each with an empty page cache and no prepared
+	// statements (with a million keys, most of a GetKey's time).
 	dsn := "file:" + name + "?_journal_mode=WAL&_synchronous=" + syncMode + "&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=64&_cache_size=-8192"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		wal.close()
 		return nil, fmt.Errorf("sqlite.Open: %w", err)
 	}
-	db.SetMaxOpenConns(4)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	d := dialect
 	if wal != nil {
 		d.AfterCommit = wal.sync
@@ -185,6 +190,10 @@ func (d *DB) Close() error {
 	d.wal.close()
 	return err
 }
+
+// maxConns is the size of the connection pool: readers run alongside the
+// one writer (WAL), each connection with its own page cache.
+const maxConns = 4
 
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 

@@ -183,3 +183,25 @@ func regionMigration(t *testing.T, from int) {
 		t.Fatalf("the second start moved the key: %v", err)
 	}
 }
+
+// TestPoolKeepsConnections: connections returned to the pool stay open
+// (each holds its page cache and prepared statements); database/sql's
+// default would close all but 2.
+func TestPoolKeepsConnections(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for range maxConns {
+		c, err := db.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if st := db.db.Stats(); st.Idle != maxConns || st.MaxIdleClosed != 0 {
+		t.Fatalf("after %d connections were returned: %d idle, %d closed", maxConns, st.Idle, st.MaxIdleClosed)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/internal/awsjson"
+	"github.com/keyhold/keyhold/internal/blob"
 )
 
 // models/ holds byte-identical copies of the API packages' embedded models
@@ -394,26 +394,11 @@ type responseIDs struct {
 // members instead of decoding the whole body: for a crypto response most of
 // the body is a blob. keyResources checks every value it uses.
 func parseIDs(b []byte) responseIDs {
-	var ids responseIDs
-	ids.KeyId = memberString(b, `"KeyId":"`)
-	ids.SourceKeyId = memberString(b, `"SourceKeyId":"`)
-	if i := bytes.Index(b, []byte(`"KeyMetadata":{`)); i >= 0 {
-		ids.KeyMetadata.Arn = memberString(b[i:], `"Arn":"`)
-	}
+	ids := parseIDsView(b)
+	ids.KeyId = strings.Clone(ids.KeyId)
+	ids.SourceKeyId = strings.Clone(ids.SourceKeyId)
+	ids.KeyMetadata.Arn = strings.Clone(ids.KeyMetadata.Arn)
 	return ids
-}
-
-func memberString(b []byte, prefix string) string {
-	i := bytes.Index(b, []byte(prefix))
-	if i < 0 {
-		return ""
-	}
-	rest := b[i+len(prefix):]
-	j := bytes.IndexAny(rest, `"\`)
-	if j < 0 || rest[j] != '"' {
-		return ""
-	}
-	return string(rest[:j])
 }
 
 // keyResources lists the keys an event touched: ARNs from the response
@@ -625,20 +610,13 @@ func lowerFirst(s string) string {
 	return strings.ToLower(s[:1]) + s[1:]
 }
 
-func newUUID() string {
+func newUUID() string { return blob.FormatUUID(randomUUID()) }
+
+// randomUUID is a random (version 4) UUID.
+func randomUUID() [16]byte {
 	var u [16]byte
 	rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	return u
 }

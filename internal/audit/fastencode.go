@@ -2,13 +2,12 @@ package audit
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/keyhold/keyhold/internal/blob"
 	"github.com/keyhold/keyhold/internal/jsonquote"
 	"github.com/keyhold/keyhold/internal/jsonscan"
 )
@@ -112,22 +111,9 @@ func (e *Encoder) appendDirect(b []byte, r *Record) (_ []byte, ok bool) {
 
 // appendUUID appends a quoted random (version 4) UUID, as newUUID makes.
 func appendUUID(b []byte) []byte {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var s [38]byte
-	s[0], s[37] = '"', '"'
-	hex.Encode(s[1:9], u[0:4])
-	s[9] = '-'
-	hex.Encode(s[10:14], u[4:6])
-	s[14] = '-'
-	hex.Encode(s[15:19], u[6:8])
-	s[19] = '-'
-	hex.Encode(s[20:24], u[8:10])
-	s[24] = '-'
-	hex.Encode(s[25:], u[10:])
-	return append(b, s[:]...)
+	b = append(b, '"')
+	b = blob.AppendUUID(b, randomUUID())
+	return append(b, '"')
 }
 
 func appendResources(b []byte, res []Resource) []byte {

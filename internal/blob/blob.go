@@ -165,16 +165,22 @@ func ParseUUID(s string) ([16]byte, bool) {
 // FormatUUID renders 16 bytes as 8-4-4-4-12 lowercase hex.
 func FormatUUID(u [16]byte) string {
 	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	return string(AppendUUID(b[:0], u))
+}
+
+// AppendUUID appends u as FormatUUID renders it.
+func AppendUUID(b []byte, u [16]byte) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return append(b, s[:]...)
 }
 
 // ParseKeyID parses a KMS key id: a UUID, or (multiRegion) "mrk-" and 32

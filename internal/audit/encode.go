@@ -55,20 +55,7 @@ func appendEvent(b []byte, ev *Event) (_ []byte, ok bool) {
 	b = append(b, `,"readOnly":`...)
 	b = strconv.AppendBool(b, ev.ReadOnly)
 	if len(ev.Resources) > 0 {
-		b = append(b, `,"resources":[`...)
-		for i, r := range ev.Resources {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"accountId":`...)
-			b = jsonquote.AppendString(b, r.AccountID)
-			b = append(b, `,"type":`...)
-			b = jsonquote.AppendString(b, r.Type)
-			b = append(b, `,"ARN":`...)
-			b = jsonquote.AppendString(b, r.ARN)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = appendResources(b, ev.Resources)
 	}
 	b = append(b, `,"eventType":`...)
 	b = jsonquote.AppendString(b, ev.EventType)

@@ -9,17 +9,31 @@ import (
 	"testing"
 )
 
-func TestSyncFile(t *testing.T) {
+// startThread starts a Thread that the test's end stops.
+func startThread(t testing.TB) *Thread {
+	t.Helper()
 	th, err := Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer th.Close()
+	t.Cleanup(func() { th.Close() })
+	return th
+}
+
+// tempFile creates a file that the test's end closes.
+func tempFile(t testing.TB) *os.File {
+	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestSyncFile(t *testing.T) {
+	th := startThread(t)
+	f := tempFile(t)
 	for i := 0; i < 3; i++ {
 		if _, err := f.WriteString("line\n"); err != nil {
 			t.Fatal(err)
@@ -33,11 +47,7 @@ func TestSyncFile(t *testing.T) {
 // A pipe cannot be fsynced: the thread's errno must come back as f.Sync's
 // would, naming the file.
 func TestSyncErrorIsTheFsyncs(t *testing.T) {
-	th, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer th.Close()
+	th := startThread(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -54,11 +64,7 @@ func TestSyncErrorIsTheFsyncs(t *testing.T) {
 		t.Fatalf("Sync(pipe) = %v, want a PathError for %s wrapping EINVAL (f.Sync said %v)", got, w.Name(), want)
 	}
 	// The thread is still there after a failed fsync.
-	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := tempFile(t)
 	if err := th.Sync(f); err != nil {
 		t.Fatal(err)
 	}
@@ -68,15 +74,8 @@ func TestSyncErrorIsTheFsyncs(t *testing.T) {
 }
 
 func TestSyncClosedFile(t *testing.T) {
-	th, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer th.Close()
-	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	th := startThread(t)
+	f := tempFile(t)
 	f.Close()
 	if err := th.Sync(f); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Sync(closed file) = %v, want os.ErrClosed", err)
@@ -91,11 +90,7 @@ func TestSyncAfterCloseFallsBack(t *testing.T) {
 	if err := th.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := tempFile(t)
 	if err := th.Sync(f); err != nil {
 		t.Fatal(err)
 	}
@@ -111,11 +106,7 @@ func TestSyncAfterCloseFallsBack(t *testing.T) {
 }
 
 func TestSyncConcurrent(t *testing.T) {
-	th, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer th.Close()
+	th := startThread(t)
 	dir := t.TempDir()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -146,17 +137,9 @@ func TestSyncConcurrent(t *testing.T) {
 }
 
 func BenchmarkSync(b *testing.B) {
-	f, err := os.Create(filepath.Join(b.TempDir(), "f"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f := tempFile(b)
 	b.Run("thread", func(b *testing.B) {
-		th, err := Start()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer th.Close()
+		th := startThread(b)
 		for i := 0; i < b.N; i++ {
 			f.WriteString("x")
 			if err := th.Sync(f); err != nil {
